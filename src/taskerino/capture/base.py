@@ -1,0 +1,82 @@
+"""The capture interface every platform back end implements.
+
+A `Source` yields BGRA frames (numpy uint8 arrays of shape (height, width, 4)); a
+`CaptureBackend` lists what can be captured and opens sources by id. `get_backend()` in
+`taskerino.capture` picks the back end for the running platform.
+"""
+
+from __future__ import annotations
+
+import abc
+from dataclasses import dataclass
+
+import numpy as np
+import numpy.typing as npt
+
+Frame = npt.NDArray[np.uint8]
+
+
+@dataclass(frozen=True)
+class DisplayInfo:
+    id: str  # "display:N", N from 1
+    name: str
+    width: int
+    height: int
+    x: int
+    y: int
+    primary: bool
+
+
+@dataclass(frozen=True)
+class WindowInfo:
+    id: str  # "window:0x1a00003" on X11
+    title: str
+    app: str  # application / window class
+    width: int
+    height: int
+    x: int
+    y: int
+
+
+class Source(abc.ABC):
+    """One thing being captured: a display, a window or a synthetic picture."""
+
+    id: str
+
+    @property
+    @abc.abstractmethod
+    def size(self) -> tuple[int, int]:
+        """(width, height) of the frames `grab` returns."""
+
+    @abc.abstractmethod
+    def grab(self) -> Frame:
+        """The current picture as BGRA. A window that is gone yields black (see `gone`)."""
+
+    @property
+    def gone(self) -> bool:
+        """True once the captured thing has disappeared (a closed window)."""
+        return False
+
+    def close(self) -> None:  # noqa: B027 - optional hook, nothing to release by default
+        """Release the platform resources; safe to call twice."""
+
+
+class CaptureBackend(abc.ABC):
+    """What a platform can capture."""
+
+    @abc.abstractmethod
+    def displays(self) -> list[DisplayInfo]: ...
+
+    @abc.abstractmethod
+    def windows(self) -> list[WindowInfo]: ...
+
+    @abc.abstractmethod
+    def open(self, source_id: str) -> Source:
+        """Open a validated source id; raises InvalidInput for one that does not exist."""
+
+    @abc.abstractmethod
+    def screenshot(self, source_id: str | None = None) -> Frame:
+        """One BGRA picture of one display, or of all displays together when None."""
+
+    def close(self) -> None:  # noqa: B027 - optional hook, nothing to release by default
+        """Release the platform connection; safe to call twice."""

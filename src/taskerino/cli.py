@@ -1,0 +1,319 @@
+"""The `taskerino` command: parse, call the library, format. No logic of its own."""
+
+from __future__ import annotations
+
+import json
+import logging
+import signal
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import asdict
+from types import FrameType
+from typing import Any, NoReturn, cast
+
+import click
+
+from .errors import InvalidInput, NotFound, TaskerinoError
+from .models import SessionConfig, SessionStatus, SessionSummary, to_dict
+from .recording.validate import parse_fps, parse_number, parse_size
+from .sessions import SessionManager, StartRequest
+
+STATUSES = ("active", "paused", "completed", "interrupted")
+
+
+def _fail(message: str, code: int) -> NoReturn:
+    click.echo(f"error: {message}", err=True)
+    sys.exit(code)
+
+
+def main() -> None:
+    logging.basicConfig(level=logging.WARNING, format="taskerino: %(message)s")
+    try:
+        cli.main(standalone_mode=False, prog_name="taskerino")
+    except click.exceptions.Exit as exc:
+        sys.exit(exc.exit_code)
+    except click.exceptions.Abort:
+        _fail("aborted", 1)
+    except click.ClickException as exc:
+        _fail(exc.format_message().replace("\n", " "), 2)
+    except (InvalidInput, NotFound) as exc:
+        _fail(str(exc), 2)
+    except TaskerinoError as exc:
+        _fail(str(exc), 1)
+    except KeyboardInterrupt:
+        _fail("interrupted", 1)
+
+
+def _dump(data: object) -> None:
+    click.echo(json.dumps(data, indent=2, sort_keys=False))
+
+
+@contextmanager
+def _manager(ctx: click.Context) -> Iterator[SessionManager]:
+    manager = SessionManager.open(ctx.obj["home"])
+    try:
+        yield manager
+    finally:
+        manager.close()
+
+
+@click.group(help="Record work sessions (screenshots, screen video, audio) and review them.")
+@click.option("--home", type=str, default=None, envvar="TASKERINO_HOME",
+              help="Data folder (default: the platform's user data folder).")
+@click.pass_context
+def cli(ctx: click.Context, home: str | None) -> None:
+    ctx.obj = {"home": home}
+
+
+# --- sources --------------------------------------------------------------------------
+@cli.command(help="List displays, windows and audio devices that can be recorded.")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+def sources(as_json: bool) -> None:
+    from .capture import get_backend
+
+    backend = get_backend()
+    try:
+        displays = [asdict(d) for d in backend.displays()]
+        windows = [asdict(w) for w in backend.windows()]
+    finally:
+        backend.close()
+    audio = _audio_devices()
+    if as_json:
+        _dump({"displays": displays, "windows": windows, "audio": audio})
+        return
+    click.echo("Displays:")
+    for d in displays:
+        primary = " (primary)" if d["primary"] else ""
+        click.echo(f"  {d['id']:<12} {d['width']}x{d['height']}+{d['x']}+{d['y']}"
+                   f"  {d['name']}{primary}")
+    click.echo("Windows:")
+    for w in windows:
+        click.echo(f"  {w['id']:<18} {w['width']}x{w['height']}  {w['app']}: {w['title']}")
+    if audio:
+        click.echo("Audio:")
+        for a in audio:
+            click.echo(f"  {a['id']:<30} {a['kind']:<8} {a['name']}")
+
+
+def _audio_devices() -> list[dict[str, Any]]:
+    try:
+        from .capture.audio import list_audio_devices
+    except ImportError:
+        return []
+    try:
+        return [asdict(d) for d in list_audio_devices()]
+    except TaskerinoError:
+        return []
+
+
+# --- record ---------------------------------------------------------------------------
+@cli.command(help="Record a session in the foreground until --duration, Ctrl-C or SIGTERM.")
+@click.option("--name", default="", help="Session name.")
+@click.option("--description", default="", help="Session description.")
+@click.option("--duration", default=None, help="Stop after this many seconds.")
+@click.option("--screenshots/--no-screenshots", default=True, help="Take periodic screenshots.")
+@click.option("--screenshot-interval", default="120", show_default=True,
+              help="Seconds between screenshots (at least 1).")
+@click.option("--video", is_flag=True, help="Record screen video.")
+@click.option("--source", "sources_", multiple=True,
+              help="Video source: display:N, window:ID or test:NAME (up to 4).")
+@click.option("--compositor", default=None,
+              help="passthrough (one source), grid or side-by-side.")
+@click.option("--fps", default="15", show_default=True, help="Video frames per second (1-60).")
+@click.option("--size", default="1920x1080", show_default=True, help="Video size WxH.")
+@click.option("--audio", is_flag=True, help="Record the microphone.")
+@click.option("--system-audio", is_flag=True, help="Record what the computer plays.")
+@click.option("--mic", default=None, help="Microphone device id (see `taskerino sources`).")
+@click.option("--balance", default="50", show_default=True,
+              help="Microphone/system mix, 0 (all microphone) to 100 (all system).")
+@click.option("--json", "as_json", is_flag=True, help="Print the ended session as JSON.")
+@click.pass_context
+def record(ctx: click.Context, name: str, description: str, duration: str | None,
+           screenshots: bool, screenshot_interval: str, video: bool, sources_: tuple[str, ...],
+           compositor: str | None, fps: str, size: str, audio: bool, system_audio: bool,
+           mic: str | None, balance: str, as_json: bool) -> None:
+    # Everything is checked before the data folder is touched.
+    seconds = parse_number(duration, "duration") if duration is not None else None
+    width, height = parse_size(size)
+    balance_value = parse_number(balance, "balance")
+    if balance_value != int(balance_value) or balance_value > 100:
+        raise InvalidInput(f"balance must be a whole number from 0 to 100, got {balance!r}")
+    config = SessionConfig(
+        screenshots=screenshots,
+        screenshot_interval=parse_number(screenshot_interval, "screenshot interval"),
+        video=video or bool(sources_), sources=list(sources_), compositor=compositor,
+        fps=parse_fps(fps) if (video or sources_) else 15, width=width, height=height,
+        audio=audio or mic is not None, system_audio=system_audio, mic=mic,
+        balance=int(balance_value),
+    )
+    stop = threading.Event()
+
+    def on_signal(signum: int, frame: FrameType | None) -> None:
+        stop.set()
+
+    previous = {s: signal.signal(s, on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        with _manager(ctx) as manager:
+            session = manager.start(StartRequest(name=name, description=description,
+                                                 config=config))
+            if not as_json:
+                click.echo(f"recording session {session.id} ({session.name}); "
+                           "Ctrl-C to end", err=True)
+            deadline = None if seconds is None else time.monotonic() + seconds
+            _watch(manager, session.id, stop, deadline, quiet=as_json)
+            ended = manager.end(session.id)
+            if as_json:
+                _dump(_session_json(manager, ended.id))
+            else:
+                click.echo(f"session {ended.id} {ended.status}: "
+                           f"{ended.total_duration or 0:.1f} s, "
+                           f"{len(ended.screenshots)} screenshots", err=True)
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+
+
+def _watch(manager: SessionManager, session_id: str, stop: threading.Event,
+           deadline: float | None, quiet: bool) -> None:
+    """Wait for the end, showing live stats on a terminal."""
+    show = not quiet and sys.stderr.isatty()
+    last = 0.0
+    while not stop.is_set():
+        if deadline is not None and time.monotonic() >= deadline:
+            return
+        if manager.wait(session_id, 0.1):
+            return  # ended from elsewhere
+        if show and time.monotonic() - last >= 1.0:
+            last = time.monotonic()
+            s = manager.stats(session_id)
+            click.echo(f"\r{s.state:<9} fps {s.fps:5.1f}/{s.target_fps:<4.0f} "
+                       f"dropped {s.frames_dropped} ({s.drop_rate:.1%}) {s.health:<8} "
+                       f"{s.bytes_written / 1e6:7.1f} MB", err=True, nl=False)
+    if show:
+        click.echo("", err=True)
+
+
+# --- sessions -------------------------------------------------------------------------
+@cli.group(help="List, show and steer sessions.")
+def sessions() -> None:
+    pass
+
+
+def _summary_json(s: SessionSummary) -> dict[str, Any]:
+    return asdict(s)
+
+
+def _session_json(manager: SessionManager, session_id: str) -> dict[str, Any]:
+    session = manager.get(session_id)
+    data = to_dict(session)
+    attachments = {}
+    for attachment in manager.store.attachments_for(session_id):
+        entry = to_dict(attachment)
+        path = manager.media.local_path(attachment)
+        entry["path"] = str(path) if path else None
+        attachments[attachment.id] = entry
+    data["attachments"] = attachments
+    return data
+
+
+@sessions.command("list", help="Sessions, newest first.")
+@click.option("--status", type=click.Choice(STATUSES), default=None)
+@click.option("--query", default=None, help="Text in name, description or tags.")
+@click.option("--json", "as_json", is_flag=True)
+@click.pass_context
+def sessions_list(ctx: click.Context, status: str | None, query: str | None,
+                  as_json: bool) -> None:
+    with _manager(ctx) as manager:
+        rows = manager.list_sessions(status=_status(status), query=query)
+    if as_json:
+        _dump([_summary_json(r) for r in rows])
+        return
+    for r in rows:
+        duration = f"{r.total_duration:.0f}s" if r.total_duration is not None else "-"
+        click.echo(f"{r.id}  {r.status:<11} {r.start_time[:19]}  {duration:>7}  "
+                   f"{r.screenshot_count:>4} shots  {'video' if r.has_video else '     '}  "
+                   f"{r.name}")
+
+
+def _status(value: str | None) -> SessionStatus | None:
+    # click.Choice has already limited the value to STATUSES.
+    return cast(SessionStatus | None, value)
+
+
+@sessions.command("show", help="One session with its screenshots, media and notes.")
+@click.argument("session_id")
+@click.option("--json", "as_json", is_flag=True)
+@click.pass_context
+def sessions_show(ctx: click.Context, session_id: str, as_json: bool) -> None:
+    with _manager(ctx) as manager:
+        data = _session_json(manager, session_id)
+    if as_json:
+        _dump(data)
+        return
+    click.echo(f"{data['name']}  [{data['status']}]  {data['id']}")
+    click.echo(f"  started {data['start_time']}  ended {data['end_time'] or '-'}  "
+               f"duration {data['total_duration'] or 0:.1f} s")
+    if data["description"]:
+        click.echo(f"  {data['description']}")
+    click.echo(f"  {len(data['screenshots'])} screenshots, "
+               f"{len(data['audio_segments'])} audio segments, "
+               f"video: {'yes' if data['video'] else 'no'}")
+    for item in data["context_items"]:
+        click.echo(f"  {item['media_offset']:8.1f}s {item['type']}: {item['content']}")
+
+
+def _steer(action: str) -> Callable[..., None]:
+    @click.argument("session_id")
+    @click.pass_context
+    def command(ctx: click.Context, session_id: str) -> None:
+        with _manager(ctx) as manager:
+            session = getattr(manager, action)(session_id)
+        click.echo(f"session {session.id} is {session.status}")
+
+    return command
+
+
+sessions.command("pause", help="Pause a recording session (from any process).")(_steer("pause"))
+sessions.command("resume", help="Resume a paused session (from any process).")(_steer("resume"))
+sessions.command("end", help="End a session (from any process).")(_steer("end"))
+
+
+# --- stats / doctor -------------------------------------------------------------------
+@cli.command(help="Live recording stats of a session.")
+@click.argument("session_id")
+@click.option("--json", "as_json", is_flag=True)
+@click.option("--watch", is_flag=True, help="Keep printing once a second until it stops.")
+@click.pass_context
+def stats(ctx: click.Context, session_id: str, as_json: bool, watch: bool) -> None:
+    with _manager(ctx) as manager:
+        while True:
+            s = manager.stats(session_id)
+            if as_json:
+                click.echo(json.dumps(to_dict(s)))
+            else:
+                click.echo(f"{s.state:<9} captured {s.frames_captured} processed "
+                           f"{s.frames_processed} dropped {s.frames_dropped} "
+                           f"({s.drop_rate:.1%}, {s.health}) fps {s.fps:.1f}/{s.target_fps:.0f}"
+                           f" {s.bitrate_kbps:.0f} kbit/s lag {s.encode_lag_ms:.0f} ms")
+            if not watch or s.state == "stopped":
+                return
+            time.sleep(1.0)
+
+
+@cli.command(help="Check the database and the media files.")
+@click.option("--json", "as_json", is_flag=True)
+@click.pass_context
+def doctor(ctx: click.Context, as_json: bool) -> None:
+    with _manager(ctx) as manager:
+        problems = manager.doctor()
+    if as_json:
+        _dump({"ok": not problems, "problems": problems})
+    else:
+        for problem in problems:
+            click.echo(problem)
+        click.echo("ok" if not problems else f"{len(problems)} problem(s)")
+    if problems:
+        sys.exit(1)

@@ -1,0 +1,70 @@
+"""Where Taskerino keeps its data: flag > TASKERINO_HOME > the platform's user data folder."""
+
+from __future__ import annotations
+
+import os
+import sys
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+from .errors import InvalidInput
+
+HOME_ENV = "TASKERINO_HOME"
+
+
+def default_home() -> Path:
+    if sys.platform == "darwin":
+        return Path.home() / "Library" / "Application Support" / "Taskerino"
+    if sys.platform == "win32":
+        return Path(os.environ.get("APPDATA", Path.home())) / "Taskerino"
+    base = os.environ.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")
+    return Path(base) / "taskerino"
+
+
+@dataclass(frozen=True)
+class Layout:
+    """The files of one data folder."""
+
+    home: Path
+
+    @property
+    def database(self) -> Path:
+        return self.home / "taskerino.db"
+
+    @property
+    def blobs(self) -> Path:
+        return self.home / "blobs"
+
+    @property
+    def staging(self) -> Path:
+        """Media being written by live recorders, before it becomes a blob."""
+        return self.home / "staging"
+
+
+def resolve_home(flag: str | Path | None = None) -> Layout:
+    """The data folder asked for, checked to exist and be writable.
+
+    A folder named by the user (flag or environment) must already exist: a typo should not
+    silently start a new, empty library. The platform default is created on first use.
+    """
+    named = flag if flag is not None else os.environ.get(HOME_ENV) or None
+    if named is None:
+        home = default_home()
+        home.mkdir(parents=True, exist_ok=True)
+    else:
+        home = Path(named).expanduser()
+        if not home.is_dir():
+            raise InvalidInput(
+                f"data folder {str(home)!r} does not exist: create it or pass an existing "
+                "folder with --home / TASKERINO_HOME"
+            )
+    try:
+        with tempfile.TemporaryFile(dir=home):
+            pass
+    except OSError as exc:
+        raise InvalidInput(
+            f"data folder {str(home)!r} is not writable ({exc.strerror}): "
+            "pass a folder you can write to"
+        ) from exc
+    return Layout(home.resolve())

@@ -1,0 +1,280 @@
+"""The data model of a session (spec §1) as typed dataclasses with JSON round-trip.
+
+`to_dict`/`from_dict` are generic over the dataclass fields: a field missing from a stored
+record gets its default, an unknown field is ignored, and `schema_version` selects the
+migrations in `MIGRATIONS` that bring an old record up to date before it is loaded.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import types
+import typing
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any, Literal, TypeVar, get_args, get_origin
+
+SCHEMA_VERSION = 1
+
+SessionStatus = Literal["active", "paused", "completed", "interrupted"]
+AttachmentType = Literal["video", "image", "audio", "file"]
+ContextItemType = Literal["note", "task", "marker"]
+ChunkingStatus = Literal["pending", "processing", "complete", "error"]
+RecordingState = Literal["recording", "paused", "stopped"]
+Health = Literal["healthy", "warning", "critical"]
+
+LIVE_STATUSES: tuple[SessionStatus, ...] = ("active", "paused")
+
+
+def new_id() -> str:
+    return uuid.uuid4().hex
+
+
+def utc_now() -> str:
+    return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def parse_time(value: str) -> datetime:
+    return datetime.fromisoformat(value.replace("Z", "+00:00"))
+
+
+@dataclass
+class Attachment:
+    id: str
+    type: AttachmentType
+    name: str
+    mime_type: str
+    size: int
+    hash: str
+    created_at: str = field(default_factory=utc_now)
+    duration: float | None = None
+    width: int | None = None
+    height: int | None = None
+
+
+@dataclass
+class SessionScreenshot:
+    id: str
+    session_id: str
+    timestamp: str
+    media_offset: float
+    attachment_id: str
+    hash: str
+    user_comment: str | None = None
+    flagged: bool = False
+    ocr_text: str | None = None
+    analysis_status: str = "pending"
+
+
+@dataclass
+class SessionAudioSegment:
+    id: str
+    session_id: str
+    timestamp: str
+    media_offset: float
+    duration: float
+    attachment_id: str
+    transcription: str | None = None
+    transcription_status: str = "pending"
+
+
+@dataclass
+class SessionVideoChunk:
+    id: str
+    video_id: str
+    attachment_id: str
+    index: int
+    start_offset: float
+    end_offset: float
+    frames: int
+    bytes: int
+
+
+@dataclass
+class VideoChapter:
+    id: str
+    session_id: str
+    start_offset: float
+    end_offset: float
+    title: str
+    summary: str = ""
+    key_topics: list[str] = field(default_factory=list)
+    thumbnail_attachment_id: str | None = None
+    confidence: float = 0.0
+
+
+@dataclass
+class SessionVideo:
+    id: str
+    session_id: str
+    width: int
+    height: int
+    fps: int
+    sources: list[str]
+    compositor: str
+    full_video_attachment_id: str | None = None
+    duration: float = 0.0
+    chunking_status: ChunkingStatus = "pending"
+    chunks: list[SessionVideoChunk] = field(default_factory=list)
+    chapters: list[VideoChapter] = field(default_factory=list)
+
+
+@dataclass
+class ContextItem:
+    id: str
+    session_id: str
+    timestamp: str
+    media_offset: float
+    type: ContextItemType
+    content: str
+
+
+@dataclass
+class SessionConfig:
+    """What was asked for when the session started."""
+
+    screenshots: bool = True
+    screenshot_interval: float = 120.0
+    screenshot_source: str | None = None  # None: all displays
+    video: bool = False
+    sources: list[str] = field(default_factory=list)
+    compositor: str | None = None
+    fps: int = 15
+    width: int = 1920
+    height: int = 1080
+    audio: bool = False
+    system_audio: bool = False
+    mic: str | None = None
+    balance: int = 50
+
+
+@dataclass
+class Session:
+    id: str
+    name: str
+    start_time: str
+    description: str = ""
+    status: SessionStatus = "active"
+    end_time: str | None = None
+    paused_at: str | None = None
+    total_paused: float = 0.0
+    total_duration: float | None = None
+    config: SessionConfig = field(default_factory=SessionConfig)
+    screenshots: list[SessionScreenshot] = field(default_factory=list)
+    audio_segments: list[SessionAudioSegment] = field(default_factory=list)
+    video: SessionVideo | None = None
+    context_items: list[ContextItem] = field(default_factory=list)
+    tags: list[str] = field(default_factory=list)
+    enrichment: dict[str, str] = field(default_factory=dict)
+    schema_version: int = SCHEMA_VERSION
+
+
+@dataclass
+class SessionSummary:
+    """One row of `sessions list`: the session without its children."""
+
+    id: str
+    name: str
+    status: SessionStatus
+    start_time: str
+    end_time: str | None
+    total_duration: float | None
+    screenshot_count: int
+    audio_segment_count: int
+    has_video: bool
+    description: str = ""
+    tags: list[str] = field(default_factory=list)
+
+
+@dataclass
+class RecordingStats:
+    session_id: str
+    state: RecordingState = "recording"
+    frames_captured: int = 0
+    frames_processed: int = 0
+    frames_dropped: int = 0
+    drop_rate: float = 0.0
+    fps: float = 0.0
+    target_fps: float = 0.0
+    bytes_written: int = 0
+    bitrate_kbps: float = 0.0
+    encode_lag_ms: float = 0.0
+    health: Health = "healthy"
+    updated_at: str = field(default_factory=utc_now)
+    audio: dict[str, float] = field(default_factory=dict)
+
+
+def drop_rate(processed: int, dropped: int) -> float:
+    total = processed + dropped
+    return dropped / total if total else 0.0
+
+
+def health_for(rate: float) -> Health:
+    if rate < 0.01:
+        return "healthy"
+    if rate < 0.05:
+        return "warning"
+    return "critical"
+
+
+# --- JSON round-trip -------------------------------------------------------------------
+
+T = TypeVar("T")
+
+# schema_version N -> function that turns a version-N record into a version-N+1 record.
+MIGRATIONS: dict[int, Callable[[dict[str, Any]], dict[str, Any]]] = {}
+
+
+def to_dict(obj: object) -> dict[str, Any]:
+    if not dataclasses.is_dataclass(obj) or isinstance(obj, type):
+        raise TypeError(f"not a dataclass instance: {obj!r}")
+    return dataclasses.asdict(obj)
+
+
+def migrate(data: dict[str, Any]) -> dict[str, Any]:
+    version = int(data.get("schema_version", SCHEMA_VERSION))
+    if version > SCHEMA_VERSION:
+        # A newer program wrote this; load what we know and keep going.
+        return data
+    while version < SCHEMA_VERSION:
+        data = MIGRATIONS[version](dict(data))
+        version += 1
+        data["schema_version"] = version
+    return data
+
+
+def from_dict(cls: type[T], data: dict[str, Any]) -> T:
+    """Build `cls` from a JSON object; missing fields get defaults, unknown ones are ignored."""
+    if cls is Session:
+        data = migrate(data)
+    return typing.cast(T, _build(cls, data))
+
+
+def _build(cls: type[Any], data: dict[str, Any]) -> Any:
+    hints = typing.get_type_hints(cls)
+    kwargs: dict[str, Any] = {}
+    for f in dataclasses.fields(cls):
+        if f.name in data:
+            kwargs[f.name] = _convert(hints[f.name], data[f.name])
+    return cls(**kwargs)
+
+
+def _convert(hint: Any, value: Any) -> Any:
+    if value is None:
+        return None
+    origin = get_origin(hint)
+    if origin in (typing.Union, types.UnionType):
+        options = [a for a in get_args(hint) if a is not type(None)]
+        return _convert(options[0], value) if len(options) == 1 else value
+    if origin is list:
+        (item,) = get_args(hint)
+        return [_convert(item, v) for v in value]
+    if origin is dict:
+        return dict(value)
+    if dataclasses.is_dataclass(hint) and isinstance(hint, type):
+        return _build(hint, value)
+    if hint is float and isinstance(value, int):
+        return float(value)
+    return value

@@ -1,0 +1,116 @@
+"""The live recordings of this process: one `LiveRecording` per session, in one registry."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Iterator
+
+from ..errors import NotFound
+from ..models import RecordingState, RecordingStats, drop_rate, health_for, utc_now
+from .base import Finisher, MediaClock, Recorder
+
+
+class LiveRecording:
+    """The recorders of one session and their shared clock, from start to stop."""
+
+    def __init__(self, session_id: str, recorders: list[Recorder], clock: MediaClock) -> None:
+        self.session_id = session_id
+        self.recorders = recorders
+        self.clock = clock
+        self.end_lock = threading.Lock()  # one ending at a time; the second waits and sees it
+        self.stopped = False
+        self.ended = threading.Event()  # set once the session is completed in the store
+        self._started = time.monotonic()
+
+    def pause(self) -> None:
+        self.clock.pause()
+        for recorder in self.recorders:
+            recorder.pause()
+
+    def resume(self) -> None:
+        for recorder in self.recorders:
+            recorder.resume()
+        self.clock.resume()
+
+    def stop(self) -> list[Finisher]:
+        """Stop every recorder (all of them, even when one fails) and collect finishers."""
+        finishers: list[Finisher] = []
+        errors: list[BaseException] = []
+        for recorder in self.recorders:
+            try:
+                finisher = recorder.stop()
+            except Exception as exc:
+                errors.append(exc)
+                continue
+            if finisher is not None:
+                finishers.append(finisher)
+        self.stopped = True
+        if errors:
+            raise errors[0]
+        return finishers
+
+    def failures(self) -> list[str]:
+        return [r.failure for r in self.recorders if r.failure]
+
+    def stats(self) -> RecordingStats:
+        figures: dict[str, float] = {}
+        for recorder in self.recorders:
+            figures.update(recorder.stats())
+        processed = int(figures.pop("frames_processed", 0))
+        dropped = int(figures.pop("frames_dropped", 0))
+        rate = drop_rate(processed, dropped)
+        elapsed = max(1e-6, self.clock.offset())
+        written = int(figures.pop("bytes_written", 0))
+        state: RecordingState = (
+            "stopped" if self.stopped else ("paused" if self.clock.paused else "recording")
+        )
+        return RecordingStats(
+            session_id=self.session_id,
+            state=state,
+            frames_captured=int(figures.pop("frames_captured", 0)),
+            frames_processed=processed,
+            frames_dropped=dropped,
+            drop_rate=rate,
+            fps=figures.pop("fps", 0.0),
+            target_fps=figures.pop("target_fps", 0.0),
+            bytes_written=written,
+            bitrate_kbps=written * 8 / 1000 / elapsed,
+            encode_lag_ms=figures.pop("encode_lag_ms", 0.0),
+            health=health_for(rate),
+            updated_at=utc_now(),
+            audio={k: v for k, v in figures.items()},
+        )
+
+
+class RecordingRegistry:
+    """Every live recording of this process, by session id, for as long as it runs."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._live: dict[str, LiveRecording] = {}
+
+    def add(self, recording: LiveRecording) -> None:
+        with self._lock:
+            self._live[recording.session_id] = recording
+
+    def remove(self, session_id: str) -> None:
+        with self._lock:
+            self._live.pop(session_id, None)
+
+    def find(self, session_id: str) -> LiveRecording | None:
+        with self._lock:
+            return self._live.get(session_id)
+
+    def get(self, session_id: str) -> LiveRecording:
+        found = self.find(session_id)
+        if found is None:
+            raise NotFound(f"no such recording: {session_id!r} is not recording in this process")
+        return found
+
+    def __iter__(self) -> Iterator[LiveRecording]:
+        with self._lock:
+            return iter(list(self._live.values()))
+
+
+REGISTRY = RecordingRegistry()

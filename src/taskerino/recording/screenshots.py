@@ -1,0 +1,128 @@
+"""The screenshot recorder: one picture every `interval` seconds, and on demand."""
+
+from __future__ import annotations
+
+import threading
+import time
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from ..capture import CaptureBackend, get_backend
+from ..capture.base import Frame
+from ..errors import CaptureError
+from ..models import SessionScreenshot, new_id, utc_now
+from .base import Finisher, Recorder, RecordingContext
+
+MAX_SIZE = (1920, 1080)
+WEBP_QUALITY = 80
+
+
+def encode_image(frame: Frame, path: Path) -> tuple[int, int]:
+    """Write a BGRA frame as WebP, scaled down to fit 1920x1080; return (width, height)."""
+    height, width = frame.shape[:2]
+    scale = min(1.0, MAX_SIZE[0] / width, MAX_SIZE[1] / height)
+    bgr = cv2.cvtColor(frame, cv2.COLOR_BGRA2BGR)
+    if scale < 1.0:
+        size = (max(2, round(width * scale)), max(2, round(height * scale)))
+        bgr = cv2.resize(bgr, size, interpolation=cv2.INTER_AREA)
+    ok, data = cv2.imencode(".webp", bgr, [cv2.IMWRITE_WEBP_QUALITY, WEBP_QUALITY])
+    if not ok:
+        raise CaptureError("could not encode the screenshot as WebP")
+    path.write_bytes(np.asarray(data).tobytes())
+    return bgr.shape[1], bgr.shape[0]
+
+
+class ScreenshotRecorder(Recorder):
+    kind = "screenshots"
+
+    def __init__(self, interval: float, source: str | None = None,
+                 backend: CaptureBackend | None = None) -> None:
+        self.interval = interval
+        self.source = source
+        self._backend = backend
+        self._wake = threading.Event()
+        self._stop = threading.Event()
+        self._paused = threading.Event()
+        self._demand = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._ctx: RecordingContext | None = None
+        self._failure: str | None = None
+        self.taken = 0
+
+    def prepare(self, ctx: RecordingContext) -> None:
+        self._ctx = ctx
+        if self._backend is None:
+            self._backend = get_backend()
+        # Fail now, before the session starts, if the screen cannot be captured.
+        self._backend.screenshot(self.source)
+
+    def begin(self) -> None:
+        self._thread = threading.Thread(target=self._run, name="screenshots", daemon=True)
+        self._thread.start()
+
+    def capture_now(self) -> None:
+        """Take a screenshot at once (ignored while paused)."""
+        self._demand.set()
+        self._wake.set()
+
+    def pause(self) -> None:
+        self._paused.set()
+
+    def resume(self) -> None:
+        self._paused.clear()
+        self._wake.set()
+
+    def stop(self) -> Finisher | None:
+        self._stop.set()
+        self._wake.set()
+        if self._thread is not None:
+            self._thread.join()
+        return None
+
+    @property
+    def failure(self) -> str | None:
+        return self._failure
+
+    def stats(self) -> dict[str, float]:
+        return {"screenshots": float(self.taken)}
+
+    def _run(self) -> None:
+        assert self._ctx is not None
+        next_due = time.monotonic()
+        while not self._stop.is_set():
+            now = time.monotonic()
+            if not self._paused.is_set() and (now >= next_due or self._demand.is_set()):
+                self._demand.clear()
+                try:
+                    self._take(self._ctx)
+                except Exception as exc:  # a failed screenshot must not end the recording
+                    self._failure = f"screenshot failed: {exc}"
+                    self._ctx.report(self._failure)
+                next_due = time.monotonic() + self.interval
+            timeout = None if self._paused.is_set() else max(0.0, next_due - time.monotonic())
+            self._wake.wait(timeout)
+            self._wake.clear()
+            if self._paused.is_set():
+                # The interval restarts after a pause: no burst of overdue pictures.
+                next_due = max(next_due, time.monotonic())
+
+    def _take(self, ctx: RecordingContext) -> None:
+        assert self._backend is not None
+        offset = ctx.clock.offset()
+        timestamp = utc_now()
+        frame = self._backend.screenshot(self.source)
+        path = ctx.staging / f"{new_id()}.webp"
+        width, height = encode_image(frame, path)
+
+        def add_row(attachment_id: str, digest: str) -> None:
+            ctx.store.add_screenshot(SessionScreenshot(
+                id=new_id(), session_id=ctx.session_id, timestamp=timestamp,
+                media_offset=offset, attachment_id=attachment_id, hash=digest,
+            ))
+
+        ctx.media.ingest(path, "image", f"screenshot-{offset:09.3f}.webp", width=width,
+                         height=height, then=lambda a: add_row(a.id, a.hash))
+        self.taken += 1
+

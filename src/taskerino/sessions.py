@@ -1,0 +1,448 @@
+"""The session lifecycle: start, pause, resume, end and recovery.
+
+`SessionManager` is the one owner of a session's state. Every change of a session happens
+in one store transaction that first reads the session for update; recorders only add
+children (screenshots, segments, chunks). A session recorded by another process is
+steered through the store's command queue and watched until the change shows.
+"""
+
+from __future__ import annotations
+
+import logging
+import shutil
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from .config import Layout, resolve_home
+from .errors import InvalidInput, NotFound, RecorderError, TaskerinoError
+from .models import (
+    ContextItem,
+    ContextItemType,
+    RecordingStats,
+    Session,
+    SessionConfig,
+    SessionStatus,
+    SessionSummary,
+    new_id,
+    parse_time,
+    utc_now,
+)
+from .process import current_owner
+from .recording.base import Finisher, MediaClock, Recorder, RecordingContext
+from .recording.live import REGISTRY, LiveRecording, RecordingRegistry
+from .recording.salvage import SALVAGERS
+from .recording.validate import validate_config
+from .store.base import BlobStore, Store
+from .store.files import FolderBlobStore
+from .store.media import MediaLibrary
+from .store.sqlite import SQLiteStore
+
+log = logging.getLogger("taskerino.sessions")
+
+POLL_SECONDS = 0.2  # how often a recorder looks for commands from other processes
+STATS_SECONDS = 1.0
+HEARTBEAT_STALE = 30.0  # a recorder on another host is presumed dead after this silence
+TERMINAL: tuple[SessionStatus, ...] = ("completed", "interrupted")
+
+
+@dataclass
+class StartRequest:
+    name: str = ""
+    description: str = ""
+    config: SessionConfig = field(default_factory=SessionConfig)
+    tags: list[str] = field(default_factory=list)
+
+
+def build_recorders(config: SessionConfig) -> list[Recorder]:
+    recorders: list[Recorder] = []
+    if config.screenshots:
+        from .recording.screenshots import ScreenshotRecorder
+
+        recorders.append(ScreenshotRecorder(config.screenshot_interval, config.screenshot_source))
+    return recorders
+
+
+def _seconds_between(start: str, end: str) -> float:
+    return max(0.0, (parse_time(end) - parse_time(start)).total_seconds())
+
+
+class SessionManager:
+    def __init__(self, layout: Layout, store: Store, blobs: BlobStore,
+                 registry: RecordingRegistry = REGISTRY) -> None:
+        self.layout = layout
+        self.store = store
+        self.media = MediaLibrary(store, blobs)
+        self.registry = registry
+        self.events: list[Callable[[str, str], None]] = []
+        self._keepers: dict[str, threading.Event] = {}
+
+    @classmethod
+    def open(cls, home: str | Path | None = None, *, recover: bool = True) -> SessionManager:
+        """Open the data folder (flag > TASKERINO_HOME > default) and recover dead sessions."""
+        layout = resolve_home(home)
+        store = SQLiteStore(layout.database)
+        manager = cls(layout, store, FolderBlobStore(layout.blobs))
+        if recover:
+            manager.recover()
+        return manager
+
+    def close(self) -> None:
+        for recording in list(self.registry):
+            try:
+                self.end(recording.session_id)
+            except TaskerinoError as exc:
+                log.error("could not end session %s: %s", recording.session_id, exc)
+        self.store.close()
+
+    # --- reading ------------------------------------------------------------------------
+    def get(self, session_id: str) -> Session:
+        return self.store.get_session(session_id)
+
+    def list_sessions(self, status: SessionStatus | None = None, query: str | None = None,
+             limit: int | None = None) -> list[SessionSummary]:
+        return self.store.list_sessions(status, query, limit)
+
+    def stats(self, session_id: str) -> RecordingStats:
+        live = self.registry.find(session_id)
+        if live is not None:
+            return live.stats()
+        self.store.get_session(session_id)  # NotFound for an unknown id
+        stats = self.store.read_stats(session_id)
+        if stats is None:
+            raise NotFound(f"no such recording: session {session_id!r} has no recording stats")
+        return stats
+
+    # --- start --------------------------------------------------------------------------
+    def start(self, request: StartRequest) -> Session:
+        config = validate_config(request.config)
+        recorders = build_recorders(config)
+        session = Session(
+            id=new_id(), name=request.name.strip() or f"Session {utc_now()[:16]}",
+            description=request.description, start_time=utc_now(), config=config,
+            tags=request.tags,
+        )
+        clock = MediaClock()
+        staging = self.layout.staging / session.id
+        prepared: list[Recorder] = []
+        try:
+            for recorder in recorders:
+                folder = staging / recorder.kind
+                folder.mkdir(parents=True, exist_ok=True)
+                recorder.prepare(RecordingContext(
+                    session.id, self.store, self.media, clock, folder,
+                    lambda message: self._report(session.id, message),
+                ))
+                prepared.append(recorder)
+        except Exception as exc:
+            for recorder in prepared:
+                recorder.stop()
+            shutil.rmtree(staging, ignore_errors=True)
+            if isinstance(exc, TaskerinoError):
+                raise
+            raise RecorderError(f"could not start recording: {exc}") from exc
+        with self.store.transaction():
+            self.store.create_session(session)
+            self.store.set_recorder(session.id, current_owner())
+            self.store.heartbeat(session.id, time.time())
+        recording = LiveRecording(session.id, prepared, clock)
+        self.registry.add(recording)
+        for recorder in prepared:
+            recorder.begin()
+        self._start_keeper(recording)
+        return self.get(session.id)
+
+    def _report(self, session_id: str, message: str) -> None:
+        log.warning("session %s: %s", session_id, message)
+        for listener in self.events:
+            listener(session_id, message)
+
+    def _start_keeper(self, recording: LiveRecording) -> None:
+        """A thread that carries out commands from other processes and publishes stats."""
+        stop = threading.Event()
+        self._keepers[recording.session_id] = stop
+
+        def keep() -> None:
+            last_stats = 0.0
+            while not stop.wait(POLL_SECONDS):
+                sid = recording.session_id
+                try:
+                    for command in self.store.take_commands(sid):
+                        self._run_command(sid, command)
+                    if recording.stopped:
+                        return
+                    if recording.failures() and any(
+                        "disk" in f or "No space" in f for f in recording.failures()
+                    ):
+                        self._report(sid, "recording stopped: " + recording.failures()[0])
+                        threading.Thread(target=self.end, args=(sid,), daemon=True).start()
+                        return
+                    now = time.monotonic()
+                    if now - last_stats >= STATS_SECONDS:
+                        last_stats = now
+                        with self.store.transaction():
+                            self.store.write_stats(recording.stats())
+                            self.store.heartbeat(sid, time.time())
+                except TaskerinoError as exc:
+                    log.error("session %s: %s", sid, exc)
+
+        threading.Thread(target=keep, name=f"keeper-{recording.session_id[:8]}",
+                         daemon=True).start()
+
+    def _run_command(self, session_id: str, command: str) -> None:
+        if command == "pause":
+            self.pause(session_id)
+        elif command == "resume":
+            self.resume(session_id)
+        elif command == "end":
+            # Ending joins threads, including this keeper's caller chain: run it apart.
+            threading.Thread(target=self.end, args=(session_id,), daemon=True).start()
+
+    # --- pause / resume -----------------------------------------------------------------
+    def pause(self, session_id: str) -> Session:
+        return self._set_paused(session_id, True)
+
+    def resume(self, session_id: str) -> Session:
+        return self._set_paused(session_id, False)
+
+    def _set_paused(self, session_id: str, paused: bool) -> Session:
+        live = self.registry.find(session_id)
+        if live is None:
+            return self._remote(session_id, "pause" if paused else "resume",
+                                "paused" if paused else "active")
+        with live.end_lock:
+            if live.stopped:
+                return self.get(session_id)
+            with self.store.transaction():
+                session = self.store.session_for_update(session_id)
+                if session.status in TERMINAL:
+                    return session
+                now = utc_now()
+                if paused and session.status == "active":
+                    live.pause()
+                    session.status, session.paused_at = "paused", now
+                elif not paused and session.status == "paused":
+                    assert session.paused_at is not None
+                    session.total_paused += _seconds_between(session.paused_at, now)
+                    session.status, session.paused_at = "active", None
+                    live.resume()
+                else:
+                    return session
+                self.store.update_session(session)
+            self.store.write_stats(live.stats())
+        return self.get(session_id)
+
+    # --- end ----------------------------------------------------------------------------
+    def end(self, session_id: str) -> Session:
+        """Stop every recorder of the session and complete it in one transaction.
+
+        Idempotent: ending an ended session, or ending from two places at once, returns
+        the same session and changes nothing.
+        """
+        live = self.registry.find(session_id)
+        if live is None:
+            return self._remote(session_id, "end", "completed")
+        with live.end_lock:
+            if not live.stopped:
+                self._finish(live)
+        return self.get(session_id)
+
+    def wait(self, session_id: str, timeout: float | None = None) -> bool:
+        """Block until a session recorded here has ended; True when it has."""
+        live = self.registry.find(session_id)
+        return True if live is None else live.ended.wait(timeout)
+
+    def _finish(self, live: LiveRecording) -> None:
+        sid = live.session_id
+        keeper = self._keepers.pop(sid, None)
+        if keeper is not None:
+            keeper.set()
+        end_offset = live.clock.offset()
+        try:
+            finishers = live.stop()
+        except Exception as exc:
+            self._report(sid, f"a recorder failed while stopping: {exc}")
+            finishers = []
+        with self.store.transaction():
+            session = self.store.session_for_update(sid)
+            if session.status not in TERMINAL:
+                now = utc_now()
+                if session.status == "paused" and session.paused_at is not None:
+                    session.total_paused += _seconds_between(session.paused_at, now)
+                session.status, session.end_time, session.paused_at = "completed", now, None
+                session.total_duration = round(end_offset, 3)
+                for finish in finishers:
+                    finish(session)
+                self.store.update_session(session)
+                self.store.set_recorder(sid, None)
+                self.store.write_stats(live.stats())
+        self.registry.remove(sid)
+        shutil.rmtree(self.layout.staging / sid, ignore_errors=True)
+        live.ended.set()
+
+    def _remote(self, session_id: str, command: str, expect: SessionStatus) -> Session:
+        """Steer a session that another process records; wait until the change shows."""
+        session = self.store.get_session(session_id)
+        if session.status in TERMINAL:
+            if command == "end":
+                return session
+            raise InvalidInput(
+                f"session {session_id} is {session.status}: only a live session can be "
+                f"{'paused' if command == 'pause' else 'resumed'}"
+            )
+        if session.status == expect:
+            return session
+        if not self._recorder_alive(session_id):
+            self.recover()
+            session = self.store.get_session(session_id)
+            if command == "end" or session.status in TERMINAL:
+                return session
+        self.store.push_command(session_id, command)
+        deadline = time.monotonic() + (120.0 if command == "end" else 10.0)
+        while time.monotonic() < deadline:
+            session = self.store.get_session(session_id)
+            if session.status == expect or session.status in TERMINAL:
+                return session
+            if not self._recorder_alive(session_id):
+                self.recover()
+                return self.store.get_session(session_id)
+            time.sleep(0.05)
+        raise RecorderError(
+            f"the recorder of session {session_id} did not {command} within the time allowed"
+        )
+
+    def _recorder_alive(self, session_id: str) -> bool:
+        for live in self.store.live_sessions():
+            if live.id == session_id:
+                return self._alive(live.owner, live.heartbeat)
+        return False
+
+    @staticmethod
+    def _alive(owner: object, heartbeat: float | None) -> bool:
+        from .process import ProcessOwner
+
+        if not isinstance(owner, ProcessOwner):
+            return False
+        if owner.host != current_owner().host:
+            return heartbeat is not None and time.time() - heartbeat < HEARTBEAT_STALE
+        return owner.is_alive()
+
+    # --- notes and screenshots ----------------------------------------------------------
+    def add_context_item(self, session_id: str, type: ContextItemType, content: str,
+                         media_offset: float | None = None) -> ContextItem:
+        if type not in ("note", "task", "marker"):
+            raise InvalidInput(f"unknown context item type {type!r}: use note, task or marker")
+        if not content.strip() and type != "marker":
+            raise InvalidInput("a note or task needs some text")
+        live = self.registry.find(session_id)
+        with self.store.transaction():
+            session = self.store.session_for_update(session_id)
+            if media_offset is None:
+                media_offset = live.clock.offset() if live else (session.total_duration or 0.0)
+            if media_offset < 0:
+                raise InvalidInput(f"media offset must be >= 0, got {media_offset}")
+            item = ContextItem(new_id(), session_id, utc_now(), media_offset, type, content)
+            self.store.add_context_item(item)
+        return item
+
+    def annotate_screenshot(self, session_id: str, screenshot_id: str, *,
+                            comment: str | None = None, flagged: bool | None = None) -> None:
+        with self.store.transaction():
+            session = self.store.session_for_update(session_id)
+            for shot in session.screenshots:
+                if shot.id == screenshot_id:
+                    if comment is not None:
+                        shot.user_comment = comment
+                    if flagged is not None:
+                        shot.flagged = flagged
+                    self.store.update_screenshot(shot)
+                    return
+        raise NotFound(f"no screenshot {screenshot_id!r} in session {session_id!r}")
+
+    def capture_screenshot(self, session_id: str) -> None:
+        """Take a screenshot now in a session this process records."""
+        from .recording.screenshots import ScreenshotRecorder
+
+        for recorder in self.registry.get(session_id).recorders:
+            if isinstance(recorder, ScreenshotRecorder):
+                recorder.capture_now()
+                return
+        raise InvalidInput(f"session {session_id} does not record screenshots")
+
+    # --- recovery and health ------------------------------------------------------------
+    def recover(self) -> list[str]:
+        """Mark sessions whose recorder died `interrupted`, with what they wrote attached."""
+        done: list[str] = []
+        me = current_owner()
+        for live in self.store.live_sessions():
+            if self.registry.find(live.id) is not None or self._alive(live.owner, live.heartbeat):
+                continue
+            with self.store.transaction():
+                # Claim it: only one process salvages a session.
+                current = [s for s in self.store.live_sessions() if s.id == live.id]
+                if not current or current[0].owner != live.owner:
+                    continue
+                self.store.set_recorder(live.id, me)
+            self._salvage(live.id, live.heartbeat)
+            done.append(live.id)
+        self.media.sweep()
+        if self.layout.staging.is_dir():
+            live_ids = {s.id for s in self.store.live_sessions()}
+            for folder in self.layout.staging.iterdir():
+                if folder.name not in live_ids:
+                    shutil.rmtree(folder, ignore_errors=True)
+        return done
+
+    def _salvage(self, session_id: str, heartbeat: float | None) -> None:
+        staging = self.layout.staging / session_id
+        finishers: list[Finisher] = []
+        session = self.store.get_session(session_id)
+        for kind, salvage in SALVAGERS.items():
+            folder = staging / kind
+            if folder.is_dir():
+                finisher = salvage(session, folder, self.media)
+                if finisher is not None:
+                    finishers.append(finisher)
+        with self.store.transaction():
+            session = self.store.session_for_update(session_id)
+            last_alive = utc_now()
+            if heartbeat is not None:
+                from datetime import UTC, datetime
+
+                last_alive = datetime.fromtimestamp(heartbeat, UTC).isoformat(
+                    timespec="milliseconds").replace("+00:00", "Z")
+            stop_at = session.paused_at or last_alive
+            duration = max(0.0, _seconds_between(session.start_time, stop_at)
+                           - session.total_paused)
+            media_end = max(
+                [s.media_offset for s in session.screenshots]
+                + [a.media_offset + a.duration for a in session.audio_segments]
+                + [c.end_offset for c in (session.video.chunks if session.video else [])]
+                + [0.0]
+            )
+            session.status, session.end_time, session.paused_at = "interrupted", last_alive, None
+            session.total_duration = round(max(duration, media_end), 3)
+            for finish in finishers:
+                finish(session)
+            self.store.update_session(session)
+            self.store.set_recorder(session_id, None)
+            stats = self.store.read_stats(session_id)
+            if stats is not None:
+                stats.state = "stopped"
+                self.store.write_stats(stats)
+        shutil.rmtree(staging, ignore_errors=True)
+        log.warning("session %s was left by a recorder that died: marked interrupted, "
+                    "its media kept", session_id)
+
+    def doctor(self) -> list[str]:
+        problems = self.store.integrity_problems()
+        unreferenced, missing = self.media.orphans()
+        problems += [f"orphan file: blob {h} has no attachment row" for h in unreferenced]
+        problems += [f"missing file: attachment with hash {h} has no blob" for h in missing]
+        for live in self.store.live_sessions():
+            if self.registry.find(live.id) is None and not self._alive(live.owner,
+                                                                       live.heartbeat):
+                problems.append(f"session {live.id} is {live.status} without a live recorder")
+        return problems

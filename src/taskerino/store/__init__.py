@@ -1,0 +1,7 @@
+"""Metadata (`Store`) and media bytes (`BlobStore`) behind interfaces; embedded defaults."""
+
+from .base import BlobStore, Store
+from .files import FolderBlobStore
+from .sqlite import SQLiteStore
+
+__all__ = ["BlobStore", "FolderBlobStore", "SQLiteStore", "Store"]

@@ -1,0 +1,111 @@
+"""Putting media files into the blob store without ever leaving an orphan.
+
+The protocol: commit a blob intent (hash, owner), write the blob (temp, fsync, rename),
+then commit the attachment row and drop the intent in one transaction, together with the
+caller's own rows. A crash at any point leaves either nothing, or a blob whose intent
+names a dead owner: recovery deletes it unless an attachment row claims it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import mimetypes
+from collections.abc import Callable
+from pathlib import Path
+from typing import Literal
+
+from ..models import Attachment, AttachmentType, new_id
+from ..process import current_owner
+from .base import BlobIntent, BlobStore, Store
+
+log = logging.getLogger("taskerino.media")
+
+_MIME = {".webp": "image/webp", ".jpg": "image/jpeg", ".mp4": "video/mp4",
+         ".flac": "audio/flac", ".ogg": "audio/ogg", ".opus": "audio/ogg",
+         ".m4a": "audio/mp4", ".wav": "audio/wav"}
+
+
+def sha256_file(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as f:
+        while block := f.read(1 << 20):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+class MediaLibrary:
+    """The store and the blob store used together."""
+
+    def __init__(self, store: Store, blobs: BlobStore) -> None:
+        self.store = store
+        self.blobs = blobs
+
+    def ingest(
+        self,
+        path: Path,
+        type: AttachmentType,
+        name: str,
+        *,
+        duration: float | None = None,
+        width: int | None = None,
+        height: int | None = None,
+        then: Callable[[Attachment], None] | None = None,
+        source: Literal["keep", "delete"] = "delete",
+    ) -> Attachment:
+        """Store `path` as an attachment (deduplicated by content) and run `then` with it
+        in the transaction that commits the attachment row."""
+        digest = sha256_file(path)
+        existing = self.store.attachment_by_hash(digest)
+        if existing is None or not self.blobs.exists(digest):
+            me = current_owner()
+            self.store.add_blob_intent(BlobIntent(digest, me))
+            size = self.blobs.put_file(path, digest)
+            mime = _MIME.get(path.suffix.lower()) or mimetypes.guess_type(path.name)[0]
+            candidate = Attachment(
+                id=new_id(), type=type, name=name, mime_type=mime or "application/octet-stream",
+                size=size, hash=digest, duration=duration, width=width, height=height,
+            )
+            with self.store.transaction():
+                attachment = self.store.add_attachment(candidate)
+                self.store.remove_blob_intent(digest, me)
+                if then is not None:
+                    then(attachment)
+        else:
+            attachment = existing
+            if then is not None:
+                with self.store.transaction():
+                    then(attachment)
+        if source == "delete":
+            path.unlink(missing_ok=True)
+        return attachment
+
+    def local_path(self, attachment: Attachment) -> Path | None:
+        return self.blobs.local_path(attachment.hash)
+
+    def sweep(self) -> list[str]:
+        """Remove what dead writers left: temp files, and blobs of intents never committed."""
+        removed = self.blobs.remove_stale_temp()
+        claimed = self.store.attachment_hashes()
+        for intent in self.store.blob_intents():
+            if intent.owner.is_alive():
+                continue
+            if intent.hash not in claimed:
+                self.blobs.delete(intent.hash)
+                removed.append(intent.hash)
+            self.store.remove_blob_intent(intent.hash, intent.owner)
+        if removed:
+            log.warning("removed %d file(s) left by an interrupted write", len(removed))
+        return removed
+
+    def orphans(self) -> tuple[list[str], list[str]]:
+        """(blobs no attachment row references, attachment rows whose blob is missing),
+        leaving out writes that a live process has in flight."""
+        # This order matters: a blob's intent is committed before its bytes appear, and its
+        # attachment row before its intent goes, so nothing in flight is missed.
+        stored = set(self.blobs.digests())
+        in_flight = {i.hash for i in self.store.blob_intents() if i.owner.is_alive()}
+        claimed = self.store.attachment_hashes()
+        unreferenced = sorted(stored - claimed - in_flight)
+        missing = sorted(claimed - stored)
+        return unreferenced, missing

@@ -1,0 +1,46 @@
+"""Shared fixtures: a real Xvfb display and a real PulseAudio server for the whole run."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from taskerino.virtual import VirtualAudio, VirtualDisplay
+
+
+@pytest.fixture(scope="session")
+def xdisplay() -> Iterator[VirtualDisplay]:
+    """Xvfb with a 1920x1080 monitor (display:1) and a 1280x720 one (display:2)."""
+    with VirtualDisplay() as display:
+        old = os.environ.get("DISPLAY")
+        os.environ["DISPLAY"] = display.name
+        yield display
+        if old is None:
+            os.environ.pop("DISPLAY", None)
+        else:
+            os.environ["DISPLAY"] = old
+
+
+@pytest.fixture(scope="session")
+def pulse() -> Iterator[VirtualAudio]:
+    """A PulseAudio server with a null sink `recsink`; its environment is set for the run."""
+    with VirtualAudio() as audio:
+        saved = {k: os.environ.get(k) for k in audio.env}
+        os.environ.update(audio.env)
+        yield audio
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+
+
+@pytest.fixture
+def home(tmp_path: Path) -> Path:
+    """An empty data folder."""
+    folder = tmp_path / "home"
+    folder.mkdir()
+    return folder
