@@ -42,6 +42,7 @@ class ScreenshotRecorder(Recorder):
         self.interval = interval
         self.source = source
         self._backend = backend
+        self._own_backend = backend is None
         self._wake = threading.Event()
         self._stop = threading.Event()
         self._paused = threading.Event()
@@ -79,6 +80,8 @@ class ScreenshotRecorder(Recorder):
         self._wake.set()
         if self._thread is not None:
             self._thread.join()
+        if self._own_backend and self._backend is not None:
+            self._backend.close()
         return None
 
     @property

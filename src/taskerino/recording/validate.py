@@ -80,11 +80,16 @@ def validate_config(config: SessionConfig, backend: CaptureBackend | None = None
     needs_screen = config.screenshots or (config.video and any(
         not s.startswith("test:") for s in (config.sources or ["display:1"])))
     if needs_screen:
-        backend = backend or get_backend()
-        if config.video:
-            config.sources = validate_sources(config.sources or ["display:1"], backend)
-        if config.screenshots and config.screenshot_source is not None:
-            config.screenshot_source = validate_sources([config.screenshot_source], backend)[0]
+        own = backend is None
+        screen = backend or get_backend()
+        try:
+            if config.video:
+                config.sources = validate_sources(config.sources or ["display:1"], screen)
+            if config.screenshots and config.screenshot_source is not None:
+                config.screenshot_source = validate_sources([config.screenshot_source], screen)[0]
+        finally:
+            if own:
+                screen.close()
     elif config.video:
         config.sources = [str(parse_source_id(s)) for s in config.sources]
     if config.audio or config.system_audio:

@@ -1,0 +1,344 @@
+"""The X11 back end: mss grabs pixels (XShm), python-xlib lists monitors and windows.
+
+Neither an mss instance nor an Xlib connection may be shared between threads, and sources
+are grabbed on a capture thread other than the one that opened them, so each thread gets
+its own connections, made on first use and closed with the back end.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import threading
+from collections.abc import Callable
+from typing import Any, Generic, TypeVar
+
+import cv2
+import mss
+import numpy as np
+from Xlib import X
+from Xlib import display as xdisplay
+from Xlib import error as xerror
+from Xlib.ext import randr
+from Xlib.xobject.drawable import Window
+
+from ..errors import CaptureError, InvalidInput
+from .base import CaptureBackend, DisplayInfo, Frame, Source, WindowInfo
+from .ids import parse_source_id, validate_sources
+from .synthetic import TestPatternSource
+
+T = TypeVar("T")
+Region = dict[str, int]  # mss region: left, top, width, height
+
+# Errors that mean "the X server connection is unusable", as opposed to a vanished window.
+_CONNECTION_ERRORS = (xerror.ConnectionClosedError, xerror.DisplayError, OSError)
+
+
+class _PerThread(Generic[T]):
+    """One `T` per thread, made lazily; those of finished threads are closed on the next make."""
+
+    def __init__(self, make: Callable[[], T], close: Callable[[T], None]) -> None:
+        self._make, self._close = make, close
+        self._items: dict[threading.Thread, T] = {}
+        self._lock = threading.Lock()
+        self._closed = False
+
+    def get(self) -> T:
+        thread = threading.current_thread()
+        with self._lock:
+            item = self._items.get(thread)
+            if item is not None:
+                return item
+            if self._closed:
+                raise CaptureError("the capture back end is closed")
+            for dead in [t for t in self._items if not t.is_alive()]:
+                self._close(self._items.pop(dead))
+            item = self._items[thread] = self._make()
+            return item
+
+    def close_all(self) -> None:
+        with self._lock:
+            self._closed = True
+            items, self._items = list(self._items.values()), {}
+        for item in items:
+            self._close(item)
+
+
+def black(width: int, height: int) -> Frame:
+    """A black BGRA frame (alpha 0, as mss gives on a 24-bit X screen)."""
+    return np.zeros((height, width, 4), np.uint8)
+
+
+def fit(frame: Frame, width: int, height: int) -> Frame:
+    """Scale `frame` to fit `width` x `height` keeping its aspect, centred on black."""
+    h, w = frame.shape[:2]
+    scale = min(width / w, height / h)
+    nw, nh = max(1, min(width, round(w * scale))), max(1, min(height, round(h * scale)))
+    out = black(width, height)
+    ox, oy = (width - nw) // 2, (height - nh) // 2
+    interpolation = cv2.INTER_AREA if scale < 1 else cv2.INTER_LINEAR
+    # Resize straight into the view: no intermediate copy.
+    cv2.resize(frame, (nw, nh), dst=out[oy:oy + nh, ox:ox + nw], interpolation=interpolation)
+    return out
+
+
+def _distinct_monitors(monitors: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Drop monitors that strictly contain another one.
+
+    Xvfb with client-defined RandR monitors also lists the automatic whole-screen monitor
+    (output "screen"); real desktops mark every monitor with its output, so the `output`
+    key alone cannot tell the aggregate apart. A single monitor is always kept.
+    """
+    def rect(m: dict[str, Any]) -> tuple[int, int, int, int]:
+        return int(m["left"]), int(m["top"]), int(m["width"]), int(m["height"])
+
+    def inside(a: tuple[int, int, int, int], b: tuple[int, int, int, int]) -> bool:
+        return (b[0] <= a[0] and b[1] <= a[1] and a[0] + a[2] <= b[0] + b[2]
+                and a[1] + a[3] <= b[1] + b[3] and a[2] * a[3] < b[2] * b[3])
+
+    rects = [rect(m) for m in monitors]
+    return [m for m, r in zip(monitors, rects, strict=True)
+            if not any(inside(o, r) for o in rects)]
+
+
+class X11Backend(CaptureBackend):
+    """Capture on an X11 display (`display` like ":0"; default: $DISPLAY)."""
+
+    def __init__(self, display: str | None = None) -> None:
+        name = display or os.environ.get("DISPLAY")
+        if not name:
+            raise CaptureError("no X display: set DISPLAY (e.g. DISPLAY=:0) or pass one")
+        self.display_name = name
+        self._mss: _PerThread[mss.MSS] = _PerThread(self._new_mss, lambda m: m.close())
+        self._xlib: _PerThread[xdisplay.Display] = _PerThread(self._new_xlib,
+                                                               lambda d: d.close())
+        # Fail here, with a clear message, if the server is unreachable. mss first: a failed
+        # Xlib connect leaks its sockets (ResourceWarning), a failed xcb connect does not.
+        try:
+            self._mss.get()
+            self._xlib.get()
+        except CaptureError:
+            self.close()
+            raise
+
+    def _new_mss(self) -> mss.MSS:
+        try:
+            return mss.MSS(display=self.display_name)
+        except mss.ScreenShotError as e:
+            raise CaptureError(f"cannot connect to X display {self.display_name}: {e}") from e
+
+    def _new_xlib(self) -> xdisplay.Display:
+        try:
+            return xdisplay.Display(self.display_name)
+        except (*_CONNECTION_ERRORS, xerror.XauthError, xerror.XNoAuthError) as e:
+            raise CaptureError(f"cannot connect to X display {self.display_name}: {e}") from e
+
+    # Listing
+
+    def _randr_monitors(self) -> dict[tuple[int, int, int, int], tuple[str, bool]]:
+        """(x, y, w, h) -> (name, primary) from RandR 1.5; empty when unavailable."""
+        d = self._xlib.get()
+        if not d.has_extension("RANDR"):
+            return {}
+        try:
+            reply = randr.get_monitors(d.screen().root, True)
+            return {(m.x, m.y, m.width_in_pixels, m.height_in_pixels):
+                    (d.get_atom_name(m.name), bool(m.primary)) for m in reply.monitors}
+        except xerror.XError:  # RandR older than 1.5: no monitor objects
+            return {}
+
+    def displays(self) -> list[DisplayInfo]:
+        # A fresh mss each time: an instance caches its monitor list forever.
+        try:
+            with mss.MSS(display=self.display_name) as sct:
+                monitors = sct.monitors
+        except mss.ScreenShotError as e:
+            raise CaptureError(f"cannot list monitors of {self.display_name}: {e}") from e
+        chosen = _distinct_monitors(monitors[1:] or monitors[:1])
+        named = self._randr_monitors()
+        result = []
+        for n, m in enumerate(chosen, start=1):
+            key = (m["left"], m["top"], m["width"], m["height"])
+            name, primary = named.get(key, (m.get("name") or m.get("output") or "", False))
+            result.append(DisplayInfo(
+                id=f"display:{n}", name=name if name and name != "screen" else f"Display {n}",
+                width=m["width"], height=m["height"], x=m["left"], y=m["top"],
+                primary=primary or bool(m.get("is_primary")),
+            ))
+        if result and not any(d.primary for d in result):
+            result[0] = dataclasses.replace(result[0], primary=True)
+        return result
+
+    def windows(self) -> list[WindowInfo]:
+        d = self._xlib.get()
+        root = d.screen().root
+        ids: list[int] = []
+        client_list = d.get_atom("_NET_CLIENT_LIST", only_if_exists=True)
+        if client_list != X.NONE:
+            prop = root.get_full_property(client_list, X.AnyPropertyType)
+            if prop is not None:
+                ids = [int(w) for w in prop.value]
+        if not ids:  # no window manager: the root's mapped children are the windows
+            ids = [w.id for w in root.query_tree().children]
+        result = []
+        for wid in ids:
+            window = d.create_resource_object("window", wid)
+            try:  # a window may vanish while we look at it
+                attrs = window.get_attributes()
+                if attrs.map_state != X.IsViewable or attrs.win_class == X.InputOnly:
+                    continue
+                geom = window.get_geometry()
+                title = self._title(d, window)
+                if not title or geom.width == 0 or geom.height == 0:
+                    continue
+                pos = root.translate_coords(window, 0, 0)
+                wm_class = window.get_wm_class()
+            except xerror.XError:
+                continue
+            result.append(WindowInfo(
+                id=f"window:{wid:#x}", title=title, app=wm_class[1] if wm_class else "",
+                width=geom.width, height=geom.height, x=pos.x, y=pos.y,
+            ))
+        return result
+
+    @staticmethod
+    def _title(d: xdisplay.Display, window: Window) -> str:
+        utf8 = d.get_atom("UTF8_STRING")
+        name = window.get_full_text_property(d.get_atom("_NET_WM_NAME"), utf8)
+        if not name:
+            name = window.get_wm_name()
+        return str(name or "")
+
+    # Capture
+
+    def grab_region(self, region: Region) -> Frame:
+        """BGRA pixels of a root-window rectangle, as a view over mss's fresh buffer."""
+        try:
+            shot = self._mss.get().grab(region)
+        except mss.ScreenShotError as e:
+            raise CaptureError(f"cannot grab {region} on {self.display_name}: {e}") from e
+        # mss allocates a new bytearray per grab and the array keeps it alive: no copy.
+        return np.frombuffer(shot.raw, np.uint8).reshape(shot.height, shot.width, 4)
+
+    def screen_size(self) -> tuple[int, int]:
+        root = self._mss.get().monitors[0]
+        return int(root["width"]), int(root["height"])
+
+    def window_rect(self, wid: int) -> tuple[int, int, int, int] | None:
+        """(x, y, width, height) on the root, None if unmapped; XError if destroyed."""
+        d = self._xlib.get()
+        window = d.create_resource_object("window", wid)
+        if window.get_attributes().map_state != X.IsViewable:
+            return None
+        geom = window.get_geometry()
+        pos = d.screen().root.translate_coords(window, 0, 0)
+        return pos.x, pos.y, geom.width, geom.height
+
+    def open(self, source_id: str) -> Source:
+        canonical = validate_sources([source_id], self)[0]
+        sid = parse_source_id(canonical)
+        if sid.kind == "test":
+            return TestPatternSource(str(sid.value))
+        if sid.kind == "display":
+            info = next(d for d in self.displays() if d.id == canonical)
+            return _DisplaySource(self, canonical, {"left": info.x, "top": info.y,
+                                                    "width": info.width, "height": info.height})
+        assert isinstance(sid.value, int)
+        try:
+            rect = self.window_rect(sid.value)
+        except xerror.XError as e:
+            raise InvalidInput(f"window {canonical} closed while opening it", source=canonical
+                               ) from e
+        if rect is None:
+            raise InvalidInput(f"window {canonical} is not visible", source=canonical)
+        return _WindowSource(self, canonical, sid.value, rect[2], rect[3])
+
+    def screenshot(self, source_id: str | None = None) -> Frame:
+        if source_id is None:
+            width, height = self.screen_size()
+            return self.grab_region({"left": 0, "top": 0, "width": width, "height": height})
+        source = self.open(source_id)
+        try:
+            return source.grab()
+        finally:
+            source.close()
+
+    def close(self) -> None:
+        self._mss.close_all()
+        self._xlib.close_all()
+
+
+class _DisplaySource(Source):
+    def __init__(self, backend: X11Backend, source_id: str, region: Region) -> None:
+        self.id = source_id
+        self._backend, self._region = backend, region
+
+    @property
+    def size(self) -> tuple[int, int]:
+        return self._region["width"], self._region["height"]
+
+    def grab(self) -> Frame:
+        return self._backend.grab_region(self._region)
+
+
+class _WindowSource(Source):
+    """A window's screen area, followed as it moves; the frame size is fixed at open.
+
+    Without a compositor this is what is on screen there, overlapping windows included.
+    """
+
+    def __init__(self, backend: X11Backend, source_id: str, wid: int, width: int,
+                 height: int) -> None:
+        self.id = source_id
+        self._backend, self._wid = backend, wid
+        self._width, self._height = width, height
+        self._gone = False
+        self._last: Frame | None = None
+
+    @property
+    def size(self) -> tuple[int, int]:
+        return self._width, self._height
+
+    @property
+    def gone(self) -> bool:
+        if not self._gone:
+            try:
+                self._backend.window_rect(self._wid)
+            except xerror.XError:
+                self._gone = True
+        return self._gone
+
+    def _previous(self) -> Frame:
+        # A copy: the caller may still hold (and change) the frame it got before.
+        return self._last.copy() if self._last is not None else black(*self.size)
+
+    def grab(self) -> Frame:
+        if self._gone:
+            return self._previous()
+        try:
+            rect = self._backend.window_rect(self._wid)
+        except xerror.XError:
+            self._gone = True
+            return self._previous()
+        except _CONNECTION_ERRORS as e:
+            raise CaptureError(f"lost the X display while grabbing {self.id}: {e}") from e
+        if rect is None:  # unmapped (minimised): keep showing what it showed
+            return self._previous()
+        frame = self._capture(*rect)
+        self._last = frame
+        return frame
+
+    def _capture(self, x: int, y: int, w: int, h: int) -> Frame:
+        sw, sh = self._backend.screen_size()
+        # mss can only grab inside the screen: take the visible part, pad the rest black.
+        x0, y0, x1, y1 = max(x, 0), max(y, 0), min(x + w, sw), min(y + h, sh)
+        if (x0, y0, x1, y1) == (x, y, x + w, y + h):
+            window = self._backend.grab_region({"left": x, "top": y, "width": w, "height": h})
+        else:
+            window = black(w, h)
+            if x1 > x0 and y1 > y0:
+                window[y0 - y:y1 - y, x0 - x:x1 - x] = self._backend.grab_region(
+                    {"left": x0, "top": y0, "width": x1 - x0, "height": y1 - y0})
+        if (w, h) == self.size:
+            return window
+        return fit(window, *self.size)
