@@ -1,0 +1,3 @@
+from taskerino.cli import main
+
+main()
