@@ -12,7 +12,7 @@ import logging
 import shutil
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -38,6 +38,7 @@ from .recording.validate import validate_config
 from .store.base import BlobStore, Store
 from .store.files import FolderBlobStore
 from .store.media import MediaLibrary
+from .store.queue import PersistenceQueue, QueueEvent
 from .store.sqlite import SQLiteStore
 
 log = logging.getLogger("taskerino.sessions")
@@ -62,6 +63,12 @@ def build_recorders(config: SessionConfig) -> list[Recorder]:
         from .recording.screenshots import ScreenshotRecorder
 
         recorders.append(ScreenshotRecorder(config.screenshot_interval, config.screenshot_source))
+    if config.video:
+        from .recording.video import VideoRecorder
+
+        assert config.compositor is not None
+        recorders.append(VideoRecorder(config.sources, config.compositor, config.fps,
+                                       config.width, config.height))
     return recorders
 
 
@@ -77,7 +84,22 @@ class SessionManager:
         self.media = MediaLibrary(store, blobs)
         self.registry = registry
         self.events: list[Callable[[str, str], None]] = []
-        self._keepers: dict[str, threading.Event] = {}
+        self._keepers: dict[str, tuple[threading.Event, threading.Thread]] = {}
+        # Live figures (stats, heartbeats) are saved through the queue, off the recorders'
+        # threads; state changes of a session are written synchronously in transactions.
+        self.queue: PersistenceQueue[Callable[[], None]] = PersistenceQueue(self._apply)
+        self.queue.subscribe(self._on_queue_event)
+
+    def _apply(self, writes: Sequence[Callable[[], None]]) -> None:
+        with self.store.transaction():
+            for write in writes:
+                write()
+
+    @staticmethod
+    def _on_queue_event(event: QueueEvent) -> None:
+        if event.kind in ("failed", "dropped"):
+            log.error("%d %s write(s) %s: %s", event.count, event.priority, event.kind,
+                      event.error or "queue full")
 
     @classmethod
     def open(cls, home: str | Path | None = None, *, recover: bool = True) -> SessionManager:
@@ -95,6 +117,7 @@ class SessionManager:
                 self.end(recording.session_id)
             except TaskerinoError as exc:
                 log.error("could not end session %s: %s", recording.session_id, exc)
+        self.queue.shutdown()
         self.store.close()
 
     # --- reading ------------------------------------------------------------------------
@@ -162,7 +185,6 @@ class SessionManager:
     def _start_keeper(self, recording: LiveRecording) -> None:
         """A thread that carries out commands from other processes and publishes stats."""
         stop = threading.Event()
-        self._keepers[recording.session_id] = stop
 
         def keep() -> None:
             last_stats = 0.0
@@ -182,14 +204,20 @@ class SessionManager:
                     now = time.monotonic()
                     if now - last_stats >= STATS_SECONDS:
                         last_stats = now
-                        with self.store.transaction():
-                            self.store.write_stats(recording.stats())
-                            self.store.heartbeat(sid, time.time())
+                        stats, beat = recording.stats(), time.time()
+
+                        def publish(stats: RecordingStats = stats, beat: float = beat) -> None:
+                            self.store.write_stats(stats)
+                            self.store.heartbeat(stats.session_id, beat)
+
+                        self.queue.enqueue(publish)
                 except TaskerinoError as exc:
                     log.error("session %s: %s", sid, exc)
 
-        threading.Thread(target=keep, name=f"keeper-{recording.session_id[:8]}",
-                         daemon=True).start()
+        thread = threading.Thread(target=keep, name=f"keeper-{recording.session_id[:8]}",
+                                  daemon=True)
+        self._keepers[recording.session_id] = (stop, thread)
+        thread.start()
 
     def _run_command(self, session_id: str, command: str) -> None:
         if command == "pause":
@@ -258,13 +286,16 @@ class SessionManager:
         sid = live.session_id
         keeper = self._keepers.pop(sid, None)
         if keeper is not None:
-            keeper.set()
+            keeper[0].set()
+            if keeper[1] is not threading.current_thread():
+                keeper[1].join()
         end_offset = live.clock.offset()
         try:
             finishers = live.stop()
         except Exception as exc:
             self._report(sid, f"a recorder failed while stopping: {exc}")
             finishers = []
+        self.queue.flush()  # no late stats write may land after the final one below
         with self.store.transaction():
             session = self.store.session_for_update(sid)
             if session.status not in TERMINAL:

@@ -12,6 +12,7 @@ from pathlib import Path
 from ..models import Session
 from ..store.media import MediaLibrary
 from .base import Finisher
+from .video import salvage_video
 
 Salvager = Callable[[Session, Path, MediaLibrary], Finisher | None]
 
@@ -23,4 +24,5 @@ def _screenshots(session: Session, folder: Path, media: MediaLibrary) -> Finishe
     return None
 
 
-SALVAGERS: dict[str, Salvager] = {"screenshots": _screenshots}
+# Audio first: the video's joined file carries the salvaged audio.
+SALVAGERS: dict[str, Salvager] = {"screenshots": _screenshots, "video": salvage_video}

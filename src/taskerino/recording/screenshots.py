@@ -88,9 +88,6 @@ class ScreenshotRecorder(Recorder):
     def failure(self) -> str | None:
         return self._failure
 
-    def stats(self) -> dict[str, float]:
-        return {"screenshots": float(self.taken)}
-
     def _run(self) -> None:
         assert self._ctx is not None
         next_due = time.monotonic()

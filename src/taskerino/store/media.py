@@ -41,6 +41,33 @@ class MediaLibrary:
         self.store = store
         self.blobs = blobs
 
+    def stage(self, path: Path, type: AttachmentType, name: str, *,
+              duration: float | None = None, width: int | None = None,
+              height: int | None = None) -> Attachment:
+        """Put the bytes of `path` in the blob store under a committed intent.
+
+        The returned attachment is not yet in the store: `commit` it inside the caller's
+        transaction. Until then recovery may delete the blob if this process dies.
+        """
+        digest = sha256_file(path)
+        existing = self.store.attachment_by_hash(digest)
+        if existing is not None and self.blobs.exists(digest):
+            return existing
+        self.store.add_blob_intent(BlobIntent(digest, current_owner()))
+        size = self.blobs.put_file(path, digest)
+        mime = _MIME.get(path.suffix.lower()) or mimetypes.guess_type(path.name)[0]
+        return Attachment(
+            id=new_id(), type=type, name=name, mime_type=mime or "application/octet-stream",
+            size=size, hash=digest, duration=duration, width=width, height=height,
+        )
+
+    def commit(self, staged: Attachment) -> Attachment:
+        """Add a staged attachment's row (in the caller's transaction); returns the row kept."""
+        with self.store.transaction():
+            attachment = self.store.add_attachment(staged)
+            self.store.remove_blob_intent(staged.hash, current_owner())
+        return attachment
+
     def ingest(
         self,
         path: Path,
@@ -55,27 +82,11 @@ class MediaLibrary:
     ) -> Attachment:
         """Store `path` as an attachment (deduplicated by content) and run `then` with it
         in the transaction that commits the attachment row."""
-        digest = sha256_file(path)
-        existing = self.store.attachment_by_hash(digest)
-        if existing is None or not self.blobs.exists(digest):
-            me = current_owner()
-            self.store.add_blob_intent(BlobIntent(digest, me))
-            size = self.blobs.put_file(path, digest)
-            mime = _MIME.get(path.suffix.lower()) or mimetypes.guess_type(path.name)[0]
-            candidate = Attachment(
-                id=new_id(), type=type, name=name, mime_type=mime or "application/octet-stream",
-                size=size, hash=digest, duration=duration, width=width, height=height,
-            )
-            with self.store.transaction():
-                attachment = self.store.add_attachment(candidate)
-                self.store.remove_blob_intent(digest, me)
-                if then is not None:
-                    then(attachment)
-        else:
-            attachment = existing
+        staged = self.stage(path, type, name, duration=duration, width=width, height=height)
+        with self.store.transaction():
+            attachment = self.commit(staged)
             if then is not None:
-                with self.store.transaction():
-                    then(attachment)
+                then(attachment)
         if source == "delete":
             path.unlink(missing_ok=True)
         return attachment

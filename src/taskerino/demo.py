@@ -1,0 +1,67 @@
+"""`python -m taskerino.demo`: record a short session on the embedded default and show it.
+
+Without a screen (no DISPLAY) the demo records a virtual display with a terminal on it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import subprocess
+import sys
+import time
+from contextlib import ExitStack
+
+from .models import SessionConfig
+from .sessions import SessionManager, StartRequest
+from .virtual import VirtualDisplay
+
+BUSY_TERMINAL = (
+    "while true; do date; uname -a; ls -l --color=never /usr/bin | shuf -n 30; sleep 1; done"
+)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--seconds", type=float, default=12.0)
+    parser.add_argument("--home", default=None, help="data folder (default: the usual one)")
+    args = parser.parse_args(argv)
+    with ExitStack() as stack:
+        if not os.environ.get("DISPLAY"):
+            display = stack.enter_context(VirtualDisplay())
+            os.environ["DISPLAY"] = display.name
+            print(f"no screen: recording the virtual display {display.name}")
+            if shutil.which("xterm"):
+                term = subprocess.Popen(
+                    ["xterm", "-geometry", "160x50+40+40", "-e", "bash", "-c", BUSY_TERMINAL],
+                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                )
+                stack.callback(term.kill)
+                time.sleep(1.0)
+        manager = SessionManager.open(args.home)
+        stack.callback(manager.close)
+        config = SessionConfig(screenshot_interval=3.0)
+        session = manager.start(StartRequest(
+            name="Taskerino demo", description="A short session recorded by the demo.",
+            config=config,
+        ))
+        print(f"recording session {session.id} for {args.seconds:.0f} s ...")
+        time.sleep(args.seconds / 2)
+        manager.add_context_item(session.id, "note", "halfway through the demo")
+        time.sleep(args.seconds / 2)
+        ended = manager.end(session.id)
+        print(f"\n{ended.name} [{ended.status}] {ended.total_duration:.1f} s")
+        print(f"  data folder: {manager.layout.home}")
+        for shot in ended.screenshots:
+            path = manager.media.local_path(manager.store.get_attachment(shot.attachment_id))
+            print(f"  screenshot at {shot.media_offset:5.1f} s: {path}")
+        for item in ended.context_items:
+            print(f"  {item.type} at {item.media_offset:5.1f} s: {item.content}")
+        problems = manager.doctor()
+        print("  doctor: " + ("ok" if not problems else "; ".join(problems)))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

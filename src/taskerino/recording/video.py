@@ -1,0 +1,368 @@
+"""The video recorder: capture → bounded queue → compositor → bounded queue → encoder.
+
+Three threads, so a slow encode never stalls capture. A frame that finds its queue full
+replaces the oldest waiting one, which is counted as dropped; a capture tick missed
+because grabbing fell behind is counted as dropped too. Frames identical to the previous
+one are not composed or encoded again (variable frame rate); the encoder's timestamps
+come from the shared media clock, so the timeline stays exact.
+
+Chunks closed by the encoder are handed to a fourth thread that moves them into the blob
+store with their `SessionVideoChunk` row. At stop, the chunks are joined (no re-encoding,
+audio muxed in when there is some) into the session's one playable file.
+"""
+
+from __future__ import annotations
+
+import collections
+import contextlib
+import errno
+import logging
+import queue
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from ..capture import CaptureBackend, get_backend
+from ..capture.base import Frame, Source
+from ..capture.synthetic import TestPatternSource
+from ..errors import StorageError, TaskerinoError
+from ..media import ChunkedEncoder, ChunkInfo, Compositor, join_chunks, salvage_chunk
+from ..models import Attachment, Session, SessionVideo, SessionVideoChunk, new_id
+from ..store.media import MediaLibrary
+from .base import Finisher, Recorder, RecordingContext
+
+log = logging.getLogger("taskerino.video")
+
+CHUNK_SECONDS = 60.0
+QUEUE_DEPTH = 4
+KEEPALIVE_SECONDS = 0.25
+
+
+@dataclass
+class _Item:
+    media_time: float
+    captured_at: float  # monotonic
+    frames: list[Frame | None]
+
+
+class _DropQueue:
+    """A bounded queue where a new item pushes out the oldest, which is counted."""
+
+    def __init__(self, depth: int) -> None:
+        self._items: collections.deque[_Item | None] = collections.deque()
+        self._depth = depth
+        self._cond = threading.Condition()
+        self.dropped = 0
+
+    def put(self, item: _Item | None) -> None:
+        with self._cond:
+            if item is not None and len(self._items) >= self._depth:
+                self._items.popleft()
+                self.dropped += 1
+            self._items.append(item)
+            self._cond.notify()
+
+    def get(self, timeout: float) -> _Item | bool | None:
+        """The next item, None for the end marker, False on timeout."""
+        with self._cond:
+            if not self._items and not self._cond.wait(timeout):
+                return False
+            return self._items.popleft() if self._items else False
+
+
+class VideoRecorder(Recorder):
+    kind = "video"
+
+    def __init__(self, sources: list[str], compositor: str, fps: int, width: int, height: int,
+                 backend: CaptureBackend | None = None,
+                 audio: Callable[[], Path | None] | None = None,
+                 chunk_seconds: float = CHUNK_SECONDS) -> None:
+        self.source_ids = sources
+        self.compositor_kind = compositor
+        self.fps = fps
+        self.width = width
+        self.height = height
+        self.chunk_seconds = chunk_seconds
+        self.audio = audio  # the session's joined audio, asked for at stop
+        self._backend = backend
+        self._own_backend = False
+        self._sources: list[Source] = []
+        self._ctx: RecordingContext | None = None
+        self._video: SessionVideo | None = None
+        self._composed = _DropQueue(QUEUE_DEPTH)
+        self._captured = _DropQueue(QUEUE_DEPTH)
+        self._chunks: queue.Queue[ChunkInfo | None] = queue.Queue()
+        self._stop = threading.Event()
+        self._paused = threading.Event()
+        self._threads: list[threading.Thread] = []
+        self._failure: str | None = None
+        self._stopped = False
+        self._gone_reported: set[str] = set()
+        # Figures for RecordingStats.
+        self.frames_captured = 0
+        self.frames_identical = 0
+        self.frames_missed = 0
+        self._encoder: ChunkedEncoder | None = None
+        self._encoded_times: collections.deque[float] = collections.deque(maxlen=120)
+        self._lag_ms = 0.0
+
+    # --- lifecycle ----------------------------------------------------------------------
+    def prepare(self, ctx: RecordingContext) -> None:
+        self._ctx = ctx
+        self._compositor = Compositor(self.compositor_kind, len(self.source_ids), self.width,
+                                      self.height)
+        try:
+            for source_id in self.source_ids:
+                self._sources.append(self._open(source_id))
+            for source in self._sources:
+                source.grab()  # fail now, before the session starts
+        except Exception:
+            self._close_sources()
+            raise
+        self._encoder = ChunkedEncoder(ctx.staging, self.width, self.height, self.fps,
+                                       self.chunk_seconds, self._chunks.put)
+
+    def _open(self, source_id: str) -> Source:
+        if source_id.startswith("test:"):
+            return TestPatternSource(source_id.partition(":")[2])
+        if self._backend is None:
+            self._backend = get_backend()
+            self._own_backend = True
+        return self._backend.open(source_id)
+
+    def begin(self) -> None:
+        ctx = self._ctx
+        assert ctx is not None
+        self._video = SessionVideo(
+            id=new_id(), session_id=ctx.session_id, width=self.width, height=self.height,
+            fps=self.fps, sources=list(self.source_ids), compositor=self.compositor_kind,
+            chunking_status="processing",
+        )
+        ctx.store.save_video(self._video)
+        for name, target in (("video-capture", self._capture_loop),
+                             ("video-compose", self._compose_loop),
+                             ("video-encode", self._encode_loop),
+                             ("video-chunks", self._chunk_loop)):
+            thread = threading.Thread(target=target, name=name, daemon=True)
+            self._threads.append(thread)
+            thread.start()
+
+    def pause(self) -> None:
+        self._paused.set()
+
+    def resume(self) -> None:
+        self._paused.clear()
+
+    @property
+    def failure(self) -> str | None:
+        return self._failure
+
+    def _fail(self, message: str) -> None:
+        if self._failure is None:
+            self._failure = message
+            assert self._ctx is not None
+            self._ctx.report(message)
+            self._stop.set()
+
+    def stop(self) -> Finisher | None:
+        if self._stopped:
+            return None
+        self._stopped = True
+        self._stop.set()
+        for thread in self._threads:
+            thread.join()
+        self._close_sources()
+        ctx, video = self._ctx, self._video
+        if ctx is None or video is None:
+            return None
+        stored = ctx.store.get_session(ctx.session_id).video
+        chunks = [c.attachment_id for c in stored.chunks] if stored else []
+        audio = self.audio() if self.audio else None
+        return finish_video(ctx.media, video, chunks, ctx.staging, audio)
+
+    def _close_sources(self) -> None:
+        for source in self._sources:
+            source.close()
+        if self._own_backend and self._backend is not None:
+            self._backend.close()
+
+    # --- threads ------------------------------------------------------------------------
+    def _capture_loop(self) -> None:
+        ctx = self._ctx
+        assert ctx is not None
+        period = 1.0 / self.fps
+        previous: list[Frame | None] = [None] * len(self._sources)
+        next_tick = time.monotonic()
+        while not self._stop.is_set():
+            if self._paused.is_set():
+                self._stop.wait(0.05)
+                next_tick = time.monotonic()
+                continue
+            now = time.monotonic()
+            if now < next_tick:
+                self._stop.wait(next_tick - now)
+                continue
+            missed = int((now - next_tick) / period)
+            if missed:
+                self.frames_missed += missed  # grabbing fell behind: those ticks are lost
+            next_tick += (missed + 1) * period
+            media_time = ctx.clock.offset(now)
+            try:
+                frames: list[Frame | None] = [source.grab() for source in self._sources]
+            except TaskerinoError as exc:
+                self._fail(f"video capture stopped: {exc}")
+                return
+            self.frames_captured += 1
+            for source in self._sources:
+                if source.gone and source.id not in self._gone_reported:
+                    self._gone_reported.add(source.id)
+                    ctx.report(f"source {source.id} is gone; recording goes on without it")
+            if all(p is not None and f is not None and p.shape == f.shape and p.data == f.data
+                   for p, f in zip(previous, frames, strict=True)):
+                self.frames_identical += 1
+                continue
+            previous = frames
+            self._captured.put(_Item(media_time, now, frames))
+        self._captured.put(None)
+
+    def _compose_loop(self) -> None:
+        while True:
+            item = self._captured.get(1.0)
+            if item is False:
+                continue
+            if item is None or isinstance(item, bool):
+                self._composed.put(None)
+                return
+            picture = self._compositor.compose(item.frames)
+            self._composed.put(_Item(item.media_time, item.captured_at, [picture]))
+
+    def _encode_loop(self) -> None:
+        ctx, encoder = self._ctx, self._encoder
+        assert ctx is not None and encoder is not None
+        try:
+            while True:
+                item = self._composed.get(KEEPALIVE_SECONDS)
+                if item is False:
+                    if not self._paused.is_set():
+                        # A static screen: push the last picture to disk and keep the
+                        # chunk clock running.
+                        encoder.keepalive(ctx.clock.offset())
+                    continue
+                if item is None or isinstance(item, bool):
+                    break
+                last = encoder.last_media_time
+                if last is not None and item.media_time <= last:
+                    continue  # a paused clock can repeat a time; the frame adds nothing
+                frame = item.frames[0]
+                assert frame is not None
+                encoder.encode(frame, item.media_time)
+                done = time.monotonic()
+                self._encoded_times.append(done)
+                self._lag_ms = 0.8 * self._lag_ms + 0.2 * (done - item.captured_at) * 1000
+            encoder.close(ctx.clock.offset())
+        except (StorageError, OSError) as exc:
+            full = isinstance(exc, OSError) and exc.errno == errno.ENOSPC
+            self._fail(("disk full: " if full else "") + f"video encoding stopped: {exc}")
+            with contextlib.suppress(TaskerinoError):
+                encoder.close()
+        finally:
+            self._chunks.put(None)
+
+    def _chunk_loop(self) -> None:
+        ctx, video = self._ctx, self._video
+        assert ctx is not None and video is not None
+        while (info := self._chunks.get()) is not None:
+            try:
+                store_chunk(ctx.media, video.id, info)
+            except (TaskerinoError, OSError) as exc:
+                self._fail(f"could not store video chunk {info.index}: {exc}")
+
+    # --- stats --------------------------------------------------------------------------
+    def stats(self) -> dict[str, float]:
+        encoder = self._encoder
+        now = time.monotonic()
+        recent = [t for t in list(self._encoded_times) if now - t <= 2.0]
+        encoded = encoder.frames_encoded if encoder else 0
+        return {
+            "frames_captured": float(self.frames_captured),
+            "frames_processed": float(encoded + self.frames_identical),
+            "frames_dropped": float(self._captured.dropped + self._composed.dropped
+                                    + self.frames_missed),
+            # Identical frames count towards fps: they are shown, just not re-encoded.
+            "fps": len(recent) / 2.0 if recent else 0.0,
+            "target_fps": float(self.fps),
+            "bytes_written": float(encoder.bytes_written if encoder else 0),
+            "encode_lag_ms": self._lag_ms,
+        }
+
+
+def store_chunk(media: MediaLibrary, video_id: str, info: ChunkInfo) -> None:
+    """Move a closed chunk into the blob store with its row, in one transaction."""
+
+    def add_row(attachment: Attachment) -> None:
+        media.store.add_video_chunk(SessionVideoChunk(
+            id=new_id(), video_id=video_id, attachment_id=attachment.id, index=info.index,
+            start_offset=info.start_offset, end_offset=info.end_offset, frames=info.frames,
+            bytes=info.bytes,
+        ))
+
+    media.ingest(info.path, "video", f"chunk-{info.index:05d}.mp4",
+                 duration=info.end_offset - info.start_offset, then=add_row)
+
+
+def finish_video(media: MediaLibrary, video: SessionVideo, chunk_attachments: list[str],
+                 staging: Path, audio: Path | None) -> Finisher | None:
+    """Join the stored chunks into one playable file; the finisher attaches it."""
+    paths = []
+    for attachment_id in chunk_attachments:
+        path = media.local_path(media.store.get_attachment(attachment_id))
+        if path is not None:
+            paths.append(path)
+    if not paths:
+        def no_video(session: Session) -> None:
+            video.chunking_status = "error"
+            media.store.save_video(video)
+        return no_video
+    out = staging / "full.mp4"
+    try:
+        info = join_chunks(paths, out, audio)
+    except TaskerinoError as exc:
+        log.error("could not join the video chunks: %s", exc)
+
+        def failed(session: Session) -> None:
+            video.chunking_status = "error"
+            media.store.save_video(video)
+        return failed
+    staged = media.stage(out, "video", "session.mp4", duration=info.duration,
+                         width=info.width, height=info.height)
+
+    def attach(session: Session) -> None:
+        attachment = media.commit(staged)
+        video.full_video_attachment_id = attachment.id
+        video.duration = info.duration
+        video.chunking_status = "complete"
+        media.store.save_video(video)
+
+    return attach
+
+
+def salvage_video(session: Session, folder: Path, media: MediaLibrary) -> Finisher | None:
+    """Recovery: store the chunks a dead recorder left, then join them all."""
+    video = session.video
+    if video is None:
+        return None
+    stored = {c.index for c in video.chunks}
+    chunk_attachments = [c.attachment_id for c in video.chunks]
+    for path in sorted(folder.glob("chunk-*.mp4")):
+        info = salvage_chunk(path)
+        if info is None or info.index in stored:
+            path.unlink(missing_ok=True)
+            continue
+        store_chunk(media, video.id, info)
+        stored.add(info.index)
+    refreshed = media.store.get_session(session.id).video
+    if refreshed is not None:
+        chunk_attachments = [c.attachment_id for c in refreshed.chunks]
+    return finish_video(media, video, chunk_attachments, folder, None)
