@@ -1,0 +1,239 @@
+"""Video recording end to end on Xvfb: real capture, real H.264 files decoded with PyAV."""
+
+from __future__ import annotations
+
+import json
+import random
+import subprocess
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import av
+import numpy as np
+import pytest
+from Xlib import X, display
+
+from taskerino.models import Session, SessionConfig, parse_time
+from taskerino.sessions import SessionManager, StartRequest
+from taskerino.virtual import VirtualDisplay
+
+from .cli_helpers import blob_files, run, run_json, start, wait_for_session
+
+
+@pytest.fixture
+def manager(home: Path, xdisplay: VirtualDisplay) -> Iterator[SessionManager]:
+    m = SessionManager.open(home)
+    yield m
+    m.close()
+
+
+def video_request(*sources: str, fps: int = 15, size: tuple[int, int] = (640, 360),
+                  compositor: str | None = None) -> StartRequest:
+    return StartRequest(name="v", config=SessionConfig(
+        screenshots=False, video=True, sources=list(sources), fps=fps, width=size[0],
+        height=size[1], compositor=compositor))
+
+
+def full_video(manager: SessionManager, session: Session) -> Path:
+    assert session.video is not None and session.video.full_video_attachment_id
+    path = manager.media.local_path(
+        manager.store.get_attachment(session.video.full_video_attachment_id))
+    assert path is not None
+    return path
+
+
+def decode(path: Path) -> tuple[list[np.ndarray], list[float], float]:
+    with av.open(str(path)) as container:
+        stream = container.streams.video[0]
+        assert stream.codec_context.name == "h264"
+        frames, times = [], []
+        for frame in container.decode(stream):
+            assert frame.format.name == "yuv420p"
+            frames.append(frame.to_ndarray(format="bgr24"))
+            times.append(float(frame.pts * frame.time_base))
+        duration = float(container.duration / av.time_base) if container.duration else 0.0
+    return frames, times, duration
+
+
+def test_records_a_display_at_the_asked_size(manager: SessionManager) -> None:
+    session = manager.start(video_request("display:1", fps=10, size=(1280, 720)))
+    time.sleep(3.0)
+    stats = manager.stats(session.id)
+    assert stats.state == "recording" and stats.frames_captured > 0
+    ended = manager.end(session.id)
+    assert ended.video is not None and ended.video.chunking_status == "complete"
+    frames, _, duration = decode(full_video(manager, ended))
+    assert frames[0].shape == (720, 1280, 3)
+    assert ended.total_duration is not None
+    assert abs(duration - ended.total_duration) < 0.5
+    assert abs(ended.video.duration - duration) < 0.1
+    assert manager.doctor() == []
+
+
+def test_moving_source_frame_count_and_timeline(manager: SessionManager) -> None:
+    session = manager.start(video_request("test:blue", fps=15))
+    time.sleep(4.0)
+    ended = manager.end(session.id)
+    frames, times, duration = decode(full_video(manager, ended))
+    assert ended.total_duration is not None and 3.8 < duration < 4.8
+    # A moving picture: about fps * seconds frames, within 15 %.
+    expected = 15 * ended.total_duration
+    assert abs(len(frames) - expected) <= 0.15 * expected
+    assert times == sorted(times)
+    stats = manager.stats(session.id)
+    assert stats.frames_dropped == 0 and stats.health == "healthy"
+
+
+def test_static_source_is_not_reencoded_but_keeps_its_timeline(manager: SessionManager) -> None:
+    session = manager.start(video_request("test:still-green", fps=15))
+    time.sleep(3.0)
+    ended = manager.end(session.id)
+    frames, _, duration = decode(full_video(manager, ended))
+    assert ended.total_duration is not None
+    assert abs(duration - ended.total_duration) < 0.4
+    live_stats = manager.stats(session.id)
+    # Keepalive repeats (4 a second at most) are cheap; nowhere near 15 frames a second.
+    assert len(frames) <= 4 * ended.total_duration + 2
+    assert live_stats.frames_captured >= 40 and live_stats.frames_dropped == 0
+    assert frames[-1][180, 320, 1] > 200  # still green at the end
+
+
+def dominant(frame: np.ndarray, x: int, y: int) -> str:
+    b, g, r = (int(v) for v in frame[y, x])
+    colours = {"red": (0, 0, 255), "green": (0, 255, 0), "blue": (255, 0, 0),
+               "yellow": (0, 255, 255), "black": (0, 0, 0)}
+    return min(colours, key=lambda c: sum((a - b_) ** 2
+                                          for a, b_ in zip(colours[c], (b, g, r), strict=True)))
+
+
+@pytest.mark.parametrize(
+    ("compositor", "places"),
+    [
+        ("grid", {"red": (160, 90), "green": (480, 90), "blue": (160, 270),
+                  "yellow": (480, 270)}),
+        ("side-by-side", {"red": (80, 180), "green": (240, 180), "blue": (400, 180),
+                          "yellow": (560, 180)}),
+    ],
+)
+def test_compositors_put_each_source_in_its_place(manager: SessionManager, compositor: str,
+                                                  places: dict[str, tuple[int, int]]) -> None:
+    session = manager.start(video_request("test:still-red", "test:still-green",
+                                          "test:still-blue", "test:still-yellow",
+                                          compositor=compositor))
+    time.sleep(1.5)
+    frames, _, _ = decode(full_video(manager, manager.end(session.id)))
+    last = frames[-1]
+    for colour, (x, y) in places.items():
+        assert dominant(last, x, y) == colour, (compositor, colour)
+    if compositor == "side-by-side":
+        assert dominant(last, 80, 10) == "black"  # letterbox bar above 16:9 cells
+
+
+def test_window_source_and_closing_window(manager: SessionManager) -> None:
+    d = display.Display()
+    screen = d.screen()
+    window = screen.root.create_window(100, 100, 320, 240, 0, screen.root_depth,
+                                       background_pixel=0xFF0000)
+    window.set_wm_name("Taskerino video test")
+    window.set_wm_class("vtest", "VTest")
+    window.map()
+    d.sync()
+    time.sleep(0.3)
+    session = manager.start(video_request(f"window:{window.id:#x}", size=(320, 240)))
+    time.sleep(1.5)
+    window.destroy()
+    d.sync()
+    d.close()
+    time.sleep(1.5)
+    ended = manager.end(session.id)
+    assert ended.status == "completed"
+    frames, _, duration = decode(full_video(manager, ended))
+    assert dominant(frames[0], 160, 120) == "red"
+    assert ended.total_duration is not None and duration > ended.total_duration - 0.5
+
+
+def test_pause_excludes_time_from_the_video(manager: SessionManager) -> None:
+    session = manager.start(video_request("test:red", fps=10))
+    time.sleep(1.5)
+    manager.pause(session.id)
+    paused_stats = manager.stats(session.id)
+    assert paused_stats.state == "paused"
+    time.sleep(2.0)
+    manager.resume(session.id)
+    time.sleep(1.5)
+    ended = manager.end(session.id)
+    _, times, duration = decode(full_video(manager, ended))
+    assert ended.total_duration is not None and 2.8 < ended.total_duration < 3.8
+    assert abs(duration - ended.total_duration) < 0.4
+    gaps = np.diff(times)
+    assert gaps.max() < 0.5, "paused time must not appear as a gap in the video"
+
+
+def test_ending_one_session_stops_only_its_recording(manager: SessionManager) -> None:
+    first = manager.start(video_request("test:red"))
+    second = manager.start(video_request("test:blue"))
+    time.sleep(1.0)
+    manager.end(first.id)
+    before = manager.stats(second.id).frames_captured
+    time.sleep(1.0)
+    assert manager.stats(second.id).frames_captured > before
+    assert manager.stats(first.id).state == "stopped"
+    manager.end(second.id)
+
+
+def test_stats_are_visible_from_another_process(home: Path, xdisplay: VirtualDisplay) -> None:
+    proc = start(home, "--no-screenshots", "--video", "--source", "test:red", "--size",
+                 "640x360", "--json")
+    try:
+        sid = wait_for_session(home)["id"]
+        time.sleep(1.5)
+        first = run_json(home, "stats", sid)
+        time.sleep(1.5)
+        second = run_json(home, "stats", sid)
+        assert second["frames_captured"] > first["frames_captured"] > 0
+        assert second["state"] == "recording" and second["target_fps"] == 15
+        assert second["health"] in ("healthy", "warning", "critical")
+        watch = subprocess.run(
+            ["timeout", "2.5", *run.__globals__["TASKERINO"], "--home", str(home), "stats",
+             sid, "--watch", "--json"], capture_output=True, text=True)
+        assert len(watch.stdout.strip().splitlines()) >= 2
+        assert run(home, "stats", "nope").returncode == 2
+        proc.terminate()
+        out, _ = proc.communicate(timeout=60)
+        ended = json.loads(out)
+        assert ended["video"]["chunking_status"] == "complete"
+        assert ended["attachments"][ended["video"]["full_video_attachment_id"]]["type"] == "video"
+    finally:
+        proc.kill()
+        proc.communicate()
+
+
+def test_kill_9_of_video_recording_is_playable_to_the_kill(tmp_path: Path,
+                                                            xdisplay: VirtualDisplay) -> None:
+    rng = random.Random(99)
+    for attempt in range(20):
+        home = tmp_path / f"v{attempt}"
+        home.mkdir()
+        proc = start(home, "--no-screenshots", "--video", "--source", "test:red", "--size",
+                     "640x360", "--fps", "10")
+        row = wait_for_session(home)
+        sid = row["id"]
+        time.sleep(rng.uniform(0.3, 3.0))
+        proc.kill()
+        killed_at = time.time()
+        proc.communicate()
+        recorded = killed_at - parse_time(row["start_time"]).timestamp()
+        rows = run_json(home, "sessions", "list")
+        assert rows[0]["status"] == "interrupted"
+        shown = run_json(home, "sessions", "show", sid)
+        video = shown["video"]
+        assert video["chunking_status"] == "complete", (attempt, video)
+        path = Path(shown["attachments"][video["full_video_attachment_id"]]["path"])
+        frames, _, duration = decode(path)
+        assert frames
+        # Playable to within 1 s of the kill.
+        assert duration >= recorded - 1.0, (attempt, duration, recorded)
+        assert shown["total_duration"] >= recorded - 1.5
+        assert run_json(home, "doctor") == {"ok": True, "problems": []}
+        assert blob_files(home) == {a["hash"] for a in shown["attachments"].values()}
