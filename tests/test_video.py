@@ -51,6 +51,7 @@ def decode(path: Path) -> tuple[list[np.ndarray], list[float], float]:
         for frame in container.decode(stream):
             assert frame.format.name == "yuv420p"
             frames.append(frame.to_ndarray(format="bgr24"))
+            assert frame.pts is not None and frame.time_base is not None
             times.append(float(frame.pts * frame.time_base))
         duration = float(container.duration / av.time_base) if container.duration else 0.0
     return frames, times, duration

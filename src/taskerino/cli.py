@@ -16,7 +16,7 @@ from typing import Any, NoReturn, cast
 
 import click
 
-from .errors import InvalidInput, NotFound, TaskerinoError
+from .errors import InvalidInput, NotFound, RecorderError, TaskerinoError
 from .models import SessionConfig, SessionStatus, SessionSummary, to_dict
 from .recording.validate import parse_fps, parse_number, parse_size
 from .sessions import SessionManager, StartRequest
@@ -171,6 +171,12 @@ def record(ctx: click.Context, name: str, description: str, duration: str | None
                 click.echo(f"session {ended.id} {ended.status}: "
                            f"{ended.total_duration or 0:.1f} s, "
                            f"{len(ended.screenshots)} screenshots", err=True)
+            failures = manager.failures.get(ended.id)
+            if failures:
+                raise RecorderError(
+                    "recording stopped early: " + "; ".join(failures)
+                    + f" (session {ended.id} was ended with what was recorded)"
+                )
     finally:
         for sig, handler in previous.items():
             signal.signal(sig, handler)
@@ -186,6 +192,8 @@ def _watch(manager: SessionManager, session_id: str, stop: threading.Event,
             return
         if manager.wait(session_id, 0.1):
             return  # ended from elsewhere
+        if manager.registry.get(session_id).failures():
+            return  # a recorder stopped: end now with what was recorded
         if show and time.monotonic() - last >= 1.0:
             last = time.monotonic()
             s = manager.stats(session_id)

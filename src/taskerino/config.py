@@ -37,6 +37,11 @@ class Layout:
         return self.home / "blobs"
 
     @property
+    def reserve(self) -> Path:
+        """Space set aside so that a session can still be ended when the disk fills up."""
+        return self.home / "reserve.bin"
+
+    @property
     def staging(self) -> Path:
         """Media being written by live recorders, before it becomes a blob."""
         return self.home / "staging"

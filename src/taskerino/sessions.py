@@ -9,6 +9,7 @@ steered through the store's command queue and watched until the change shows.
 from __future__ import annotations
 
 import logging
+import os
 import shutil
 import threading
 import time
@@ -45,7 +46,8 @@ log = logging.getLogger("taskerino.sessions")
 
 POLL_SECONDS = 0.2  # how often a recorder looks for commands from other processes
 STATS_SECONDS = 1.0
-HEARTBEAT_STALE = 30.0  # a recorder on another host is presumed dead after this silence
+HEARTBEAT_STALE = 30.0
+RESERVE_BYTES = 16 << 20  # a recorder on another host is presumed dead after this silence
 TERMINAL: tuple[SessionStatus, ...] = ("completed", "interrupted")
 
 
@@ -85,6 +87,7 @@ class SessionManager:
         self.registry = registry
         self.events: list[Callable[[str, str], None]] = []
         self._keepers: dict[str, tuple[threading.Event, threading.Thread]] = {}
+        self.failures: dict[str, list[str]] = {}  # why recorders stopped, by session
         # Live figures (stats, heartbeats) are saved through the queue, off the recorders'
         # threads; state changes of a session are written synchronously in transactions.
         self.queue: PersistenceQueue[Callable[[], None]] = PersistenceQueue(self._apply)
@@ -109,7 +112,19 @@ class SessionManager:
         manager = cls(layout, store, FolderBlobStore(layout.blobs))
         if recover:
             manager.recover()
+        manager._keep_reserve()
         return manager
+
+    def _keep_reserve(self) -> None:
+        """Set aside disk space that ending a session can use when the disk is full."""
+        reserve = self.layout.reserve
+        if reserve.exists():
+            return
+        try:
+            with reserve.open("wb") as f:
+                os.posix_fallocate(f.fileno(), 0, RESERVE_BYTES)
+        except OSError:
+            reserve.unlink(missing_ok=True)  # no room now: try again next time
 
     def close(self) -> None:
         for recording in list(self.registry):
@@ -195,10 +210,11 @@ class SessionManager:
                         self._run_command(sid, command)
                     if recording.stopped:
                         return
-                    if recording.failures() and any(
-                        "disk" in f or "No space" in f for f in recording.failures()
-                    ):
-                        self._report(sid, "recording stopped: " + recording.failures()[0])
+                    failures = recording.failures()
+                    if failures:
+                        # A recorder that cannot go on (disk full, device lost): end the
+                        # session with what was written rather than record half of it.
+                        self._report(sid, "recording stopped: " + failures[0])
                         threading.Thread(target=self.end, args=(sid,), daemon=True).start()
                         return
                     now = time.monotonic()
@@ -290,12 +306,18 @@ class SessionManager:
             if keeper[1] is not threading.current_thread():
                 keeper[1].join()
         end_offset = live.clock.offset()
+        if live.failures():
+            # Most likely the disk is full: free the reserve so that the last chunk can be
+            # salvaged and the ending committed.
+            self.layout.reserve.unlink(missing_ok=True)
         try:
             finishers = live.stop()
         except Exception as exc:
             self._report(sid, f"a recorder failed while stopping: {exc}")
             finishers = []
         self.queue.flush()  # no late stats write may land after the final one below
+        if live.failures():
+            self.failures[sid] = live.failures()
         with self.store.transaction():
             session = self.store.session_for_update(sid)
             if session.status not in TERMINAL:

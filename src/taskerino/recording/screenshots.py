@@ -11,7 +11,7 @@ import numpy as np
 
 from ..capture import CaptureBackend, get_backend
 from ..capture.base import Frame
-from ..errors import CaptureError
+from ..errors import CaptureError, StorageError
 from ..models import SessionScreenshot, new_id, utc_now
 from .base import Finisher, Recorder, RecordingContext
 
@@ -97,9 +97,12 @@ class ScreenshotRecorder(Recorder):
                 self._demand.clear()
                 try:
                     self._take(self._ctx)
-                except Exception as exc:  # a failed screenshot must not end the recording
-                    self._failure = f"screenshot failed: {exc}"
-                    self._ctx.report(self._failure)
+                except (OSError, StorageError) as exc:
+                    # Storage is gone (disk full, folder removed): the session must end.
+                    self._failure = f"cannot store screenshots: {exc}"
+                    return
+                except Exception as exc:  # one failed picture must not end the recording
+                    self._ctx.report(f"screenshot failed: {exc}")
                 next_due = time.monotonic() + self.interval
             timeout = None if self._paused.is_set() else max(0.0, next_due - time.monotonic())
             self._wake.wait(timeout)

@@ -177,8 +177,8 @@ class VideoRecorder(Recorder):
         ctx, video = self._ctx, self._video
         if ctx is None or video is None:
             return None
-        stored = ctx.store.get_session(ctx.session_id).video
-        chunks = [c.attachment_id for c in stored.chunks] if stored else []
+        # After a failure (disk full) the last chunk was not closed: keep what it holds.
+        chunks = store_leftover_chunks(ctx.media, ctx.session_id, ctx.staging)
         audio = self.audio() if self.audio else None
         return finish_video(ctx.media, video, chunks, ctx.staging, audio)
 
@@ -348,13 +348,13 @@ def finish_video(media: MediaLibrary, video: SessionVideo, chunk_attachments: li
     return attach
 
 
-def salvage_video(session: Session, folder: Path, media: MediaLibrary) -> Finisher | None:
-    """Recovery: store the chunks a dead recorder left, then join them all."""
-    video = session.video
+def store_leftover_chunks(media: MediaLibrary, session_id: str, folder: Path) -> list[str]:
+    """Store the chunk files still in `folder` (cut short ones salvaged up to their damaged
+    tail); return the attachment ids of all the session's chunks, in order."""
+    video = media.store.get_session(session_id).video
     if video is None:
-        return None
+        return []
     stored = {c.index for c in video.chunks}
-    chunk_attachments = [c.attachment_id for c in video.chunks]
     for path in sorted(folder.glob("chunk-*.mp4")):
         info = salvage_chunk(path)
         if info is None or info.index in stored:
@@ -362,7 +362,13 @@ def salvage_video(session: Session, folder: Path, media: MediaLibrary) -> Finish
             continue
         store_chunk(media, video.id, info)
         stored.add(info.index)
-    refreshed = media.store.get_session(session.id).video
-    if refreshed is not None:
-        chunk_attachments = [c.attachment_id for c in refreshed.chunks]
-    return finish_video(media, video, chunk_attachments, folder, None)
+    video = media.store.get_session(session_id).video
+    return [c.attachment_id for c in video.chunks] if video else []
+
+
+def salvage_video(session: Session, folder: Path, media: MediaLibrary) -> Finisher | None:
+    """Recovery: store the chunks a dead recorder left, then join them all."""
+    if session.video is None:
+        return None
+    chunks = store_leftover_chunks(media, session.id, folder)
+    return finish_video(media, session.video, chunks, folder, None)
