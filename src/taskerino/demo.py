@@ -41,7 +41,8 @@ def main(argv: list[str] | None = None) -> int:
                 time.sleep(1.0)
         manager = SessionManager.open(args.home)
         stack.callback(manager.close)
-        config = SessionConfig(screenshot_interval=3.0)
+        config = SessionConfig(screenshot_interval=3.0, video=True, sources=["display:1"],
+                               fps=15, width=1920, height=1080)
         session = manager.start(StartRequest(
             name="Taskerino demo", description="A short session recorded by the demo.",
             config=config,
@@ -56,6 +57,10 @@ def main(argv: list[str] | None = None) -> int:
         for shot in ended.screenshots:
             path = manager.media.local_path(manager.store.get_attachment(shot.attachment_id))
             print(f"  screenshot at {shot.media_offset:5.1f} s: {path}")
+        if ended.video and ended.video.full_video_attachment_id:
+            video = manager.store.get_attachment(ended.video.full_video_attachment_id)
+            print(f"  video {ended.video.width}x{ended.video.height} "
+                  f"{ended.video.duration:.1f} s: {manager.media.local_path(video)}")
         for item in ended.context_items:
             print(f"  {item.type} at {item.media_offset:5.1f} s: {item.content}")
         problems = manager.doctor()
