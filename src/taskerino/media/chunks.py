@@ -7,9 +7,12 @@ that way), so salvaging and joining are plain remuxes: no frame is re-encoded.
 from __future__ import annotations
 
 import heapq
+import math
 import os
 import re
+from collections import deque
 from collections.abc import Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
@@ -21,6 +24,8 @@ from taskerino.errors import InvalidInput, StorageError
 
 # moov in front, written once at the end: a browser starts playing at once and can seek.
 JOINED_OPTIONS = {"movflags": "+faststart"}
+# Chunks read ahead by worker threads while the previous one is written.
+JOIN_READ_AHEAD = 3
 # Audio codecs that browsers play from MP4 and PyAV's mp4 muxer stores as they are.
 COPY_AUDIO_CODECS = frozenset({"opus", "flac", "aac", "mp3"})
 
@@ -159,40 +164,65 @@ def probe_video(path: Path) -> VideoInfo:
         )
 
 
-def _video_packets(chunks: Sequence[Path], ostream: Any) -> Iterator[tuple[float, int, Any]]:
-    last_dts: float | None = None
-    for path in chunks:
-        size = path.stat().st_size
-        with av.open(str(path)) as inp:
-            stream = inp.streams.video[0]
-            for packet in _good_packets(inp, stream, size):
-                t = _seconds(packet.dts, packet.time_base)
-                if last_dts is not None and t <= last_dts:
+# (dts in seconds, stream: 0 video / 1 audio, end of a video frame in seconds, packet)
+_Item = tuple[float, int, float, Any]
+
+
+def _read_chunk(path: Path) -> tuple[bytes | None, list[Any]]:
+    """Extradata and good packets of one chunk (run on a worker thread: PyAV releases the
+    GIL while it opens and reads, and opening costs ~20 ms, mostly decoding one frame)."""
+    size = path.stat().st_size
+    with av.open(str(path)) as inp:
+        stream = inp.streams.video[0]
+        return stream.codec_context.extradata, list(_good_packets(inp, stream, size))
+
+
+def _video_packets(
+    chunks: Sequence[Path], ostream: Any, extradata: bytes | None
+) -> Iterator[_Item]:
+    last_dts = -math.inf
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        pending = deque(pool.submit(_read_chunk, p) for p in chunks[:JOIN_READ_AHEAD])
+        for i, path in enumerate(chunks):
+            chunk_extradata, packets = pending.popleft().result()
+            if i + JOIN_READ_AHEAD < len(chunks):
+                pending.append(pool.submit(_read_chunk, chunks[i + JOIN_READ_AHEAD]))
+            if chunk_extradata != extradata:
+                raise InvalidInput(
+                    f"chunk {path.name} was encoded with other settings; "
+                    "only chunks of one recording can be joined"
+                )
+            if not packets:
+                continue
+            tb = float(packets[0].time_base)
+            for packet in packets:
+                t = packet.dts * tb
+                if t <= last_dts:
                     continue  # overlapping chunks: keep the timeline monotonic
                 last_dts = t
                 packet.stream = ostream
-                yield t, 0, packet
+                yield t, 0, (packet.pts + (packet.duration or 0)) * tb, packet
 
 
-def _audio_packets(audio: Any, ostream: Any, encode: bool) -> Iterator[tuple[float, int, Any]]:
+def _audio_packets(audio: Any, ostream: Any, encode: bool) -> Iterator[_Item]:
     stream = audio.streams.audio[0]
     if not encode:
         for packet in audio.demux(stream):
             if packet.dts is None:
                 continue
             packet.stream = ostream
-            yield _seconds(packet.dts, packet.time_base), 1, packet
+            yield _seconds(packet.dts, packet.time_base), 1, 0.0, packet
         return
     resampler = av.AudioResampler(format="s16", layout="stereo", rate=48000)
     for frame in audio.decode(stream):
         for resampled in resampler.resample(frame):
             for packet in ostream.encode(resampled):
-                yield _seconds(packet.dts, packet.time_base), 1, packet
+                yield _seconds(packet.dts, packet.time_base), 1, 0.0, packet
     for resampled in resampler.resample(None):
         for packet in ostream.encode(resampled):
-            yield _seconds(packet.dts, packet.time_base), 1, packet
+            yield _seconds(packet.dts, packet.time_base), 1, 0.0, packet
     for packet in ostream.encode(None):
-        yield _seconds(packet.dts, packet.time_base), 1, packet
+        yield _seconds(packet.dts, packet.time_base), 1, 0.0, packet
 
 
 def join_chunks(chunks: Sequence[Path], out: Path, audio: Path | None = None) -> VideoInfo:
@@ -206,20 +236,16 @@ def join_chunks(chunks: Sequence[Path], out: Path, audio: Path | None = None) ->
         raise InvalidInput("no chunks to join")
     tmp = _tmp_path(out)
     try:
-        with av.open(str(chunks[0])) as first:
-            template = first.streams.video[0]
+        with av.open(str(chunks[0])) as head:
+            template = head.streams.video[0]
             extradata = template.codec_context.extradata
+            width, height = template.codec_context.width, template.codec_context.height
+            codec = template.codec_context.name
+            has_audio = False
             with av.open(str(tmp), "w", format="mp4", options=JOINED_OPTIONS) as dst:
                 vout = dst.add_stream_from_template(template)
-                sources: list[Iterator[tuple[float, int, Any]]] = []
-                for path in chunks[1:]:
-                    with av.open(str(path)) as other:
-                        if other.streams.video[0].codec_context.extradata != extradata:
-                            raise InvalidInput(
-                                f"chunk {path.name} was encoded with other settings; "
-                                "only chunks of one recording can be joined"
-                            )
-                sources.append(_video_packets(chunks, vout))
+                sources = [_video_packets(chunks, vout, extradata)]
+                frames, start, end = 0, None, 0.0
                 audio_in = av.open(str(audio)) if audio is not None else None
                 try:
                     if audio_in is not None and audio_in.streams.audio:
@@ -231,7 +257,12 @@ def join_chunks(chunks: Sequence[Path], out: Path, audio: Path | None = None) ->
                             aout = dst.add_stream("libopus", rate=48000)
                             aout.layout = "stereo"
                         sources.append(_audio_packets(audio_in, aout, encode=not copy))
-                    for _, _, packet in heapq.merge(*sources, key=lambda item: item[:2]):
+                        has_audio = True
+                    for t, index, end_t, packet in heapq.merge(*sources, key=lambda i: i[:2]):
+                        if index == 0:
+                            frames += 1
+                            start = t if start is None else start
+                            end = max(end, end_t)
                         dst.mux(packet)
                 finally:
                     if audio_in is not None:
@@ -243,4 +274,14 @@ def join_chunks(chunks: Sequence[Path], out: Path, audio: Path | None = None) ->
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
-    return probe_video(out)
+    first = start or 0.0
+    return VideoInfo(
+        duration=end - first if frames else 0.0,
+        width=width,
+        height=height,
+        frames=frames,
+        codec=codec,
+        bytes=out.stat().st_size,
+        start=first,
+        has_audio=has_audio,
+    )
