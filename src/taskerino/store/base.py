@@ -183,10 +183,11 @@ class BlobStore(abc.ABC):
     """Media bytes addressed by their SHA-256. Names from users never become paths."""
 
     @abc.abstractmethod
-    def put_file(self, source: Path, digest: str) -> int:
+    def put_file(self, source: Path, digest: str, *, move: bool = False) -> int:
         """Store the file's bytes under `digest` (temp name, fsync, rename); return the size.
 
-        The source is left in place; an existing blob with the same digest is kept.
+        With `move` the source may be consumed (renamed into place when on the same disk),
+        else it is left as it is. An existing blob with the same digest is kept.
         """
 
     @abc.abstractmethod

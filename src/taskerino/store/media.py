@@ -43,18 +43,21 @@ class MediaLibrary:
 
     def stage(self, path: Path, type: AttachmentType, name: str, *,
               duration: float | None = None, width: int | None = None,
-              height: int | None = None) -> Attachment:
+              height: int | None = None, move: bool = False) -> Attachment:
         """Put the bytes of `path` in the blob store under a committed intent.
 
         The returned attachment is not yet in the store: `commit` it inside the caller's
-        transaction. Until then recovery may delete the blob if this process dies.
+        transaction. Until then recovery may delete the blob if this process dies. With
+        `move`, `path` is consumed.
         """
         digest = sha256_file(path)
         existing = self.store.attachment_by_hash(digest)
         if existing is not None and self.blobs.exists(digest):
+            if move:
+                path.unlink(missing_ok=True)
             return existing
         self.store.add_blob_intent(BlobIntent(digest, current_owner()))
-        size = self.blobs.put_file(path, digest)
+        size = self.blobs.put_file(path, digest, move=move)
         mime = _MIME.get(path.suffix.lower()) or mimetypes.guess_type(path.name)[0]
         return Attachment(
             id=new_id(), type=type, name=name, mime_type=mime or "application/octet-stream",
@@ -82,6 +85,7 @@ class MediaLibrary:
     ) -> Attachment:
         """Store `path` as an attachment (deduplicated by content) and run `then` with it
         in the transaction that commits the attachment row."""
+        # Copied, not moved: until the row commits, the original is what recovery salvages.
         staged = self.stage(path, type, name, duration=duration, width=width, height=height)
         with self.store.transaction():
             attachment = self.commit(staged)
