@@ -13,11 +13,17 @@ from typing import Any
 TASKERINO = [sys.executable, "-m", "taskerino"]
 
 
-def run(home: Path | None, *args: str, timeout: float = 60.0,
-        env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+def run(
+    home: Path | None, *args: str, timeout: float = 60.0, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
     prefix = ["--home", str(home)] if home is not None else []
-    return subprocess.run([*TASKERINO, *prefix, *args], capture_output=True, text=True,
-                          timeout=timeout, env={**os.environ, **(env or {})})
+    return subprocess.run(
+        [*TASKERINO, *prefix, *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env={**os.environ, **(env or {})},
+    )
 
 
 def run_json(home: Path, *args: str) -> Any:
@@ -27,8 +33,12 @@ def run_json(home: Path, *args: str) -> Any:
 
 
 def start(home: Path, *args: str) -> subprocess.Popen[str]:
-    return subprocess.Popen([*TASKERINO, "--home", str(home), "record", *args],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    return subprocess.Popen(
+        [*TASKERINO, "--home", str(home), "record", *args],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
 
 
 def wait_for_session(home: Path, timeout: float = 20.0) -> dict[str, Any]:

@@ -18,8 +18,19 @@ pytestmark = pytest.mark.usefixtures("xdisplay")
 
 
 def test_record_json_and_show(home: Path) -> None:
-    result = run(home, "record", "--name", "demo", "--description", "d", "--duration", "2",
-                 "--screenshot-interval", "1", "--json")
+    result = run(
+        home,
+        "record",
+        "--name",
+        "demo",
+        "--description",
+        "d",
+        "--duration",
+        "2",
+        "--screenshot-interval",
+        "1",
+        "--json",
+    )
     assert result.returncode == 0, result.stderr
     ended = json.loads(result.stdout)
     assert ended["status"] == "completed" and ended["name"] == "demo"
@@ -29,8 +40,17 @@ def test_record_json_and_show(home: Path) -> None:
         assert Path(attachment["path"]).is_file()
     rows = run_json(home, "sessions", "list")
     assert len(rows) == 1
-    assert set(rows[0]) >= {"id", "name", "status", "start_time", "end_time", "total_duration",
-                            "screenshot_count", "audio_segment_count", "has_video"}
+    assert set(rows[0]) >= {
+        "id",
+        "name",
+        "status",
+        "start_time",
+        "end_time",
+        "total_duration",
+        "screenshot_count",
+        "audio_segment_count",
+        "has_video",
+    }
     assert rows[0]["screenshot_count"] == len(ended["screenshots"])
     assert rows[0]["has_video"] is False
     shown = run_json(home, "sessions", "show", ended["id"])
@@ -43,7 +63,9 @@ def test_record_json_and_show(home: Path) -> None:
 def test_sources_lists_displays_and_windows(home: Path) -> None:
     data = run_json(home, "sources")
     assert [(d["id"], d["width"], d["height"]) for d in data["displays"]] == [
-        ("display:1", 1920, 1080), ("display:2", 1280, 720)]
+        ("display:1", 1920, 1080),
+        ("display:2", 1280, 720),
+    ]
     assert {"id", "name", "width", "height", "x", "y", "primary"} <= set(data["displays"][0])
     assert isinstance(data["windows"], list)
 
@@ -91,13 +113,21 @@ def test_missing_or_unwritable_home(tmp_path: Path) -> None:
     # /proc exists but refuses new files, even to root.
     result = run(Path("/proc"), "sessions", "list")
     assert result.returncode == 2 and "not writable" in result.stderr, result.stderr
-    env_home = run(None, "sessions", "list", "--json",
-                   env={"TASKERINO_HOME": str(tmp_path / "nope")})
+    env_home = run(
+        None, "sessions", "list", "--json", env={"TASKERINO_HOME": str(tmp_path / "nope")}
+    )
     assert env_home.returncode == 2
 
 
-@pytest.mark.parametrize("command", [["sessions", "show", "nope"], ["sessions", "end", "nope"],
-                                     ["sessions", "pause", "nope"], ["stats", "nope"]])
+@pytest.mark.parametrize(
+    "command",
+    [
+        ["sessions", "show", "nope"],
+        ["sessions", "end", "nope"],
+        ["sessions", "pause", "nope"],
+        ["stats", "nope"],
+    ],
+)
 def test_unknown_session_id(home: Path, command: list[str]) -> None:
     result = run(home, *command)
     assert result.returncode == 2
@@ -166,8 +196,10 @@ def test_kill_9_at_random_moments_is_recovered(tmp_path: Path, xdisplay: Virtual
         assert report == {"ok": True, "problems": []}, (attempt, report)
         referenced = set()
         if rows:
-            referenced = {a["hash"] for a in
-                          run_json(home, "sessions", "show", rows[0]["id"])["attachments"].values()}
+            referenced = {
+                a["hash"]
+                for a in run_json(home, "sessions", "show", rows[0]["id"])["attachments"].values()
+            }
         assert blob_files(home) == referenced
         assert not list((home / "blobs" / ".tmp").glob("*")) if (home / "blobs").exists() else True
         assert not (home / "staging").exists() or not any((home / "staging").iterdir())

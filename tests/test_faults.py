@@ -20,8 +20,11 @@ def small_disk(tmp_path: Path) -> Iterator[Path]:
     """A 40 MB file system of its own (tmpfs), so that filling it harms nothing else."""
     mount = tmp_path / "disk"
     mount.mkdir()
-    result = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=40m", "tmpfs", str(mount)],
-                            capture_output=True, text=True)
+    result = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", "size=40m", "tmpfs", str(mount)],
+        capture_output=True,
+        text=True,
+    )
     if result.returncode != 0:
         pytest.skip(f"cannot mount a tmpfs here (needs root): {result.stderr.strip()}")
     try:
@@ -30,10 +33,20 @@ def small_disk(tmp_path: Path) -> Iterator[Path]:
         subprocess.run(["umount", "-l", str(mount)], check=False)
 
 
-def test_disk_full_ends_the_session_with_what_was_written(small_disk: Path,
-                                                           xdisplay: VirtualDisplay) -> None:
-    proc = start(small_disk, "--screenshot-interval", "1", "--video", "--source", "test:red",
-                 "--size", "1280x720", "--json")
+def test_disk_full_ends_the_session_with_what_was_written(
+    small_disk: Path, xdisplay: VirtualDisplay
+) -> None:
+    proc = start(
+        small_disk,
+        "--screenshot-interval",
+        "1",
+        "--video",
+        "--source",
+        "test:red",
+        "--size",
+        "1280x720",
+        "--json",
+    )
     try:
         sid = wait_for_session(small_disk)["id"]
         time.sleep(1.5)

@@ -22,8 +22,12 @@ FIXTURES = Path(__file__).parent / "fixtures"
 
 
 def full_session() -> Session:
-    session = Session(id="s", name="n", start_time="2026-01-01T00:00:00.000Z",
-                      config=SessionConfig(video=True, sources=["display:1"], fps=30))
+    session = Session(
+        id="s",
+        name="n",
+        start_time="2026-01-01T00:00:00.000Z",
+        config=SessionConfig(video=True, sources=["display:1"], fps=30),
+    )
     session.screenshots.append(SessionScreenshot("p", "s", "t", 1.5, "a", "h", "c", True))
     session.context_items.append(ContextItem("c", "s", "t", 2.0, "note", "hello"))
     session.video = SessionVideo("v", "s", 1920, 1080, 30, ["display:1"], "passthrough")

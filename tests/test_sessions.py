@@ -155,8 +155,9 @@ class BrokenRecorder(Recorder):
         return None
 
 
-def test_failed_start_leaves_nothing(manager: SessionManager, monkeypatch: pytest.MonkeyPatch,
-                                     home: Path) -> None:
+def test_failed_start_leaves_nothing(
+    manager: SessionManager, monkeypatch: pytest.MonkeyPatch, home: Path
+) -> None:
     from taskerino import sessions
     from taskerino.recording.screenshots import ScreenshotRecorder
 
@@ -167,8 +168,9 @@ def test_failed_start_leaves_nothing(manager: SessionManager, monkeypatch: pytes
             stopped.append(True)
             return super().stop()
 
-    monkeypatch.setattr(sessions, "build_recorders",
-                        lambda config: [Watched(5.0), BrokenRecorder()])
+    monkeypatch.setattr(
+        sessions, "build_recorders", lambda config: [Watched(5.0), BrokenRecorder()]
+    )
     with pytest.raises(RecorderError, match="device is busy"):
         manager.start(shots())
     assert stopped == [True]
@@ -186,10 +188,14 @@ def test_failed_start_leaves_nothing(manager: SessionManager, monkeypatch: pytes
         (SessionConfig(video=True, sources=["display:0"]), "display:N"),
         (SessionConfig(video=True, sources=["display:99"]), "available displays"),
         (SessionConfig(video=True, sources=["window:zz"]), "window"),
-        (SessionConfig(video=True, sources=["test:a", "test:b", "test:c", "test:d", "test:e"]),
-         "at most 4"),
-        (SessionConfig(video=True, sources=["test:a", "test:b"], compositor="passthrough"),
-         "exactly one"),
+        (
+            SessionConfig(video=True, sources=["test:a", "test:b", "test:c", "test:d", "test:e"]),
+            "at most 4",
+        ),
+        (
+            SessionConfig(video=True, sources=["test:a", "test:b"], compositor="passthrough"),
+            "exactly one",
+        ),
         (SessionConfig(video=True, sources=["test:a"], compositor="mosaic"), "unknown compositor"),
         (SessionConfig(video=True, sources=["test:a"], fps=0), "1 to 60"),
         (SessionConfig(video=True, sources=["test:a"], fps=61), "1 to 60"),
@@ -198,8 +204,9 @@ def test_failed_start_leaves_nothing(manager: SessionManager, monkeypatch: pytes
         (SessionConfig(video=True, sources=["test:a"], width=7682, height=4320), "at most"),
     ],
 )
-def test_bad_configuration_is_refused(xdisplay: VirtualDisplay, config: SessionConfig,
-                                      message: str) -> None:
+def test_bad_configuration_is_refused(
+    xdisplay: VirtualDisplay, config: SessionConfig, message: str
+) -> None:
     with pytest.raises(InvalidInput, match=message):
         validate_config(config)
 

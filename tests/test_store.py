@@ -242,9 +242,7 @@ class TestFolderBlobStore:
         assert mine.exists() and not dead.exists()
 
 
-def test_ingest_deduplicates_and_sweep_removes_dead_intents(
-    tmp_path: Path, store: Store
-) -> None:
+def test_ingest_deduplicates_and_sweep_removes_dead_intents(tmp_path: Path, store: Store) -> None:
     blobs = FolderBlobStore(tmp_path / "blobs")
     media = MediaLibrary(store, blobs)
     for _ in range(2):

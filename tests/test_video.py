@@ -28,17 +28,28 @@ def manager(home: Path, xdisplay: VirtualDisplay) -> Iterator[SessionManager]:
     m.close()
 
 
-def video_request(*sources: str, fps: int = 15, size: tuple[int, int] = (640, 360),
-                  compositor: str | None = None) -> StartRequest:
-    return StartRequest(name="v", config=SessionConfig(
-        screenshots=False, video=True, sources=list(sources), fps=fps, width=size[0],
-        height=size[1], compositor=compositor))
+def video_request(
+    *sources: str, fps: int = 15, size: tuple[int, int] = (640, 360), compositor: str | None = None
+) -> StartRequest:
+    return StartRequest(
+        name="v",
+        config=SessionConfig(
+            screenshots=False,
+            video=True,
+            sources=list(sources),
+            fps=fps,
+            width=size[0],
+            height=size[1],
+            compositor=compositor,
+        ),
+    )
 
 
 def full_video(manager: SessionManager, session: Session) -> Path:
     assert session.video is not None and session.video.full_video_attachment_id
     path = manager.media.local_path(
-        manager.store.get_attachment(session.video.full_video_attachment_id))
+        manager.store.get_attachment(session.video.full_video_attachment_id)
+    )
     assert path is not None
     return path
 
@@ -102,26 +113,41 @@ def test_static_source_is_not_reencoded_but_keeps_its_timeline(manager: SessionM
 
 def dominant(frame: np.ndarray, x: int, y: int) -> str:
     b, g, r = (int(v) for v in frame[y, x])
-    colours = {"red": (0, 0, 255), "green": (0, 255, 0), "blue": (255, 0, 0),
-               "yellow": (0, 255, 255), "black": (0, 0, 0)}
-    return min(colours, key=lambda c: sum((a - b_) ** 2
-                                          for a, b_ in zip(colours[c], (b, g, r), strict=True)))
+    colours = {
+        "red": (0, 0, 255),
+        "green": (0, 255, 0),
+        "blue": (255, 0, 0),
+        "yellow": (0, 255, 255),
+        "black": (0, 0, 0),
+    }
+    return min(
+        colours,
+        key=lambda c: sum((a - b_) ** 2 for a, b_ in zip(colours[c], (b, g, r), strict=True)),
+    )
 
 
 @pytest.mark.parametrize(
     ("compositor", "places"),
     [
-        ("grid", {"red": (160, 90), "green": (480, 90), "blue": (160, 270),
-                  "yellow": (480, 270)}),
-        ("side-by-side", {"red": (80, 180), "green": (240, 180), "blue": (400, 180),
-                          "yellow": (560, 180)}),
+        ("grid", {"red": (160, 90), "green": (480, 90), "blue": (160, 270), "yellow": (480, 270)}),
+        (
+            "side-by-side",
+            {"red": (80, 180), "green": (240, 180), "blue": (400, 180), "yellow": (560, 180)},
+        ),
     ],
 )
-def test_compositors_put_each_source_in_its_place(manager: SessionManager, compositor: str,
-                                                  places: dict[str, tuple[int, int]]) -> None:
-    session = manager.start(video_request("test:still-red", "test:still-green",
-                                          "test:still-blue", "test:still-yellow",
-                                          compositor=compositor))
+def test_compositors_put_each_source_in_its_place(
+    manager: SessionManager, compositor: str, places: dict[str, tuple[int, int]]
+) -> None:
+    session = manager.start(
+        video_request(
+            "test:still-red",
+            "test:still-green",
+            "test:still-blue",
+            "test:still-yellow",
+            compositor=compositor,
+        )
+    )
     time.sleep(1.5)
     frames, _, _ = decode(full_video(manager, manager.end(session.id)))
     last = frames[-1]
@@ -134,8 +160,9 @@ def test_compositors_put_each_source_in_its_place(manager: SessionManager, compo
 def test_window_source_and_closing_window(manager: SessionManager) -> None:
     d = display.Display()
     screen = d.screen()
-    window = screen.root.create_window(100, 100, 320, 240, 0, screen.root_depth,
-                                       background_pixel=0xFF0000)
+    window = screen.root.create_window(
+        100, 100, 320, 240, 0, screen.root_depth, background_pixel=0xFF0000
+    )
     window.set_wm_name("Taskerino video test")
     window.set_wm_class("vtest", "VTest")
     window.map()
@@ -184,8 +211,9 @@ def test_ending_one_session_stops_only_its_recording(manager: SessionManager) ->
 
 
 def test_stats_are_visible_from_another_process(home: Path, xdisplay: VirtualDisplay) -> None:
-    proc = start(home, "--no-screenshots", "--video", "--source", "test:red", "--size",
-                 "640x360", "--json")
+    proc = start(
+        home, "--no-screenshots", "--video", "--source", "test:red", "--size", "640x360", "--json"
+    )
     try:
         sid = wait_for_session(home)["id"]
         time.sleep(1.5)
@@ -196,8 +224,20 @@ def test_stats_are_visible_from_another_process(home: Path, xdisplay: VirtualDis
         assert second["state"] == "recording" and second["target_fps"] == 15
         assert second["health"] in ("healthy", "warning", "critical")
         watch = subprocess.run(
-            ["timeout", "2.5", *run.__globals__["TASKERINO"], "--home", str(home), "stats",
-             sid, "--watch", "--json"], capture_output=True, text=True)
+            [
+                "timeout",
+                "2.5",
+                *run.__globals__["TASKERINO"],
+                "--home",
+                str(home),
+                "stats",
+                sid,
+                "--watch",
+                "--json",
+            ],
+            capture_output=True,
+            text=True,
+        )
         assert len(watch.stdout.strip().splitlines()) >= 2
         assert run(home, "stats", "nope").returncode == 2
         proc.terminate()
@@ -210,14 +250,24 @@ def test_stats_are_visible_from_another_process(home: Path, xdisplay: VirtualDis
         proc.communicate()
 
 
-def test_kill_9_of_video_recording_is_playable_to_the_kill(tmp_path: Path,
-                                                            xdisplay: VirtualDisplay) -> None:
+def test_kill_9_of_video_recording_is_playable_to_the_kill(
+    tmp_path: Path, xdisplay: VirtualDisplay
+) -> None:
     rng = random.Random(99)
     for attempt in range(20):
         home = tmp_path / f"v{attempt}"
         home.mkdir()
-        proc = start(home, "--no-screenshots", "--video", "--source", "test:red", "--size",
-                     "640x360", "--fps", "10")
+        proc = start(
+            home,
+            "--no-screenshots",
+            "--video",
+            "--source",
+            "test:red",
+            "--size",
+            "640x360",
+            "--fps",
+            "10",
+        )
         row = wait_for_session(home)
         sid = row["id"]
         time.sleep(rng.uniform(0.3, 3.0))

@@ -61,8 +61,13 @@ def _manager(ctx: click.Context) -> Iterator[SessionManager]:
 
 
 @click.group(help="Record work sessions (screenshots, screen video, audio) and review them.")
-@click.option("--home", type=str, default=None, envvar="TASKERINO_HOME",
-              help="Data folder (default: the platform's user data folder).")
+@click.option(
+    "--home",
+    type=str,
+    default=None,
+    envvar="TASKERINO_HOME",
+    help="Data folder (default: the platform's user data folder).",
+)
 @click.pass_context
 def cli(ctx: click.Context, home: str | None) -> None:
     ctx.obj = {"home": home}
@@ -87,8 +92,9 @@ def sources(as_json: bool) -> None:
     click.echo("Displays:")
     for d in displays:
         primary = " (primary)" if d["primary"] else ""
-        click.echo(f"  {d['id']:<12} {d['width']}x{d['height']}+{d['x']}+{d['y']}"
-                   f"  {d['name']}{primary}")
+        click.echo(
+            f"  {d['id']:<12} {d['width']}x{d['height']}+{d['x']}+{d['y']}  {d['name']}{primary}"
+        )
     click.echo("Windows:")
     for w in windows:
         click.echo(f"  {w['id']:<18} {w['width']}x{w['height']}  {w['app']}: {w['title']}")
@@ -115,26 +121,51 @@ def _audio_devices() -> list[dict[str, Any]]:
 @click.option("--description", default="", help="Session description.")
 @click.option("--duration", default=None, help="Stop after this many seconds.")
 @click.option("--screenshots/--no-screenshots", default=True, help="Take periodic screenshots.")
-@click.option("--screenshot-interval", default="120", show_default=True,
-              help="Seconds between screenshots (at least 1).")
+@click.option(
+    "--screenshot-interval",
+    default="120",
+    show_default=True,
+    help="Seconds between screenshots (at least 1).",
+)
 @click.option("--video", is_flag=True, help="Record screen video.")
-@click.option("--source", "sources_", multiple=True,
-              help="Video source: display:N, window:ID or test:NAME (up to 4).")
-@click.option("--compositor", default=None,
-              help="passthrough (one source), grid or side-by-side.")
+@click.option(
+    "--source",
+    "sources_",
+    multiple=True,
+    help="Video source: display:N, window:ID or test:NAME (up to 4).",
+)
+@click.option("--compositor", default=None, help="passthrough (one source), grid or side-by-side.")
 @click.option("--fps", default="15", show_default=True, help="Video frames per second (1-60).")
 @click.option("--size", default="1920x1080", show_default=True, help="Video size WxH.")
 @click.option("--audio", is_flag=True, help="Record the microphone.")
 @click.option("--system-audio", is_flag=True, help="Record what the computer plays.")
 @click.option("--mic", default=None, help="Microphone device id (see `taskerino sources`).")
-@click.option("--balance", default="50", show_default=True,
-              help="Microphone/system mix, 0 (all microphone) to 100 (all system).")
+@click.option(
+    "--balance",
+    default="50",
+    show_default=True,
+    help="Microphone/system mix, 0 (all microphone) to 100 (all system).",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print the ended session as JSON.")
 @click.pass_context
-def record(ctx: click.Context, name: str, description: str, duration: str | None,
-           screenshots: bool, screenshot_interval: str, video: bool, sources_: tuple[str, ...],
-           compositor: str | None, fps: str, size: str, audio: bool, system_audio: bool,
-           mic: str | None, balance: str, as_json: bool) -> None:
+def record(
+    ctx: click.Context,
+    name: str,
+    description: str,
+    duration: str | None,
+    screenshots: bool,
+    screenshot_interval: str,
+    video: bool,
+    sources_: tuple[str, ...],
+    compositor: str | None,
+    fps: str,
+    size: str,
+    audio: bool,
+    system_audio: bool,
+    mic: str | None,
+    balance: str,
+    as_json: bool,
+) -> None:
     # Everything is checked before the data folder is touched.
     seconds = parse_number(duration, "duration") if duration is not None else None
     width, height = parse_size(size)
@@ -144,9 +175,15 @@ def record(ctx: click.Context, name: str, description: str, duration: str | None
     config = SessionConfig(
         screenshots=screenshots,
         screenshot_interval=parse_number(screenshot_interval, "screenshot interval"),
-        video=video or bool(sources_), sources=list(sources_), compositor=compositor,
-        fps=parse_fps(fps) if (video or sources_) else 15, width=width, height=height,
-        audio=audio or mic is not None, system_audio=system_audio, mic=mic,
+        video=video or bool(sources_),
+        sources=list(sources_),
+        compositor=compositor,
+        fps=parse_fps(fps) if (video or sources_) else 15,
+        width=width,
+        height=height,
+        audio=audio or mic is not None,
+        system_audio=system_audio,
+        mic=mic,
         balance=int(balance_value),
     )
     stop = threading.Event()
@@ -157,24 +194,28 @@ def record(ctx: click.Context, name: str, description: str, duration: str | None
     previous = {s: signal.signal(s, on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
     try:
         with _manager(ctx) as manager:
-            session = manager.start(StartRequest(name=name, description=description,
-                                                 config=config))
+            session = manager.start(StartRequest(name=name, description=description, config=config))
             if not as_json:
-                click.echo(f"recording session {session.id} ({session.name}); "
-                           "Ctrl-C to end", err=True)
+                click.echo(
+                    f"recording session {session.id} ({session.name}); Ctrl-C to end", err=True
+                )
             deadline = None if seconds is None else time.monotonic() + seconds
             _watch(manager, session.id, stop, deadline, quiet=as_json)
             ended = manager.end(session.id)
             if as_json:
                 _dump(_session_json(manager, ended.id))
             else:
-                click.echo(f"session {ended.id} {ended.status}: "
-                           f"{ended.total_duration or 0:.1f} s, "
-                           f"{len(ended.screenshots)} screenshots", err=True)
+                click.echo(
+                    f"session {ended.id} {ended.status}: "
+                    f"{ended.total_duration or 0:.1f} s, "
+                    f"{len(ended.screenshots)} screenshots",
+                    err=True,
+                )
             failures = manager.failures.get(ended.id)
             if failures:
                 raise RecorderError(
-                    "recording stopped early: " + "; ".join(failures)
+                    "recording stopped early: "
+                    + "; ".join(failures)
                     + f" (session {ended.id} was ended with what was recorded)"
                 )
     finally:
@@ -182,8 +223,13 @@ def record(ctx: click.Context, name: str, description: str, duration: str | None
             signal.signal(sig, handler)
 
 
-def _watch(manager: SessionManager, session_id: str, stop: threading.Event,
-           deadline: float | None, quiet: bool) -> None:
+def _watch(
+    manager: SessionManager,
+    session_id: str,
+    stop: threading.Event,
+    deadline: float | None,
+    quiet: bool,
+) -> None:
     """Wait for the end, showing live stats on a terminal."""
     show = not quiet and sys.stderr.isatty()
     last = 0.0
@@ -197,9 +243,13 @@ def _watch(manager: SessionManager, session_id: str, stop: threading.Event,
         if show and time.monotonic() - last >= 1.0:
             last = time.monotonic()
             s = manager.stats(session_id)
-            click.echo(f"\r{s.state:<9} fps {s.fps:5.1f}/{s.target_fps:<4.0f} "
-                       f"dropped {s.frames_dropped} ({s.drop_rate:.1%}) {s.health:<8} "
-                       f"{s.bytes_written / 1e6:7.1f} MB", err=True, nl=False)
+            click.echo(
+                f"\r{s.state:<9} fps {s.fps:5.1f}/{s.target_fps:<4.0f} "
+                f"dropped {s.frames_dropped} ({s.drop_rate:.1%}) {s.health:<8} "
+                f"{s.bytes_written / 1e6:7.1f} MB",
+                err=True,
+                nl=False,
+            )
     if show:
         click.echo("", err=True)
 
@@ -232,8 +282,7 @@ def _session_json(manager: SessionManager, session_id: str) -> dict[str, Any]:
 @click.option("--query", default=None, help="Text in name, description or tags.")
 @click.option("--json", "as_json", is_flag=True)
 @click.pass_context
-def sessions_list(ctx: click.Context, status: str | None, query: str | None,
-                  as_json: bool) -> None:
+def sessions_list(ctx: click.Context, status: str | None, query: str | None, as_json: bool) -> None:
     with _manager(ctx) as manager:
         rows = manager.list_sessions(status=_status(status), query=query)
     if as_json:
@@ -241,9 +290,11 @@ def sessions_list(ctx: click.Context, status: str | None, query: str | None,
         return
     for r in rows:
         duration = f"{r.total_duration:.0f}s" if r.total_duration is not None else "-"
-        click.echo(f"{r.id}  {r.status:<11} {r.start_time[:19]}  {duration:>7}  "
-                   f"{r.screenshot_count:>4} shots  {'video' if r.has_video else '     '}  "
-                   f"{r.name}")
+        click.echo(
+            f"{r.id}  {r.status:<11} {r.start_time[:19]}  {duration:>7}  "
+            f"{r.screenshot_count:>4} shots  {'video' if r.has_video else '     '}  "
+            f"{r.name}"
+        )
 
 
 def _status(value: str | None) -> SessionStatus | None:
@@ -262,13 +313,17 @@ def sessions_show(ctx: click.Context, session_id: str, as_json: bool) -> None:
         _dump(data)
         return
     click.echo(f"{data['name']}  [{data['status']}]  {data['id']}")
-    click.echo(f"  started {data['start_time']}  ended {data['end_time'] or '-'}  "
-               f"duration {data['total_duration'] or 0:.1f} s")
+    click.echo(
+        f"  started {data['start_time']}  ended {data['end_time'] or '-'}  "
+        f"duration {data['total_duration'] or 0:.1f} s"
+    )
     if data["description"]:
         click.echo(f"  {data['description']}")
-    click.echo(f"  {len(data['screenshots'])} screenshots, "
-               f"{len(data['audio_segments'])} audio segments, "
-               f"video: {'yes' if data['video'] else 'no'}")
+    click.echo(
+        f"  {len(data['screenshots'])} screenshots, "
+        f"{len(data['audio_segments'])} audio segments, "
+        f"video: {'yes' if data['video'] else 'no'}"
+    )
     for item in data["context_items"]:
         click.echo(f"  {item['media_offset']:8.1f}s {item['type']}: {item['content']}")
 
@@ -302,10 +357,12 @@ def stats(ctx: click.Context, session_id: str, as_json: bool, watch: bool) -> No
             if as_json:
                 click.echo(json.dumps(to_dict(s)))
             else:
-                click.echo(f"{s.state:<9} captured {s.frames_captured} processed "
-                           f"{s.frames_processed} dropped {s.frames_dropped} "
-                           f"({s.drop_rate:.1%}, {s.health}) fps {s.fps:.1f}/{s.target_fps:.0f}"
-                           f" {s.bitrate_kbps:.0f} kbit/s lag {s.encode_lag_ms:.0f} ms")
+                click.echo(
+                    f"{s.state:<9} captured {s.frames_captured} processed "
+                    f"{s.frames_processed} dropped {s.frames_dropped} "
+                    f"({s.drop_rate:.1%}, {s.health}) fps {s.fps:.1f}/{s.target_fps:.0f}"
+                    f" {s.bitrate_kbps:.0f} kbit/s lag {s.encode_lag_ms:.0f} ms"
+                )
             if not watch or s.state == "stopped":
                 return
             time.sleep(1.0)

@@ -35,18 +35,28 @@ def main(argv: list[str] | None = None) -> int:
             if shutil.which("xterm"):
                 term = subprocess.Popen(
                     ["xterm", "-geometry", "160x50+40+40", "-e", "bash", "-c", BUSY_TERMINAL],
-                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                    stdout=subprocess.DEVNULL,
+                    stderr=subprocess.DEVNULL,
                 )
                 stack.callback(term.kill)
                 time.sleep(1.0)
         manager = SessionManager.open(args.home)
         stack.callback(manager.close)
-        config = SessionConfig(screenshot_interval=3.0, video=True, sources=["display:1"],
-                               fps=15, width=1920, height=1080)
-        session = manager.start(StartRequest(
-            name="Taskerino demo", description="A short session recorded by the demo.",
-            config=config,
-        ))
+        config = SessionConfig(
+            screenshot_interval=3.0,
+            video=True,
+            sources=["display:1"],
+            fps=15,
+            width=1920,
+            height=1080,
+        )
+        session = manager.start(
+            StartRequest(
+                name="Taskerino demo",
+                description="A short session recorded by the demo.",
+                config=config,
+            )
+        )
         print(f"recording session {session.id} for {args.seconds:.0f} s ...")
         time.sleep(args.seconds / 2)
         manager.add_context_item(session.id, "note", "halfway through the demo")
@@ -59,8 +69,10 @@ def main(argv: list[str] | None = None) -> int:
             print(f"  screenshot at {shot.media_offset:5.1f} s: {path}")
         if ended.video and ended.video.full_video_attachment_id:
             video = manager.store.get_attachment(ended.video.full_video_attachment_id)
-            print(f"  video {ended.video.width}x{ended.video.height} "
-                  f"{ended.video.duration:.1f} s: {manager.media.local_path(video)}")
+            print(
+                f"  video {ended.video.width}x{ended.video.height} "
+                f"{ended.video.duration:.1f} s: {manager.media.local_path(video)}"
+            )
         for item in ended.context_items:
             print(f"  {item.type} at {item.media_offset:5.1f} s: {item.content}")
         problems = manager.doctor()

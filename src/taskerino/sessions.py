@@ -69,8 +69,11 @@ def build_recorders(config: SessionConfig) -> list[Recorder]:
         from .recording.video import VideoRecorder
 
         assert config.compositor is not None
-        recorders.append(VideoRecorder(config.sources, config.compositor, config.fps,
-                                       config.width, config.height))
+        recorders.append(
+            VideoRecorder(
+                config.sources, config.compositor, config.fps, config.width, config.height
+            )
+        )
     return recorders
 
 
@@ -79,8 +82,9 @@ def _seconds_between(start: str, end: str) -> float:
 
 
 class SessionManager:
-    def __init__(self, layout: Layout, store: Store, blobs: BlobStore,
-                 registry: RecordingRegistry = REGISTRY) -> None:
+    def __init__(
+        self, layout: Layout, store: Store, blobs: BlobStore, registry: RecordingRegistry = REGISTRY
+    ) -> None:
         self.layout = layout
         self.store = store
         self.media = MediaLibrary(store, blobs)
@@ -101,8 +105,13 @@ class SessionManager:
     @staticmethod
     def _on_queue_event(event: QueueEvent) -> None:
         if event.kind in ("failed", "dropped"):
-            log.error("%d %s write(s) %s: %s", event.count, event.priority, event.kind,
-                      event.error or "queue full")
+            log.error(
+                "%d %s write(s) %s: %s",
+                event.count,
+                event.priority,
+                event.kind,
+                event.error or "queue full",
+            )
 
     @classmethod
     def open(cls, home: str | Path | None = None, *, recover: bool = True) -> SessionManager:
@@ -139,8 +148,12 @@ class SessionManager:
     def get(self, session_id: str) -> Session:
         return self.store.get_session(session_id)
 
-    def list_sessions(self, status: SessionStatus | None = None, query: str | None = None,
-             limit: int | None = None) -> list[SessionSummary]:
+    def list_sessions(
+        self,
+        status: SessionStatus | None = None,
+        query: str | None = None,
+        limit: int | None = None,
+    ) -> list[SessionSummary]:
         return self.store.list_sessions(status, query, limit)
 
     def stats(self, session_id: str) -> RecordingStats:
@@ -158,8 +171,11 @@ class SessionManager:
         config = validate_config(request.config)
         recorders = build_recorders(config)
         session = Session(
-            id=new_id(), name=request.name.strip() or f"Session {utc_now()[:16]}",
-            description=request.description, start_time=utc_now(), config=config,
+            id=new_id(),
+            name=request.name.strip() or f"Session {utc_now()[:16]}",
+            description=request.description,
+            start_time=utc_now(),
+            config=config,
             tags=request.tags,
         )
         clock = MediaClock()
@@ -169,10 +185,16 @@ class SessionManager:
             for recorder in recorders:
                 folder = staging / recorder.kind
                 folder.mkdir(parents=True, exist_ok=True)
-                recorder.prepare(RecordingContext(
-                    session.id, self.store, self.media, clock, folder,
-                    lambda message: self._report(session.id, message),
-                ))
+                recorder.prepare(
+                    RecordingContext(
+                        session.id,
+                        self.store,
+                        self.media,
+                        clock,
+                        folder,
+                        lambda message: self._report(session.id, message),
+                    )
+                )
                 prepared.append(recorder)
         except Exception as exc:
             for recorder in prepared:
@@ -230,8 +252,9 @@ class SessionManager:
                 except TaskerinoError as exc:
                     log.error("session %s: %s", sid, exc)
 
-        thread = threading.Thread(target=keep, name=f"keeper-{recording.session_id[:8]}",
-                                  daemon=True)
+        thread = threading.Thread(
+            target=keep, name=f"keeper-{recording.session_id[:8]}", daemon=True
+        )
         self._keepers[recording.session_id] = (stop, thread)
         thread.start()
 
@@ -254,8 +277,9 @@ class SessionManager:
     def _set_paused(self, session_id: str, paused: bool) -> Session:
         live = self.registry.find(session_id)
         if live is None:
-            return self._remote(session_id, "pause" if paused else "resume",
-                                "paused" if paused else "active")
+            return self._remote(
+                session_id, "pause" if paused else "resume", "paused" if paused else "active"
+            )
         with live.end_lock:
             if live.stopped:
                 return self.get(session_id)
@@ -383,8 +407,13 @@ class SessionManager:
         return owner.is_alive()
 
     # --- notes and screenshots ----------------------------------------------------------
-    def add_context_item(self, session_id: str, type: ContextItemType, content: str,
-                         media_offset: float | None = None) -> ContextItem:
+    def add_context_item(
+        self,
+        session_id: str,
+        type: ContextItemType,
+        content: str,
+        media_offset: float | None = None,
+    ) -> ContextItem:
         if type not in ("note", "task", "marker"):
             raise InvalidInput(f"unknown context item type {type!r}: use note, task or marker")
         if not content.strip() and type != "marker":
@@ -400,8 +429,14 @@ class SessionManager:
             self.store.add_context_item(item)
         return item
 
-    def annotate_screenshot(self, session_id: str, screenshot_id: str, *,
-                            comment: str | None = None, flagged: bool | None = None) -> None:
+    def annotate_screenshot(
+        self,
+        session_id: str,
+        screenshot_id: str,
+        *,
+        comment: str | None = None,
+        flagged: bool | None = None,
+    ) -> None:
         with self.store.transaction():
             session = self.store.session_for_update(session_id)
             for shot in session.screenshots:
@@ -464,11 +499,15 @@ class SessionManager:
             if heartbeat is not None:
                 from datetime import UTC, datetime
 
-                last_alive = datetime.fromtimestamp(heartbeat, UTC).isoformat(
-                    timespec="milliseconds").replace("+00:00", "Z")
+                last_alive = (
+                    datetime.fromtimestamp(heartbeat, UTC)
+                    .isoformat(timespec="milliseconds")
+                    .replace("+00:00", "Z")
+                )
             stop_at = session.paused_at or last_alive
-            duration = max(0.0, _seconds_between(session.start_time, stop_at)
-                           - session.total_paused)
+            duration = max(
+                0.0, _seconds_between(session.start_time, stop_at) - session.total_paused
+            )
             media_end = max(
                 [s.media_offset for s in session.screenshots]
                 + [a.media_offset + a.duration for a in session.audio_segments]
@@ -486,8 +525,10 @@ class SessionManager:
                 stats.state = "stopped"
                 self.store.write_stats(stats)
         shutil.rmtree(staging, ignore_errors=True)
-        log.warning("session %s was left by a recorder that died: marked interrupted, "
-                    "its media kept", session_id)
+        log.warning(
+            "session %s was left by a recorder that died: marked interrupted, its media kept",
+            session_id,
+        )
 
     def doctor(self) -> list[str]:
         problems = self.store.integrity_problems()
@@ -495,7 +536,6 @@ class SessionManager:
         problems += [f"orphan file: blob {h} has no attachment row" for h in unreferenced]
         problems += [f"missing file: attachment with hash {h} has no blob" for h in missing]
         for live in self.store.live_sessions():
-            if self.registry.find(live.id) is None and not self._alive(live.owner,
-                                                                       live.heartbeat):
+            if self.registry.find(live.id) is None and not self._alive(live.owner, live.heartbeat):
                 problems.append(f"session {live.id} is {live.status} without a live recorder")
         return problems

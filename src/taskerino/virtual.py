@@ -47,9 +47,18 @@ class VirtualDisplay:
         self.number = _free_display()
         self.name = f":{self.number}"
         self._proc = subprocess.Popen(
-            ["Xvfb", self.name, "-screen", "0", f"{width}x{height}x24", "-noreset",
-             "-nolisten", "tcp"],
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+            [
+                "Xvfb",
+                self.name,
+                "-screen",
+                "0",
+                f"{width}x{height}x24",
+                "-noreset",
+                "-nolisten",
+                "tcp",
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
         )
         socket = Path(f"/tmp/.X11-unix/X{self.number}")
         _wait_for(lambda: socket.exists() or self._proc.poll() is not None, "Xvfb")
@@ -64,9 +73,16 @@ class VirtualDisplay:
             for name, w, h, x in MONITORS:
                 # Physical sizes keep 96 dpi; `none` means no output is bound to the monitor.
                 subprocess.run(
-                    ["xrandr", "--setmonitor", name,
-                     f"{w}/{round(w * 0.2646)}x{h}/{round(h * 0.2646)}+{x}+0", "none"],
-                    env=env, check=True, capture_output=True,
+                    [
+                        "xrandr",
+                        "--setmonitor",
+                        name,
+                        f"{w}/{round(w * 0.2646)}x{h}/{round(h * 0.2646)}+{x}+0",
+                        "none",
+                    ],
+                    env=env,
+                    check=True,
+                    capture_output=True,
                 )
 
     def close(self) -> None:
@@ -81,8 +97,9 @@ class VirtualDisplay:
     def __enter__(self) -> VirtualDisplay:
         return self
 
-    def __exit__(self, et: type[BaseException] | None, e: BaseException | None,
-                 tb: TracebackType | None) -> None:
+    def __exit__(
+        self, et: type[BaseException] | None, e: BaseException | None, tb: TracebackType | None
+    ) -> None:
         self.close()
 
 
@@ -106,19 +123,28 @@ class VirtualAudio:
         }
         env = {**os.environ, **self.env, "HOME": str(self.runtime)}
         self._proc = subprocess.Popen(
-            ["pulseaudio", "--daemonize=no", "--exit-idle-time=-1", "--disallow-exit", "-n",
-             "--disable-shm=yes",
-             f"--load=module-native-protocol-unix socket={socket}",
-             f"--load=module-null-sink sink_name={self.SINK} "
-             "sink_properties=device.description=RecSink",
-             "--load=module-always-sink"],
-            env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+            [
+                "pulseaudio",
+                "--daemonize=no",
+                "--exit-idle-time=-1",
+                "--disallow-exit",
+                "-n",
+                "--disable-shm=yes",
+                f"--load=module-native-protocol-unix socket={socket}",
+                f"--load=module-null-sink sink_name={self.SINK} "
+                "sink_properties=device.description=RecSink",
+                "--load=module-always-sink",
+            ],
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
         )
-        _wait_for(lambda: subprocess.run(["pactl", "info"], env=env,
-                                         capture_output=True).returncode == 0, "PulseAudio")
+        _wait_for(
+            lambda: subprocess.run(["pactl", "info"], env=env, capture_output=True).returncode == 0,
+            "PulseAudio",
+        )
         subprocess.run(["pactl", "set-default-sink", self.SINK], env=env, check=True)
-        subprocess.run(["pactl", "set-default-source", f"{self.SINK}.monitor"], env=env,
-                       check=True)
+        subprocess.run(["pactl", "set-default-source", f"{self.SINK}.monitor"], env=env, check=True)
 
     def close(self) -> None:
         if self._proc.poll() is None:
@@ -133,6 +159,7 @@ class VirtualAudio:
     def __enter__(self) -> VirtualAudio:
         return self
 
-    def __exit__(self, et: type[BaseException] | None, e: BaseException | None,
-                 tb: TracebackType | None) -> None:
+    def __exit__(
+        self, et: type[BaseException] | None, e: BaseException | None, tb: TracebackType | None
+    ) -> None:
         self.close()

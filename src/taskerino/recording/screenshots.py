@@ -37,8 +37,9 @@ def encode_image(frame: Frame, path: Path) -> tuple[int, int]:
 class ScreenshotRecorder(Recorder):
     kind = "screenshots"
 
-    def __init__(self, interval: float, source: str | None = None,
-                 backend: CaptureBackend | None = None) -> None:
+    def __init__(
+        self, interval: float, source: str | None = None, backend: CaptureBackend | None = None
+    ) -> None:
         self.interval = interval
         self.source = source
         self._backend = backend
@@ -120,12 +121,23 @@ class ScreenshotRecorder(Recorder):
         width, height = encode_image(frame, path)
 
         def add_row(attachment_id: str, digest: str) -> None:
-            ctx.store.add_screenshot(SessionScreenshot(
-                id=new_id(), session_id=ctx.session_id, timestamp=timestamp,
-                media_offset=offset, attachment_id=attachment_id, hash=digest,
-            ))
+            ctx.store.add_screenshot(
+                SessionScreenshot(
+                    id=new_id(),
+                    session_id=ctx.session_id,
+                    timestamp=timestamp,
+                    media_offset=offset,
+                    attachment_id=attachment_id,
+                    hash=digest,
+                )
+            )
 
-        ctx.media.ingest(path, "image", f"screenshot-{offset:09.3f}.webp", width=width,
-                         height=height, then=lambda a: add_row(a.id, a.hash))
+        ctx.media.ingest(
+            path,
+            "image",
+            f"screenshot-{offset:09.3f}.webp",
+            width=width,
+            height=height,
+            then=lambda a: add_row(a.id, a.hash),
+        )
         self.taken += 1
-

@@ -77,8 +77,9 @@ def validate_config(config: SessionConfig, backend: CaptureBackend | None = None
                 "use grid or side-by-side for several"
             )
         config.compositor = compositor
-    needs_screen = config.screenshots or (config.video and any(
-        not s.startswith("test:") for s in (config.sources or ["display:1"])))
+    needs_screen = config.screenshots or (
+        config.video and any(not s.startswith("test:") for s in (config.sources or ["display:1"]))
+    )
     if needs_screen:
         own = backend is None
         screen = backend or get_backend()

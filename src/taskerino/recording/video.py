@@ -77,10 +77,17 @@ class _DropQueue:
 class VideoRecorder(Recorder):
     kind = "video"
 
-    def __init__(self, sources: list[str], compositor: str, fps: int, width: int, height: int,
-                 backend: CaptureBackend | None = None,
-                 audio: Callable[[], Path | None] | None = None,
-                 chunk_seconds: float = CHUNK_SECONDS) -> None:
+    def __init__(
+        self,
+        sources: list[str],
+        compositor: str,
+        fps: int,
+        width: int,
+        height: int,
+        backend: CaptureBackend | None = None,
+        audio: Callable[[], Path | None] | None = None,
+        chunk_seconds: float = CHUNK_SECONDS,
+    ) -> None:
         self.source_ids = sources
         self.compositor_kind = compositor
         self.fps = fps
@@ -113,8 +120,9 @@ class VideoRecorder(Recorder):
     # --- lifecycle ----------------------------------------------------------------------
     def prepare(self, ctx: RecordingContext) -> None:
         self._ctx = ctx
-        self._compositor = Compositor(self.compositor_kind, len(self.source_ids), self.width,
-                                      self.height)
+        self._compositor = Compositor(
+            self.compositor_kind, len(self.source_ids), self.width, self.height
+        )
         try:
             for source_id in self.source_ids:
                 self._sources.append(self._open(source_id))
@@ -123,8 +131,9 @@ class VideoRecorder(Recorder):
         except Exception:
             self._close_sources()
             raise
-        self._encoder = ChunkedEncoder(ctx.staging, self.width, self.height, self.fps,
-                                       self.chunk_seconds, self._chunks.put)
+        self._encoder = ChunkedEncoder(
+            ctx.staging, self.width, self.height, self.fps, self.chunk_seconds, self._chunks.put
+        )
 
     def _open(self, source_id: str) -> Source:
         if source_id.startswith("test:"):
@@ -138,15 +147,22 @@ class VideoRecorder(Recorder):
         ctx = self._ctx
         assert ctx is not None
         self._video = SessionVideo(
-            id=new_id(), session_id=ctx.session_id, width=self.width, height=self.height,
-            fps=self.fps, sources=list(self.source_ids), compositor=self.compositor_kind,
+            id=new_id(),
+            session_id=ctx.session_id,
+            width=self.width,
+            height=self.height,
+            fps=self.fps,
+            sources=list(self.source_ids),
+            compositor=self.compositor_kind,
             chunking_status="processing",
         )
         ctx.store.save_video(self._video)
-        for name, target in (("video-capture", self._capture_loop),
-                             ("video-compose", self._compose_loop),
-                             ("video-encode", self._encode_loop),
-                             ("video-chunks", self._chunk_loop)):
+        for name, target in (
+            ("video-capture", self._capture_loop),
+            ("video-compose", self._compose_loop),
+            ("video-encode", self._encode_loop),
+            ("video-chunks", self._chunk_loop),
+        ):
             thread = threading.Thread(target=target, name=name, daemon=True)
             self._threads.append(thread)
             thread.start()
@@ -221,8 +237,10 @@ class VideoRecorder(Recorder):
                 if source.gone and source.id not in self._gone_reported:
                     self._gone_reported.add(source.id)
                     ctx.report(f"source {source.id} is gone; recording goes on without it")
-            if all(p is not None and f is not None and p.shape == f.shape and p.data == f.data
-                   for p, f in zip(previous, frames, strict=True)):
+            if all(
+                p is not None and f is not None and p.shape == f.shape and p.data == f.data
+                for p, f in zip(previous, frames, strict=True)
+            ):
                 self.frames_identical += 1
                 continue
             previous = frames
@@ -290,8 +308,9 @@ class VideoRecorder(Recorder):
         return {
             "frames_captured": float(self.frames_captured),
             "frames_processed": float(encoded + self.frames_identical),
-            "frames_dropped": float(self._captured.dropped + self._composed.dropped
-                                    + self.frames_missed),
+            "frames_dropped": float(
+                self._captured.dropped + self._composed.dropped + self.frames_missed
+            ),
             # Identical frames count towards fps: they are shown, just not re-encoded.
             "fps": len(recent) / 2.0 if recent else 0.0,
             "target_fps": float(self.fps),
@@ -304,18 +323,35 @@ def store_chunk(media: MediaLibrary, video_id: str, info: ChunkInfo) -> None:
     """Move a closed chunk into the blob store with its row, in one transaction."""
 
     def add_row(attachment: Attachment) -> None:
-        media.store.add_video_chunk(SessionVideoChunk(
-            id=new_id(), video_id=video_id, attachment_id=attachment.id, index=info.index,
-            start_offset=info.start_offset, end_offset=info.end_offset, frames=info.frames,
-            bytes=info.bytes,
-        ))
+        media.store.add_video_chunk(
+            SessionVideoChunk(
+                id=new_id(),
+                video_id=video_id,
+                attachment_id=attachment.id,
+                index=info.index,
+                start_offset=info.start_offset,
+                end_offset=info.end_offset,
+                frames=info.frames,
+                bytes=info.bytes,
+            )
+        )
 
-    media.ingest(info.path, "video", f"chunk-{info.index:05d}.mp4",
-                 duration=info.end_offset - info.start_offset, then=add_row)
+    media.ingest(
+        info.path,
+        "video",
+        f"chunk-{info.index:05d}.mp4",
+        duration=info.end_offset - info.start_offset,
+        then=add_row,
+    )
 
 
-def finish_video(media: MediaLibrary, video: SessionVideo, chunk_attachments: list[str],
-                 staging: Path, audio: Path | None) -> Finisher | None:
+def finish_video(
+    media: MediaLibrary,
+    video: SessionVideo,
+    chunk_attachments: list[str],
+    staging: Path,
+    audio: Path | None,
+) -> Finisher | None:
     """Join the stored chunks into one playable file; the finisher attaches it."""
     paths = []
     for attachment_id in chunk_attachments:
@@ -323,9 +359,11 @@ def finish_video(media: MediaLibrary, video: SessionVideo, chunk_attachments: li
         if path is not None:
             paths.append(path)
     if not paths:
+
         def no_video(session: Session) -> None:
             video.chunking_status = "error"
             media.store.save_video(video)
+
         return no_video
     out = staging / "full.mp4"
     try:
@@ -336,9 +374,17 @@ def finish_video(media: MediaLibrary, video: SessionVideo, chunk_attachments: li
         def failed(session: Session) -> None:
             video.chunking_status = "error"
             media.store.save_video(video)
+
         return failed
-    staged = media.stage(out, "video", "session.mp4", duration=info.duration,
-                         width=info.width, height=info.height, move=True)
+    staged = media.stage(
+        out,
+        "video",
+        "session.mp4",
+        duration=info.duration,
+        width=info.width,
+        height=info.height,
+        move=True,
+    )
 
     def attach(session: Session) -> None:
         attachment = media.commit(staged)

@@ -82,7 +82,9 @@ class Store(abc.ABC):
 
     @abc.abstractmethod
     def list_sessions(
-        self, status: SessionStatus | None = None, query: str | None = None,
+        self,
+        status: SessionStatus | None = None,
+        query: str | None = None,
         limit: int | None = None,
     ) -> list[SessionSummary]:
         """Newest first; `query` matches name, description and tags (case-insensitive)."""

@@ -21,9 +21,16 @@ from .base import BlobIntent, BlobStore, Store
 
 log = logging.getLogger("taskerino.media")
 
-_MIME = {".webp": "image/webp", ".jpg": "image/jpeg", ".mp4": "video/mp4",
-         ".flac": "audio/flac", ".ogg": "audio/ogg", ".opus": "audio/ogg",
-         ".m4a": "audio/mp4", ".wav": "audio/wav"}
+_MIME = {
+    ".webp": "image/webp",
+    ".jpg": "image/jpeg",
+    ".mp4": "video/mp4",
+    ".flac": "audio/flac",
+    ".ogg": "audio/ogg",
+    ".opus": "audio/ogg",
+    ".m4a": "audio/mp4",
+    ".wav": "audio/wav",
+}
 
 
 def sha256_file(path: Path) -> str:
@@ -41,9 +48,17 @@ class MediaLibrary:
         self.store = store
         self.blobs = blobs
 
-    def stage(self, path: Path, type: AttachmentType, name: str, *,
-              duration: float | None = None, width: int | None = None,
-              height: int | None = None, move: bool = False) -> Attachment:
+    def stage(
+        self,
+        path: Path,
+        type: AttachmentType,
+        name: str,
+        *,
+        duration: float | None = None,
+        width: int | None = None,
+        height: int | None = None,
+        move: bool = False,
+    ) -> Attachment:
         """Put the bytes of `path` in the blob store under a committed intent.
 
         The returned attachment is not yet in the store: `commit` it inside the caller's
@@ -60,8 +75,15 @@ class MediaLibrary:
         size = self.blobs.put_file(path, digest, move=move)
         mime = _MIME.get(path.suffix.lower()) or mimetypes.guess_type(path.name)[0]
         return Attachment(
-            id=new_id(), type=type, name=name, mime_type=mime or "application/octet-stream",
-            size=size, hash=digest, duration=duration, width=width, height=height,
+            id=new_id(),
+            type=type,
+            name=name,
+            mime_type=mime or "application/octet-stream",
+            size=size,
+            hash=digest,
+            duration=duration,
+            width=width,
+            height=height,
         )
 
     def commit(self, staged: Attachment) -> Attachment:
