@@ -12,7 +12,7 @@ from pathlib import Path
 import av
 import numpy as np
 import pytest
-from Xlib import X, display
+from Xlib import display
 
 from taskerino.models import Session, SessionConfig, parse_time
 from taskerino.sessions import SessionManager, StartRequest
