@@ -165,6 +165,8 @@ class Session:
     screenshots: list[SessionScreenshot] = field(default_factory=list)
     audio_segments: list[SessionAudioSegment] = field(default_factory=list)
     video: SessionVideo | None = None
+    # The session's audio joined into one playable file (also muxed into the video).
+    audio_attachment_id: str | None = None
     context_items: list[ContextItem] = field(default_factory=list)
     tags: list[str] = field(default_factory=list)
     enrichment: dict[str, str] = field(default_factory=dict)

@@ -65,13 +65,24 @@ def build_recorders(config: SessionConfig) -> list[Recorder]:
         from .recording.screenshots import ScreenshotRecorder
 
         recorders.append(ScreenshotRecorder(config.screenshot_interval, config.screenshot_source))
+    audio = None
+    if config.audio or config.system_audio:
+        from .recording.audio import AudioRecorder
+
+        audio = AudioRecorder(config.mic, config.audio, config.system_audio, config.balance)
+        recorders.append(audio)  # before video: its joined file goes into the video
     if config.video:
         from .recording.video import VideoRecorder
 
         assert config.compositor is not None
         recorders.append(
             VideoRecorder(
-                config.sources, config.compositor, config.fps, config.width, config.height
+                config.sources,
+                config.compositor,
+                config.fps,
+                config.width,
+                config.height,
+                audio=(lambda: audio.joined) if audio else None,
             )
         )
     return recorders

@@ -29,6 +29,7 @@ class MediaClock:
         self._started = now() - offset
         self._paused_at: float | None = None
         self._paused_total = 0.0
+        self.last_change = self._started  # monotonic time of the last pause or resume
 
     def offset(self, at: float | None = None) -> float:
         """The media offset of monotonic time `at` (default: now); frozen while paused."""
@@ -50,12 +51,13 @@ class MediaClock:
     def pause(self) -> None:
         with self._lock:
             if self._paused_at is None:
-                self._paused_at = self._now()
+                self._paused_at = self.last_change = self._now()
 
     def resume(self) -> None:
         with self._lock:
             if self._paused_at is not None:
-                self._paused_total += self._now() - self._paused_at
+                self.last_change = self._now()
+                self._paused_total += self.last_change - self._paused_at
                 self._paused_at = None
 
 

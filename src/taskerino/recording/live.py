@@ -29,9 +29,9 @@ class LiveRecording:
             recorder.pause()
 
     def resume(self) -> None:
+        self.clock.resume()
         for recorder in self.recorders:
             recorder.resume()
-        self.clock.resume()
 
     def stop(self) -> list[Finisher]:
         """Stop every recorder (all of them, even when one fails) and collect finishers."""

@@ -11,6 +11,7 @@ from pathlib import Path
 
 from ..models import Session
 from ..store.media import MediaLibrary
+from .audio import salvage_audio
 from .base import Finisher
 from .video import salvage_video
 
@@ -25,4 +26,8 @@ def _screenshots(session: Session, folder: Path, media: MediaLibrary) -> Finishe
 
 
 # Audio first: the video's joined file carries the salvaged audio.
-SALVAGERS: dict[str, Salvager] = {"screenshots": _screenshots, "video": salvage_video}
+SALVAGERS: dict[str, Salvager] = {
+    "screenshots": _screenshots,
+    "audio": salvage_audio,
+    "video": salvage_video,
+}

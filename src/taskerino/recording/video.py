@@ -31,6 +31,7 @@ from ..errors import StorageError, TaskerinoError
 from ..media import ChunkedEncoder, ChunkInfo, Compositor, join_chunks, salvage_chunk
 from ..models import Attachment, Session, SessionVideo, SessionVideoChunk, new_id
 from ..store.media import MediaLibrary
+from .audio import JOINED_NAME
 from .base import Finisher, Recorder, RecordingContext
 
 log = logging.getLogger("taskerino.video")
@@ -419,4 +420,5 @@ def salvage_video(session: Session, folder: Path, media: MediaLibrary) -> Finish
     if session.video is None:
         return None
     chunks = store_leftover_chunks(media, session.id, folder)
-    return finish_video(media, session.video, chunks, folder, None)
+    audio = folder.parent / "audio" / JOINED_NAME  # left by salvage_audio, which runs first
+    return finish_video(media, session.video, chunks, folder, audio if audio.is_file() else None)

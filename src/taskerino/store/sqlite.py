@@ -55,9 +55,13 @@ CREATE TABLE IF NOT EXISTS sessions (
     enrichment TEXT NOT NULL DEFAULT '{}',
     schema_version INTEGER NOT NULL,
     recorder TEXT,
-    heartbeat REAL
+    heartbeat REAL,
+    audio_attachment_id TEXT REFERENCES attachments(id)
 );
-CREATE INDEX IF NOT EXISTS sessions_by_start ON sessions (start_time DESC);
+-- Ascending on purpose: read backwards it yields `start_time DESC, rowid DESC`, the order of
+-- list_sessions, with no sort. The former DESC index left the rowid part to a temp B-tree.
+DROP INDEX IF EXISTS sessions_by_start;
+CREATE INDEX IF NOT EXISTS sessions_by_start_time ON sessions (start_time);
 CREATE INDEX IF NOT EXISTS sessions_by_status ON sessions (status);
 CREATE TABLE IF NOT EXISTS attachments (
     id TEXT PRIMARY KEY,
@@ -253,7 +257,7 @@ class SQLiteStore(Store):
         self._write(
             "INSERT INTO sessions (id, name, description, status, start_time, end_time,"
             " paused_at, total_paused, total_duration, config, tags, enrichment,"
-            " schema_version) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)",
+            " schema_version, audio_attachment_id) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
             self._session_values(session),
         )
 
@@ -263,6 +267,7 @@ class SQLiteStore(Store):
             s.id, s.name, s.description, s.status, s.start_time, s.end_time, s.paused_at,
             s.total_paused, s.total_duration, json.dumps(to_dict(s.config)),
             json.dumps(s.tags), json.dumps(s.enrichment), s.schema_version,
+            s.audio_attachment_id,
         )
 
     def update_session(self, session: Session) -> None:
@@ -270,7 +275,7 @@ class SQLiteStore(Store):
         cur = self._write(
             "UPDATE sessions SET name=?, description=?, status=?, start_time=?, end_time=?,"
             " paused_at=?, total_paused=?, total_duration=?, config=?, tags=?, enrichment=?,"
-            " schema_version=? WHERE id=?",
+            " schema_version=?, audio_attachment_id=? WHERE id=?",
             (*values[1:], values[0]),
         )
         if cur.rowcount == 0:
@@ -289,8 +294,8 @@ class SQLiteStore(Store):
     def _load_session(self, db: sqlite3.Connection, session_id: str) -> Session:
         row = db.execute(
             "SELECT id, name, description, status, start_time, end_time, paused_at,"
-            " total_paused, total_duration, config, tags, enrichment, schema_version"
-            " FROM sessions WHERE id=?",
+            " total_paused, total_duration, config, tags, enrichment, schema_version,"
+            " audio_attachment_id FROM sessions WHERE id=?",
             (session_id,),
         ).fetchone()
         if row is None:
@@ -306,6 +311,7 @@ class SQLiteStore(Store):
         data["tags"] = json.loads(row[10])
         data["enrichment"] = json.loads(row[11])
         data["schema_version"] = row[12]
+        data["audio_attachment_id"] = row[13]
         session = from_dict(Session, data)
         session.config = from_dict(SessionConfig, data["config"])
         session.screenshots = [
@@ -517,6 +523,7 @@ class SQLiteStore(Store):
                 " SELECT attachment_id FROM screenshots WHERE session_id=:s"
                 " UNION SELECT attachment_id FROM audio_segments WHERE session_id=:s"
                 " UNION SELECT full_video_attachment_id FROM videos WHERE session_id=:s"
+                " UNION SELECT audio_attachment_id FROM sessions WHERE id=:s"
                 " UNION SELECT c.attachment_id FROM video_chunks c"
                 "   JOIN videos v ON v.id = c.video_id WHERE v.session_id=:s)",
                 {"s": session_id},

@@ -1,0 +1,177 @@
+"""The audio recorder: microphone and/or system audio in 10 s FLAC segments.
+
+Each closed segment becomes an audio attachment with its `SessionAudioSegment` row. At
+stop the segments are joined into one file: the session's playable audio, which the video
+recorder also muxes into the session's video.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from pathlib import Path
+
+from ..capture.audio import AudioCapture, SegmentInfo, join_audio, recover_segments, validate_audio
+from ..errors import TaskerinoError
+from ..models import Attachment, Session, SessionAudioSegment, new_id, utc_now
+from ..store.media import MediaLibrary, sha256_file
+from .base import Finisher, Recorder, RecordingContext
+
+log = logging.getLogger("taskerino.audio")
+
+SEGMENT_SECONDS = 10.0
+JOINED_NAME = "session.flac"
+
+
+class AudioRecorder(Recorder):
+    kind = "audio"
+
+    def __init__(
+        self,
+        mic: str | None,
+        microphone: bool,
+        system_audio: bool,
+        balance: int,
+        segment_seconds: float = SEGMENT_SECONDS,
+    ) -> None:
+        self.mic = mic
+        self.microphone = microphone
+        self.system_audio = system_audio
+        self.balance = balance
+        self.segment_seconds = segment_seconds
+        self._ctx: RecordingContext | None = None
+        self._capture: AudioCapture | None = None
+        self._lock = threading.Lock()
+        self._failure: str | None = None
+        self._stopped = False
+        self.joined: Path | None = None  # the session's audio once stopped
+
+    def prepare(self, ctx: RecordingContext) -> None:
+        self._ctx = ctx
+        selection = validate_audio(self.mic, self.system_audio, self.balance, self.microphone)
+        self._capture = AudioCapture(
+            ctx.staging,
+            selection.mic.id if selection.mic else None,
+            selection.system.id if selection.system else None,
+            selection.balance,
+            self.segment_seconds,
+            self._store_segment,
+            origin=ctx.clock.monotonic_of(0.0),
+        )
+        self._capture.start()  # opens the devices now: a failure stops the session start
+
+    def begin(self) -> None:
+        pass  # capture runs since prepare; its timeline starts at the session's offset 0
+
+    def pause(self) -> None:
+        assert self._capture is not None and self._ctx is not None
+        self._capture.pause(self._ctx.clock.last_change)
+
+    def resume(self) -> None:
+        assert self._capture is not None and self._ctx is not None
+        self._capture.resume(self._ctx.clock.last_change)
+
+    @property
+    def failure(self) -> str | None:
+        if self._failure is None and self._capture is not None and self._capture.error:
+            self._failure = f"audio recording failed: {self._capture.error}"
+        return self._failure
+
+    def _store_segment(self, info: SegmentInfo) -> None:
+        ctx = self._ctx
+        assert ctx is not None
+        try:
+            store_segment(ctx.media, ctx.session_id, info)
+        except (TaskerinoError, OSError) as exc:
+            self._failure = f"could not store audio segment {info.index}: {exc}"
+
+    def stop(self) -> Finisher | None:
+        with self._lock:
+            if self._stopped or self._capture is None or self._ctx is None:
+                return None
+            self._stopped = True
+        ctx = self._ctx
+        self._capture.stop()  # reports the last partial segment through _store_segment
+        self.joined = join_session_audio(ctx.media, ctx.session_id, ctx.staging)
+        return attach_audio(ctx.media, self.joined)
+
+    def stats(self) -> dict[str, float]:
+        capture = self._capture
+        if capture is None:
+            return {}
+        return {
+            "audio_level_dbfs": capture.level_dbfs,
+            "audio_overruns": float(capture.overruns),
+            "audio_seconds": capture.seconds_recorded,
+        }
+
+
+def store_segment(media: MediaLibrary, session_id: str, info: SegmentInfo) -> None:
+    def add_row(attachment: Attachment) -> None:
+        media.store.add_audio_segment(
+            SessionAudioSegment(
+                id=new_id(),
+                session_id=session_id,
+                timestamp=utc_now(),
+                media_offset=round(info.media_offset, 6),
+                duration=info.duration,
+                attachment_id=attachment.id,
+            )
+        )
+
+    media.ingest(
+        info.path, "audio", f"audio-{info.index:05d}.flac", duration=info.duration, then=add_row
+    )
+
+
+def join_session_audio(media: MediaLibrary, session_id: str, folder: Path) -> Path | None:
+    """All the session's stored segments, in order, joined into one FLAC file in `folder`."""
+    session = media.store.get_session(session_id)
+    paths = []
+    for segment in session.audio_segments:
+        path = media.local_path(media.store.get_attachment(segment.attachment_id))
+        if path is not None:
+            paths.append(path)
+    if not paths:
+        return None
+    out = folder / JOINED_NAME
+    try:
+        join_audio(paths, out)
+    except (TaskerinoError, OSError, RuntimeError) as exc:
+        log.error("could not join the audio segments: %s", exc)
+        return None
+    return out
+
+
+def attach_audio(media: MediaLibrary, joined: Path | None) -> Finisher | None:
+    """A finisher that attaches the joined audio as the session's playable audio."""
+    if joined is None:
+        return None
+    staged = media.stage(joined, "audio", JOINED_NAME, duration=None)
+
+    def attach(session: Session) -> None:
+        session.audio_attachment_id = media.commit(staged).id
+
+    return attach
+
+
+def salvage_audio(session: Session, folder: Path, media: MediaLibrary) -> Finisher | None:
+    """Recovery: store the segments a dead recorder left (the partial one salvaged)."""
+    known = {s.attachment_id for s in session.audio_segments}
+    offset = max((s.media_offset + s.duration for s in session.audio_segments), default=0.0)
+    for info in recover_segments(folder):
+        if info.path.is_file():
+            # Killed after a segment's row committed but before its file was removed?
+            existing = media.store.attachment_by_hash(sha256_file(info.path))
+            if existing is not None and existing.id in known:
+                info.path.unlink()
+                continue
+            # Offsets of the files left behind follow the segments already stored.
+            store_segment(
+                media,
+                session.id,
+                SegmentInfo(info.path, info.index, offset, info.duration, info.frames),
+            )
+            offset += info.duration
+    joined = join_session_audio(media, session.id, folder)
+    return attach_audio(media, joined)
