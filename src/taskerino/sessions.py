@@ -34,8 +34,6 @@ from .models import (
 from .process import current_owner
 from .recording.base import Finisher, MediaClock, Recorder, RecordingContext
 from .recording.live import REGISTRY, LiveRecording, RecordingRegistry
-from .recording.salvage import SALVAGERS
-from .recording.validate import validate_config
 from .store.base import BlobStore, Store
 from .store.files import FolderBlobStore
 from .store.media import MediaLibrary
@@ -179,6 +177,8 @@ class SessionManager:
 
     # --- start --------------------------------------------------------------------------
     def start(self, request: StartRequest) -> Session:
+        from .recording.validate import validate_config
+
         config = validate_config(request.config)
         recorders = build_recorders(config)
         session = Session(
@@ -495,6 +495,8 @@ class SessionManager:
         return done
 
     def _salvage(self, session_id: str, heartbeat: float | None) -> None:
+        from .recording.salvage import SALVAGERS  # media code, only needed here
+
         staging = self.layout.staging / session_id
         finishers: list[Finisher] = []
         session = self.store.get_session(session_id)

@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import math
 import re
+from typing import TYPE_CHECKING
 
-from ..capture import CaptureBackend, get_backend, parse_source_id, validate_sources
 from ..errors import InvalidInput
 from ..models import SessionConfig
+
+if TYPE_CHECKING:
+    from ..capture import CaptureBackend
 
 MAX_SOURCES = 4
 COMPOSITORS = ("passthrough", "grid", "side-by-side")
@@ -46,6 +49,9 @@ def parse_size(text: str) -> tuple[int, int]:
 
 def validate_config(config: SessionConfig, backend: CaptureBackend | None = None) -> SessionConfig:
     """Check a whole session configuration; return it with canonical values filled in."""
+    # Capture (numpy, X11) is imported only when a session is really configured.
+    from ..capture import get_backend, parse_source_id, validate_sources
+
     if not (config.screenshots or config.video or config.audio or config.system_audio):
         raise InvalidInput(
             "nothing to record: enable screenshots, --video, --audio or --system-audio"

@@ -123,11 +123,9 @@ class MediaLibrary:
     def sweep(self) -> list[str]:
         """Remove what dead writers left: temp files, and blobs of intents never committed."""
         removed = self.blobs.remove_stale_temp()
-        claimed = self.store.attachment_hashes()
-        for intent in self.store.blob_intents():
-            if intent.owner.is_alive():
-                continue
-            if intent.hash not in claimed:
+        dead = [i for i in self.store.blob_intents() if not i.owner.is_alive()]
+        for intent in dead:
+            if self.store.attachment_by_hash(intent.hash) is None:
                 self.blobs.delete(intent.hash)
                 removed.append(intent.hash)
             self.store.remove_blob_intent(intent.hash, intent.owner)

@@ -56,11 +56,14 @@ CREATE TABLE IF NOT EXISTS sessions (
     schema_version INTEGER NOT NULL,
     recorder TEXT,
     heartbeat REAL,
-    audio_attachment_id TEXT REFERENCES attachments(id)
+    audio_attachment_id TEXT REFERENCES attachments(id),
+    -- Kept by the triggers below, so that listing sessions counts nothing.
+    screenshot_count INTEGER NOT NULL DEFAULT 0,
+    audio_segment_count INTEGER NOT NULL DEFAULT 0,
+    has_video INTEGER NOT NULL DEFAULT 0
 );
 -- Ascending on purpose: read backwards it yields `start_time DESC, rowid DESC`, the order of
--- list_sessions, with no sort. The former DESC index left the rowid part to a temp B-tree.
-DROP INDEX IF EXISTS sessions_by_start;
+-- list_sessions, with no sort.
 CREATE INDEX IF NOT EXISTS sessions_by_start_time ON sessions (start_time);
 CREATE INDEX IF NOT EXISTS sessions_by_status ON sessions (status);
 CREATE TABLE IF NOT EXISTS attachments (
@@ -136,6 +139,24 @@ CREATE TABLE IF NOT EXISTS context_items (
     content TEXT NOT NULL
 );
 CREATE INDEX IF NOT EXISTS context_by_session ON context_items (session_id, media_offset);
+CREATE TRIGGER IF NOT EXISTS screenshots_counted AFTER INSERT ON screenshots BEGIN
+    UPDATE sessions SET screenshot_count = screenshot_count + 1 WHERE id = new.session_id;
+END;
+CREATE TRIGGER IF NOT EXISTS screenshots_uncounted AFTER DELETE ON screenshots BEGIN
+    UPDATE sessions SET screenshot_count = screenshot_count - 1 WHERE id = old.session_id;
+END;
+CREATE TRIGGER IF NOT EXISTS audio_counted AFTER INSERT ON audio_segments BEGIN
+    UPDATE sessions SET audio_segment_count = audio_segment_count + 1 WHERE id = new.session_id;
+END;
+CREATE TRIGGER IF NOT EXISTS audio_uncounted AFTER DELETE ON audio_segments BEGIN
+    UPDATE sessions SET audio_segment_count = audio_segment_count - 1 WHERE id = old.session_id;
+END;
+CREATE TRIGGER IF NOT EXISTS video_counted AFTER INSERT ON videos BEGIN
+    UPDATE sessions SET has_video = 1 WHERE id = new.session_id;
+END;
+CREATE TRIGGER IF NOT EXISTS video_uncounted AFTER DELETE ON videos BEGIN
+    UPDATE sessions SET has_video = 0 WHERE id = old.session_id;
+END;
 CREATE TABLE IF NOT EXISTS settings (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS recording_stats (session_id TEXT PRIMARY KEY, data TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS session_commands (
@@ -152,10 +173,7 @@ CREATE TABLE IF NOT EXISTS blob_intents (
 
 _SUMMARY = """
 SELECT s.id, s.name, s.status, s.start_time, s.end_time, s.total_duration,
-  (SELECT count(*) FROM screenshots WHERE session_id = s.id),
-  (SELECT count(*) FROM audio_segments WHERE session_id = s.id),
-  EXISTS (SELECT 1 FROM videos WHERE session_id = s.id),
-  s.description, s.tags
+  s.screenshot_count, s.audio_segment_count, s.has_video, s.description, s.tags
 FROM sessions s
 """
 
@@ -241,11 +259,19 @@ class SQLiteStore(Store):
                 self._db.execute("COMMIT")
 
     def _write(self, sql: str, params: Sequence[Any] = ()) -> sqlite3.Cursor:
-        with self.transaction():
-            try:
-                return self._db.execute(sql, params)
-            except sqlite3.IntegrityError as exc:
-                raise StorageError(f"refused by the database: {exc}") from exc
+        with self._lock:
+            if self._depth:
+                # Inside a transaction already: a failed statement undoes itself in SQLite,
+                # so it needs no savepoint of its own.
+                return self._execute(sql, params)
+            with self.transaction():
+                return self._execute(sql, params)
+
+    def _execute(self, sql: str, params: Sequence[Any]) -> sqlite3.Cursor:
+        try:
+            return self._db.execute(sql, params)
+        except sqlite3.IntegrityError as exc:
+            raise StorageError(f"refused by the database: {exc}") from exc
 
     def close(self) -> None:
         if not self._closed:
@@ -264,9 +290,19 @@ class SQLiteStore(Store):
     @staticmethod
     def _session_values(s: Session) -> tuple[Any, ...]:
         return (
-            s.id, s.name, s.description, s.status, s.start_time, s.end_time, s.paused_at,
-            s.total_paused, s.total_duration, json.dumps(to_dict(s.config)),
-            json.dumps(s.tags), json.dumps(s.enrichment), s.schema_version,
+            s.id,
+            s.name,
+            s.description,
+            s.status,
+            s.start_time,
+            s.end_time,
+            s.paused_at,
+            s.total_paused,
+            s.total_duration,
+            json.dumps(vars(s.config)),
+            json.dumps(s.tags),
+            json.dumps(s.enrichment),
+            s.schema_version,
             s.audio_attachment_id,
         )
 
@@ -302,9 +338,19 @@ class SQLiteStore(Store):
             raise NotFound(f"no session {session_id!r}")
         data: dict[str, Any] = dict(
             zip(
-                ("id", "name", "description", "status", "start_time", "end_time",
-                 "paused_at", "total_paused", "total_duration"),
-                row[:9], strict=True,
+                (
+                    "id",
+                    "name",
+                    "description",
+                    "status",
+                    "start_time",
+                    "end_time",
+                    "paused_at",
+                    "total_paused",
+                    "total_duration",
+                ),
+                row[:9],
+                strict=True,
             )
         )
         data["config"] = json.loads(row[9])
@@ -353,9 +399,16 @@ class SQLiteStore(Store):
         if row is None:
             return None
         video = SessionVideo(
-            id=row[0], session_id=row[1], width=row[2], height=row[3], fps=row[4],
-            sources=json.loads(row[5]), compositor=row[6], full_video_attachment_id=row[7],
-            duration=row[8], chunking_status=row[9],
+            id=row[0],
+            session_id=row[1],
+            width=row[2],
+            height=row[3],
+            fps=row[4],
+            sources=json.loads(row[5]),
+            compositor=row[6],
+            full_video_attachment_id=row[7],
+            duration=row[8],
+            chunking_status=row[9],
         )
         video.chunks = [
             SessionVideoChunk(*r)
@@ -376,7 +429,9 @@ class SQLiteStore(Store):
         return video
 
     def list_sessions(
-        self, status: SessionStatus | None = None, query: str | None = None,
+        self,
+        status: SessionStatus | None = None,
+        query: str | None = None,
         limit: int | None = None,
     ) -> list[SessionSummary]:
         where: list[str] = []
@@ -385,8 +440,10 @@ class SQLiteStore(Store):
             where.append("s.status = ?")
             params.append(status)
         if query:
-            where.append("(s.name LIKE ? ESCAPE '\\' OR s.description LIKE ? ESCAPE '\\'"
-                         " OR s.tags LIKE ? ESCAPE '\\')")
+            where.append(
+                "(s.name LIKE ? ESCAPE '\\' OR s.description LIKE ? ESCAPE '\\'"
+                " OR s.tags LIKE ? ESCAPE '\\')"
+            )
             like = "%" + query.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
             params += [like + "%"] * 3
         sql = _SUMMARY + (" WHERE " + " AND ".join(where) if where else "")
@@ -397,8 +454,19 @@ class SQLiteStore(Store):
         with self._reading() as db:
             rows = db.execute(sql, params).fetchall()
         return [
-            SessionSummary(r[0], r[1], r[2], r[3], r[4], r[5], r[6], r[7], bool(r[8]), r[9],
-                           json.loads(r[10]))
+            SessionSummary(
+                r[0],
+                r[1],
+                r[2],
+                r[3],
+                r[4],
+                r[5],
+                r[6],
+                r[7],
+                bool(r[8]),
+                r[9],
+                json.loads(r[10]) if r[10] != "[]" else [],
+            )
             for r in rows
         ]
 
@@ -409,8 +477,7 @@ class SQLiteStore(Store):
                 " WHERE status IN ('active', 'paused')"
             ).fetchall()
         return [
-            LiveSession(r[0], r[1], ProcessOwner.decode(r[2]) if r[2] else None, r[3])
-            for r in rows
+            LiveSession(r[0], r[1], ProcessOwner.decode(r[2]) if r[2] else None, r[3]) for r in rows
         ]
 
     def set_recorder(self, session_id: str, owner: ProcessOwner | None) -> None:
@@ -428,17 +495,25 @@ class SQLiteStore(Store):
             "INSERT INTO screenshots (id, session_id, timestamp, media_offset, attachment_id,"
             " hash, user_comment, flagged, ocr_text, analysis_status)"
             " VALUES (?,?,?,?,?,?,?,?,?,?)",
-            (shot.id, shot.session_id, shot.timestamp, shot.media_offset, shot.attachment_id,
-             shot.hash, shot.user_comment, int(shot.flagged), shot.ocr_text,
-             shot.analysis_status),
+            (
+                shot.id,
+                shot.session_id,
+                shot.timestamp,
+                shot.media_offset,
+                shot.attachment_id,
+                shot.hash,
+                shot.user_comment,
+                int(shot.flagged),
+                shot.ocr_text,
+                shot.analysis_status,
+            ),
         )
 
     def update_screenshot(self, shot: SessionScreenshot) -> None:
         cur = self._write(
             "UPDATE screenshots SET user_comment=?, flagged=?, ocr_text=?, analysis_status=?"
             " WHERE id=?",
-            (shot.user_comment, int(shot.flagged), shot.ocr_text, shot.analysis_status,
-             shot.id),
+            (shot.user_comment, int(shot.flagged), shot.ocr_text, shot.analysis_status, shot.id),
         )
         if cur.rowcount == 0:
             raise NotFound(f"no screenshot {shot.id!r}")
@@ -448,8 +523,16 @@ class SQLiteStore(Store):
         self._write(
             "INSERT INTO audio_segments (id, session_id, timestamp, media_offset, duration,"
             " attachment_id, transcription, transcription_status) VALUES (?,?,?,?,?,?,?,?)",
-            (s.id, s.session_id, s.timestamp, s.media_offset, s.duration, s.attachment_id,
-             s.transcription, s.transcription_status),
+            (
+                s.id,
+                s.session_id,
+                s.timestamp,
+                s.media_offset,
+                s.duration,
+                s.attachment_id,
+                s.transcription,
+                s.transcription_status,
+            ),
         )
 
     def save_video(self, video: SessionVideo) -> None:
@@ -460,8 +543,18 @@ class SQLiteStore(Store):
             " ON CONFLICT (id) DO UPDATE SET full_video_attachment_id=excluded."
             "full_video_attachment_id, duration=excluded.duration,"
             " chunking_status=excluded.chunking_status",
-            (v.id, v.session_id, v.full_video_attachment_id, v.duration, v.width, v.height,
-             v.fps, json.dumps(v.sources), v.compositor, v.chunking_status),
+            (
+                v.id,
+                v.session_id,
+                v.full_video_attachment_id,
+                v.duration,
+                v.width,
+                v.height,
+                v.fps,
+                json.dumps(v.sources),
+                v.compositor,
+                v.chunking_status,
+            ),
         )
 
     def add_video_chunk(self, chunk: SessionVideoChunk) -> None:
@@ -469,8 +562,16 @@ class SQLiteStore(Store):
         self._write(
             "INSERT INTO video_chunks (id, video_id, attachment_id, idx, start_offset,"
             " end_offset, frames, bytes) VALUES (?,?,?,?,?,?,?,?)",
-            (c.id, c.video_id, c.attachment_id, c.index, c.start_offset, c.end_offset,
-             c.frames, c.bytes),
+            (
+                c.id,
+                c.video_id,
+                c.attachment_id,
+                c.index,
+                c.start_offset,
+                c.end_offset,
+                c.frames,
+                c.bytes,
+            ),
         )
 
     def add_context_item(self, item: ContextItem) -> None:
@@ -492,8 +593,18 @@ class SQLiteStore(Store):
             self._db.execute(
                 f"INSERT INTO attachments ({self._ATTACHMENT_COLUMNS})"
                 " VALUES (?,?,?,?,?,?,?,?,?,?) ON CONFLICT (hash) DO NOTHING",
-                (a.id, a.type, a.name, a.mime_type, a.size, a.hash, a.created_at, a.duration,
-                 a.width, a.height),
+                (
+                    a.id,
+                    a.type,
+                    a.name,
+                    a.mime_type,
+                    a.size,
+                    a.hash,
+                    a.created_at,
+                    a.duration,
+                    a.width,
+                    a.height,
+                ),
             )
             existing = self.attachment_by_hash(a.hash)
         assert existing is not None
@@ -544,9 +655,7 @@ class SQLiteStore(Store):
         )
 
     def remove_blob_intent(self, digest: str, owner: ProcessOwner) -> None:
-        self._write(
-            "DELETE FROM blob_intents WHERE hash=? AND owner=?", (digest, owner.encode())
-        )
+        self._write("DELETE FROM blob_intents WHERE hash=? AND owner=?", (digest, owner.encode()))
 
     def blob_intents(self) -> list[BlobIntent]:
         with self._reading() as db:
