@@ -257,7 +257,7 @@ def _watch(
 # --- sessions -------------------------------------------------------------------------
 @cli.group(help="List, show and steer sessions.")
 def sessions() -> None:
-    pass
+    """The subcommands do the work."""
 
 
 def _summary_json(s: SessionSummary) -> dict[str, Any]:

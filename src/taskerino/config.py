@@ -65,8 +65,7 @@ def resolve_home(flag: str | Path | None = None) -> Layout:
                 "folder with --home / TASKERINO_HOME"
             )
     try:
-        with tempfile.TemporaryFile(dir=home):
-            pass
+        tempfile.TemporaryFile(dir=home).close()
     except OSError as exc:
         raise InvalidInput(
             f"data folder {str(home)!r} is not writable ({exc.strerror}): "

@@ -38,6 +38,16 @@ def _wait_for(check: object, what: str, timeout: float = 10.0) -> None:
     raise CaptureError(f"{what} did not come up within {timeout:.0f} s")
 
 
+def _stop(proc: subprocess.Popen[bytes]) -> None:
+    if proc.poll() is None:
+        proc.terminate()
+        try:
+            proc.wait(5)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
 class VirtualDisplay:
     """An Xvfb screen of 3200x1080 split into a 1920x1080 and a 1280x720 monitor."""
 
@@ -86,13 +96,7 @@ class VirtualDisplay:
                 )
 
     def close(self) -> None:
-        if self._proc.poll() is None:
-            self._proc.terminate()
-            try:
-                self._proc.wait(5)
-            except subprocess.TimeoutExpired:
-                self._proc.kill()
-                self._proc.wait()
+        _stop(self._proc)
 
     def __enter__(self) -> VirtualDisplay:
         return self
@@ -147,13 +151,7 @@ class VirtualAudio:
         subprocess.run(["pactl", "set-default-source", f"{self.SINK}.monitor"], env=env, check=True)
 
     def close(self) -> None:
-        if self._proc.poll() is None:
-            self._proc.terminate()
-            try:
-                self._proc.wait(5)
-            except subprocess.TimeoutExpired:
-                self._proc.kill()
-                self._proc.wait()
+        _stop(self._proc)
         shutil.rmtree(self.runtime, ignore_errors=True)
 
     def __enter__(self) -> VirtualAudio:

@@ -130,7 +130,7 @@ def _query_server() -> _Server | None:
             ]
             return _Server(sources, meta.get("default_sink_name"), meta.get("default_source_name"))
         except (ValueError, KeyError, TypeError):
-            pass
+            log.debug("pactl's JSON was not understood; reading the short listing")
     # pactl before 16 has no JSON output: the short listing has names only.
     short, text = _pactl("list", "short", "sources"), _pactl("info")
     if short is None or text is None:

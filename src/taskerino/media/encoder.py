@@ -7,7 +7,8 @@ identical to the previous one), so chunk k's packets already sit on the session'
 timeline and joining the chunks is a plain remux.
 
 Default settings, measured on 1080p text screens (typing, scrolling), one core:
-libx264 `veryfast` + `tune=zerolatency` + `me=umh`, one thread, CRF 23.
+libx264 `veryfast` + `tune=zerolatency` + `me=umh`, one thread, CRF 28 (Tesseract word
+recall on decoded frames within 0.2 points of the raw screen: bench/results/video.md).
 - `zerolatency` (no B-frames, no lookahead) makes the encoder return each frame's packet
   at once, so nothing waits in encoder buffers when the process is killed, and without
   B-frames the MP4 timestamps stay exact (B-frames shift them by the reorder delay). It
@@ -119,7 +120,7 @@ class ChunkedEncoder:
         on_chunk_closed: Callable[[ChunkInfo], None] | None = None,
         *,
         preset: str = "veryfast",
-        crf: int = 23,
+        crf: int = 28,
         keyint_seconds: float = 30.0,
         threads: int = 1,
         x264_params: str = "me=umh",
