@@ -61,7 +61,7 @@ def main() -> None:
     apply(",".join(sys.argv[1:split]))
     from taskerino.cli import main as cli_main
 
-    sys.argv = ["taskerino", *sys.argv[split + 1:]]
+    sys.argv = ["taskerino", *sys.argv[split + 1 :]]
     cli_main()
 
 

@@ -34,18 +34,29 @@ Audio = npt.NDArray[np.float32]
 
 
 def _pactl(*args: str) -> str:
-    return subprocess.run(["pactl", *args], check=True, capture_output=True,
-                          text=True).stdout.strip()
+    return subprocess.run(
+        ["pactl", *args], check=True, capture_output=True, text=True
+    ).stdout.strip()
 
 
-def _play(sink: str, seconds: float, freq: float = 440.0,
-          volume: float = 0.5) -> subprocess.Popen[bytes]:
+def _play(
+    sink: str, seconds: float, freq: float = 440.0, volume: float = 0.5
+) -> subprocess.Popen[bytes]:
     """Play a sine tone into `sink`; wait() on the result returns once it has played."""
     t = np.arange(round(seconds * RATE)) / RATE
     tone = (np.sin(2 * np.pi * freq * t) * volume * 32767).astype(np.int16)
-    proc = subprocess.Popen(["pacat", f"--device={sink}", "--format=s16le", f"--rate={RATE}",
-                             "--channels=1", "--raw", "--latency-msec=20"],
-                            stdin=subprocess.PIPE)
+    proc = subprocess.Popen(
+        [
+            "pacat",
+            f"--device={sink}",
+            "--format=s16le",
+            f"--rate={RATE}",
+            "--channels=1",
+            "--raw",
+            "--latency-msec=20",
+        ],
+        stdin=subprocess.PIPE,
+    )
     stdin = proc.stdin
     assert stdin is not None
 
@@ -66,14 +77,35 @@ def sinks(pulse: VirtualAudio) -> Iterator[VirtualAudio]:
     delivers anything.
     """
     modules = [
-        _pactl("load-module", "module-null-sink", "sink_name=micsink",
-               "sink_properties=device.description=MicSink"),
-        _pactl("load-module", "module-remap-source", "master=micsink.monitor",
-               "source_name=mic", "source_properties=device.description=TestMic"),
+        _pactl(
+            "load-module",
+            "module-null-sink",
+            "sink_name=micsink",
+            "sink_properties=device.description=MicSink",
+        ),
+        _pactl(
+            "load-module",
+            "module-remap-source",
+            "master=micsink.monitor",
+            "source_name=mic",
+            "source_properties=device.description=TestMic",
+        ),
     ]
-    keep = [subprocess.Popen(["pacat", f"--device={sink}", "--format=s16le", f"--rate={RATE}",
-                              "--channels=1", "--raw", "--latency-msec=20", "/dev/zero"])
-            for sink in ("recsink", "micsink")]
+    keep = [
+        subprocess.Popen(
+            [
+                "pacat",
+                f"--device={sink}",
+                "--format=s16le",
+                f"--rate={RATE}",
+                "--channels=1",
+                "--raw",
+                "--latency-msec=20",
+                "/dev/zero",
+            ]
+        )
+        for sink in ("recsink", "micsink")
+    ]
     for source in ("recsink.monitor", "mic"):
         _first_data(source)
     yield pulse
@@ -86,8 +118,9 @@ def sinks(pulse: VirtualAudio) -> Iterator[VirtualAudio]:
 
 def _first_data(source: str) -> None:
     """Wait until `source` delivers: a null sink wakes from its idle sleep (up to 2 s) late."""
-    proc = subprocess.Popen(["parec", f"--device={source}", "--raw", "--latency-msec=20"],
-                            stdout=subprocess.PIPE)
+    proc = subprocess.Popen(
+        ["parec", f"--device={source}", "--raw", "--latency-msec=20"], stdout=subprocess.PIPE
+    )
     assert proc.stdout is not None
     proc.stdout.read(1)
     proc.terminate()
@@ -100,7 +133,7 @@ def _read_all(segments: list[SegmentInfo]) -> Audio:
 
 
 def _rms(audio: Audio, start: float, end: float) -> float:
-    part = audio[round(start * RATE):round(end * RATE)]
+    part = audio[round(start * RATE) : round(end * RATE)]
     assert len(part) > 0
     return float(np.sqrt(np.mean(np.square(part))))
 
@@ -149,8 +182,9 @@ def test_system_audio_speech_and_silence(sinks: VirtualAudio, tmp_path: Path) ->
     speech_seconds = sf.info(str(speech)).duration
     folder = tmp_path / "audio"
     closed: list[SegmentInfo] = []
-    capture = AudioCapture(folder, None, "recsink.monitor", segment_seconds=1.0,
-                           on_segment=closed.append)
+    capture = AudioCapture(
+        folder, None, "recsink.monitor", segment_seconds=1.0, on_segment=closed.append
+    )
     capture.start()
     assert capture.origin is not None
     time.sleep(0.8)
@@ -181,8 +215,9 @@ def test_system_audio_speech_and_silence(sinks: VirtualAudio, tmp_path: Path) ->
 
 def test_pause_excludes_audio(sinks: VirtualAudio, tmp_path: Path) -> None:
     closed: list[SegmentInfo] = []
-    capture = AudioCapture(tmp_path, None, "recsink.monitor", segment_seconds=1.0,
-                           on_segment=closed.append)
+    capture = AudioCapture(
+        tmp_path, None, "recsink.monitor", segment_seconds=1.0, on_segment=closed.append
+    )
     capture.start()
     assert capture.origin is not None
     time.sleep(1.0)
@@ -209,8 +244,9 @@ def test_pause_excludes_audio(sinks: VirtualAudio, tmp_path: Path) -> None:
 def test_pause_keeps_sound_on_both_sides(sinks: VirtualAudio, tmp_path: Path) -> None:
     """A tone across the pause appears before and after it, joined at the pause point."""
     closed: list[SegmentInfo] = []
-    capture = AudioCapture(tmp_path, None, "recsink.monitor", segment_seconds=1.0,
-                           on_segment=closed.append)
+    capture = AudioCapture(
+        tmp_path, None, "recsink.monitor", segment_seconds=1.0, on_segment=closed.append
+    )
     capture.start()
     assert capture.origin is not None
     tone = _play("recsink", 2.5)
@@ -232,8 +268,14 @@ def test_pause_keeps_sound_on_both_sides(sinks: VirtualAudio, tmp_path: Path) ->
 @pytest.mark.parametrize("balance", [0, 50, 100])
 def test_mix_balance(sinks: VirtualAudio, tmp_path: Path, balance: int) -> None:
     closed: list[SegmentInfo] = []
-    capture = AudioCapture(tmp_path, "mic", "recsink.monitor", balance=balance,
-                           segment_seconds=1.0, on_segment=closed.append)
+    capture = AudioCapture(
+        tmp_path,
+        "mic",
+        "recsink.monitor",
+        balance=balance,
+        segment_seconds=1.0,
+        on_segment=closed.append,
+    )
     capture.start()
     tones = [_play("micsink", 1.5, 440.0, 0.3), _play("recsink", 1.5, 1000.0, 0.3)]
     for tone in tones:
@@ -280,8 +322,9 @@ def test_bad_input(sinks: VirtualAudio, tmp_path: Path, monkeypatch: pytest.Monk
         validate_audio(None, False, 50, True)
 
 
-def test_kill_keeps_closed_segments_and_salvages_partial(sinks: VirtualAudio,
-                                                         tmp_path: Path) -> None:
+def test_kill_keeps_closed_segments_and_salvages_partial(
+    sinks: VirtualAudio, tmp_path: Path
+) -> None:
     script = textwrap.dedent("""
         import sys, time
         from pathlib import Path
@@ -292,8 +335,12 @@ def test_kill_keeps_closed_segments_and_salvages_partial(sinks: VirtualAudio,
         time.sleep(60)
     """)
     folder = tmp_path / "audio"
-    proc = subprocess.Popen([sys.executable, "-c", script, str(folder)], stdout=subprocess.PIPE,
-                            text=True, env=os.environ.copy())
+    proc = subprocess.Popen(
+        [sys.executable, "-c", script, str(folder)],
+        stdout=subprocess.PIPE,
+        text=True,
+        env=os.environ.copy(),
+    )
     assert proc.stdout is not None
     assert proc.stdout.readline().strip() == "started"
     tone = _play("recsink", 3.0, 440.0, 0.3)
@@ -324,8 +371,9 @@ def test_kill_keeps_closed_segments_and_salvages_partial(sinks: VirtualAudio,
 
 def test_join(sinks: VirtualAudio, tmp_path: Path) -> None:
     closed: list[SegmentInfo] = []
-    capture = AudioCapture(tmp_path / "seg", None, "recsink.monitor", segment_seconds=1.0,
-                           on_segment=closed.append)
+    capture = AudioCapture(
+        tmp_path / "seg", None, "recsink.monitor", segment_seconds=1.0, on_segment=closed.append
+    )
     capture.start()
     _play("recsink", 1.0).wait()
     time.sleep(0.6)

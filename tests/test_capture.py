@@ -36,15 +36,25 @@ def backend(xdisplay: VirtualDisplay) -> Iterator[CaptureBackend]:
 
 
 @contextmanager
-def x_window(x: int, y: int, width: int, height: int, pixel: int,
-             title: str = "Taskerino test window") -> Iterator[tuple[xdisplay.Display, Window]]:
+def x_window(
+    x: int, y: int, width: int, height: int, pixel: int, title: str = "Taskerino test window"
+) -> Iterator[tuple[xdisplay.Display, Window]]:
     """A mapped top-level window filled with `pixel`, destroyed on exit."""
     d = xdisplay.Display()
     try:
         root = d.screen().root
-        window = root.create_window(x, y, width, height, 0, d.screen().root_depth,
-                                    X.InputOutput, X.CopyFromParent, background_pixel=pixel,
-                                    override_redirect=True)
+        window = root.create_window(
+            x,
+            y,
+            width,
+            height,
+            0,
+            d.screen().root_depth,
+            X.InputOutput,
+            X.CopyFromParent,
+            background_pixel=pixel,
+            override_redirect=True,
+        )
         window.set_wm_name(title)
         window.set_wm_class("taskerino-test", "TaskerinoTest")
         window.map()
@@ -74,8 +84,12 @@ def test_single_screen_without_monitors_still_lists_one_display() -> None:
         b = X11Backend(plain.name)
         try:
             [only] = b.displays()
-            assert (only.id, only.width, only.height, only.primary) == ("display:1", 1600, 900,
-                                                                        True)
+            assert (only.id, only.width, only.height, only.primary) == (
+                "display:1",
+                1600,
+                900,
+                True,
+            )
             assert b.screenshot("display:1").shape == (900, 1600, 4)
         finally:
             b.close()
@@ -188,32 +202,38 @@ def test_test_source_via_backend(backend: CaptureBackend) -> None:
     assert bgr(source.grab(), 1279, 719) == (255, 255, 0)
 
 
-@pytest.mark.parametrize(("text", "canonical"), [
-    ("display:1", "display:1"),
-    ("display:01", "display:1"),
-    ("window:0x1A00003", "window:0x1a00003"),
-    ("window:27262979", "window:0x1a00003"),
-    ("test:still-red", "test:still-red"),
-    ("test:My_Demo-2", "test:My_Demo-2"),
-])
+@pytest.mark.parametrize(
+    ("text", "canonical"),
+    [
+        ("display:1", "display:1"),
+        ("display:01", "display:1"),
+        ("window:0x1A00003", "window:0x1a00003"),
+        ("window:27262979", "window:0x1a00003"),
+        ("test:still-red", "test:still-red"),
+        ("test:My_Demo-2", "test:My_Demo-2"),
+    ],
+)
 def test_parse_gives_canonical_ids(text: str, canonical: str) -> None:
     assert str(parse_source_id(text)) == canonical
 
 
-@pytest.mark.parametrize(("text", "says"), [
-    ("display:abc", "display:N needs a whole number N from 1"),
-    ("display:0", "display:N needs a whole number N from 1"),
-    ("display:-1", "display:N needs a whole number N from 1"),
-    ("window:zz", "window:ID needs an X11 window id"),
-    ("window:", "window:ID needs an X11 window id"),
-    ("window:0x0", "window id out of range"),
-    ("foo", "expected display:N (N from 'taskerino sources'), window:ID or test:NAME"),
-    ("screen:1", "expected display:N"),
-    ("", "expected display:N"),
-    ("test:", "test:NAME needs a name of 1-40 letters"),
-    ("test:a b", "test:NAME needs a name of 1-40 letters"),
-    ("test:" + "x" * 41, "test:NAME needs a name of 1-40 letters"),
-])
+@pytest.mark.parametrize(
+    ("text", "says"),
+    [
+        ("display:abc", "display:N needs a whole number N from 1"),
+        ("display:0", "display:N needs a whole number N from 1"),
+        ("display:-1", "display:N needs a whole number N from 1"),
+        ("window:zz", "window:ID needs an X11 window id"),
+        ("window:", "window:ID needs an X11 window id"),
+        ("window:0x0", "window id out of range"),
+        ("foo", "expected display:N (N from 'taskerino sources'), window:ID or test:NAME"),
+        ("screen:1", "expected display:N"),
+        ("", "expected display:N"),
+        ("test:", "test:NAME needs a name of 1-40 letters"),
+        ("test:a b", "test:NAME needs a name of 1-40 letters"),
+        ("test:" + "x" * 41, "test:NAME needs a name of 1-40 letters"),
+    ],
+)
 def test_malformed_ids_are_refused_with_what_is_allowed(text: str, says: str) -> None:
     with pytest.raises(InvalidInput) as caught:
         parse_source_id(text)
@@ -222,8 +242,11 @@ def test_malformed_ids_are_refused_with_what_is_allowed(text: str, says: str) ->
 
 
 def test_unknown_and_duplicate_sources_are_refused(backend: CaptureBackend) -> None:
-    with pytest.raises(InvalidInput, match=r"unknown source 'display:99': available displays "
-                       r"are display:1 \(LEFT 1920x1080\), display:2 \(RIGHT 1280x720\)"):
+    with pytest.raises(
+        InvalidInput,
+        match=r"unknown source 'display:99': available displays "
+        r"are display:1 \(LEFT 1920x1080\), display:2 \(RIGHT 1280x720\)",
+    ):
         validate_sources(["display:99"], backend)
     with pytest.raises(InvalidInput, match=r"unknown source 'window:0x7ffffff': no such window"):
         validate_sources(["window:0x7ffffff"], backend)
@@ -234,11 +257,15 @@ def test_unknown_and_duplicate_sources_are_refused(backend: CaptureBackend) -> N
     with pytest.raises(InvalidInput, match=r"'display:abc'"):
         validate_sources(["display:1", "display:abc"], backend)
     assert validate_sources(["display:2", "test:red", "display:1"], backend) == [
-        "display:2", "test:red", "display:1"]
+        "display:2",
+        "test:red",
+        "display:1",
+    ]
 
 
 def test_no_display_and_other_platforms_are_clear_errors(
-        xdisplay: VirtualDisplay, monkeypatch: pytest.MonkeyPatch) -> None:
+    xdisplay: VirtualDisplay, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.delenv("DISPLAY")
     with pytest.raises(CaptureError, match="no X display: set DISPLAY"):
         get_backend()

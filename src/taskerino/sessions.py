@@ -31,7 +31,7 @@ from .models import (
     parse_time,
     utc_now,
 )
-from .process import current_owner
+from .process import ProcessOwner, current_owner
 from .recording.base import Finisher, MediaClock, Recorder, RecordingContext
 from .recording.live import REGISTRY, LiveRecording, RecordingRegistry
 from .store.base import BlobStore, Store
@@ -46,6 +46,7 @@ POLL_SECONDS = 0.2  # how often a recorder looks for commands from other process
 STATS_SECONDS = 1.0
 HEARTBEAT_STALE = 30.0
 RESERVE_BYTES = 16 << 20  # a recorder on another host is presumed dead after this silence
+OWNER_FILE = ".owner"
 TERMINAL: tuple[SessionStatus, ...] = ("completed", "interrupted")
 
 
@@ -84,6 +85,13 @@ def build_recorders(config: SessionConfig) -> list[Recorder]:
             )
         )
     return recorders
+
+
+def _owner_alive(staging: Path) -> bool:
+    try:
+        return ProcessOwner.decode((staging / OWNER_FILE).read_text()).is_alive()
+    except (OSError, ValueError):
+        return False
 
 
 def _seconds_between(start: str, end: str) -> float:
@@ -193,6 +201,10 @@ class SessionManager:
         staging = self.layout.staging / session.id
         prepared: list[Recorder] = []
         try:
+            # Recorders write here before the session row exists: the owner file keeps
+            # another process's recovery from taking the folder for a dead one's.
+            staging.mkdir(parents=True, exist_ok=True)
+            (staging / OWNER_FILE).write_text(current_owner().encode())
             for recorder in recorders:
                 folder = staging / recorder.kind
                 folder.mkdir(parents=True, exist_ok=True)
@@ -408,10 +420,8 @@ class SessionManager:
         return False
 
     @staticmethod
-    def _alive(owner: object, heartbeat: float | None) -> bool:
-        from .process import ProcessOwner
-
-        if not isinstance(owner, ProcessOwner):
+    def _alive(owner: ProcessOwner | None, heartbeat: float | None) -> bool:
+        if owner is None:
             return False
         if owner.host != current_owner().host:
             return heartbeat is not None and time.time() - heartbeat < HEARTBEAT_STALE
@@ -490,7 +500,7 @@ class SessionManager:
         if self.layout.staging.is_dir():
             live_ids = {s.id for s in self.store.live_sessions()}
             for folder in self.layout.staging.iterdir():
-                if folder.name not in live_ids:
+                if folder.name not in live_ids and not _owner_alive(folder):
                     shutil.rmtree(folder, ignore_errors=True)
         return done
 

@@ -34,17 +34,21 @@ _PLANNED = {
 
 def get_backend(display: str | None = None) -> CaptureBackend:
     """The capture back end for this platform; `display` is an X display name like ":0"."""
-    planned = next((what for prefix, what in _PLANNED.items()
-                    if sys.platform.startswith(prefix)), None)
+    planned = next(
+        (what for prefix, what in _PLANNED.items() if sys.platform.startswith(prefix)), None
+    )
     if planned is not None:
-        raise CaptureError(f"screen capture on {planned} is planned but not available in "
-                           "this version; Taskerino captures on X11 (Linux) only")
+        raise CaptureError(
+            f"screen capture on {planned} is planned but not available in "
+            "this version; Taskerino captures on X11 (Linux) only"
+        )
     name = display or os.environ.get("DISPLAY")
     if not name:
-        hint = (" (on Wayland, run under XWayland)" if os.environ.get("WAYLAND_DISPLAY")
-                else "")
-        raise CaptureError("no X display: set DISPLAY (e.g. DISPLAY=:0) to the X server to "
-                           f"capture{hint}, or pass --display")
+        hint = " (on Wayland, run under XWayland)" if os.environ.get("WAYLAND_DISPLAY") else ""
+        raise CaptureError(
+            "no X display: set DISPLAY (e.g. DISPLAY=:0) to the X server to "
+            f"capture{hint}, or pass --display"
+        )
     from .x11 import X11Backend  # lazily: mss and Xlib are needed only here
 
     return X11Backend(name)

@@ -59,8 +59,10 @@ PARTIAL_SUFFIX = ".pcm.partial"  # raw s16le mono RATE: the segment being record
 _SEGMENT_RE = re.compile(r"^segment-(\d{5,})(\.flac|\.pcm\.partial)$")
 _LATENCY_MS = 100  # fragments of 100 ms: 1/3 the CPU of 20 ms; read times stay exact
 _WAIT = 0.5  # how long a silent/late source may hold back the mix before it counts as silence
-_NO_SERVER = ("needs PulseAudio or PipeWire (pactl and parec from pulseaudio-utils); "
-              "no sound server is reachable")
+_NO_SERVER = (
+    "needs PulseAudio or PipeWire (pactl and parec from pulseaudio-utils); "
+    "no sound server is reachable"
+)
 
 Samples = npt.NDArray[np.int16]
 
@@ -123,9 +125,12 @@ def _query_server() -> _Server | None:
             raw: list[dict[str, Any]] = json.loads(listing)
             meta: dict[str, Any] = json.loads(info)
             sources = [
-                (str(s["name"]), str(s.get("description") or s["name"]),
-                 (s.get("properties") or {}).get("device.class") == "monitor"
-                 or str(s["name"]).endswith(".monitor"))
+                (
+                    str(s["name"]),
+                    str(s.get("description") or s["name"]),
+                    (s.get("properties") or {}).get("device.class") == "monitor"
+                    or str(s["name"]).endswith(".monitor"),
+                )
                 for s in raw
             ]
             return _Server(sources, meta.get("default_sink_name"), meta.get("default_source_name"))
@@ -137,8 +142,11 @@ def _query_server() -> _Server | None:
         return None
     names = [line.split("\t")[1] for line in short.splitlines() if line.count("\t") >= 1]
     found = dict(re.findall(r"^(Default Sink|Default Source): (.+)$", text, re.M))
-    return _Server([(n, n, n.endswith(".monitor")) for n in names],
-                   found.get("Default Sink"), found.get("Default Source"))
+    return _Server(
+        [(n, n, n.endswith(".monitor")) for n in names],
+        found.get("Default Sink"),
+        found.get("Default Source"),
+    )
 
 
 def _default_mic(server: _Server) -> str | None:
@@ -159,8 +167,9 @@ def _default_monitor(server: _Server) -> str | None:
 def _devices(server: _Server) -> list[AudioDevice]:
     mic, monitor = _default_mic(server), _default_monitor(server)
     return [
-        AudioDevice(name, desc, "monitor" if is_mon else "input",
-                    name == (monitor if is_mon else mic))
+        AudioDevice(
+            name, desc, "monitor" if is_mon else "input", name == (monitor if is_mon else mic)
+        )
         for name, desc, is_mon in server.sources
     ]
 
@@ -185,8 +194,9 @@ def system_audio_source() -> AudioDevice:
     raise InvalidInput("system audio: the sound server offers no monitor source to record")
 
 
-def validate_audio(mic: str | None, system_audio: bool, balance: int,
-                   microphone: bool) -> AudioSelection:
+def validate_audio(
+    mic: str | None, system_audio: bool, balance: int, microphone: bool
+) -> AudioSelection:
     """Resolve and check the audio part of a session's configuration before anything starts.
 
     `mic` names a source (id from `list_audio_devices`, or its index); giving one implies
@@ -194,8 +204,10 @@ def validate_audio(mic: str | None, system_audio: bool, balance: int,
     server has no other.
     """
     if isinstance(balance, bool) or not isinstance(balance, int) or not 0 <= balance <= 100:
-        raise InvalidInput(f"balance must be a whole number from 0 (all microphone) to 100 "
-                           f"(all system audio), not {balance!r}")
+        raise InvalidInput(
+            f"balance must be a whole number from 0 (all microphone) to 100 "
+            f"(all system audio), not {balance!r}"
+        )
     microphone = microphone or mic is not None
     if not microphone and not system_audio:
         return AudioSelection(None, None, balance)
@@ -239,10 +251,21 @@ def _source_index(index: str) -> str | None:
 class _Reader:
     """One `parec` process and the thread that puts its samples on the session grid."""
 
-    def __init__(self, key: int, device: str, origin: float,
-                 out: queue.Queue[tuple[int, int, Samples]], capture: AudioCapture) -> None:
+    def __init__(
+        self,
+        key: int,
+        device: str,
+        origin: float,
+        out: queue.Queue[tuple[int, int, Samples]],
+        capture: AudioCapture,
+    ) -> None:
         self.key, self.device, self.origin, self.out, self.capture = (
-            key, device, origin, out, capture)
+            key,
+            device,
+            origin,
+            out,
+            capture,
+        )
         self.connected = threading.Event()
         self.ended = threading.Event()
         self.stopping = False
@@ -253,20 +276,36 @@ class _Reader:
             raise CaptureError("audio recording needs parec (Debian package pulseaudio-utils)")
         # -v only to learn when the stream is connected; its periodic latency lines are drained.
         self.proc = subprocess.Popen(
-            [exe, "-v", f"--device={device}", "--format=s16le", f"--rate={RATE}",
-             "--channels=1", "--raw", f"--latency-msec={_LATENCY_MS}",
-             "--client-name=taskerino", "--stream-name=session recording"],
-            stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+            [
+                exe,
+                "-v",
+                f"--device={device}",
+                "--format=s16le",
+                f"--rate={RATE}",
+                "--channels=1",
+                "--raw",
+                f"--latency-msec={_LATENCY_MS}",
+                "--client-name=taskerino",
+                "--stream-name=session recording",
+            ],
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
         )
-        self._threads = [threading.Thread(target=self._read, name=f"audio-{device}", daemon=True),
-                         threading.Thread(target=self._drain, name="audio-stderr", daemon=True)]
+        self._threads = [
+            threading.Thread(target=self._read, name=f"audio-{device}", daemon=True),
+            threading.Thread(target=self._drain, name="audio-stderr", daemon=True),
+        ]
         for thread in self._threads:
             thread.start()
 
     @property
     def message(self) -> str:
-        lines = [ln.strip() for ln in re.split(rb"[\r\n]", self._tail)
-                 if ln.strip() and not ln.startswith(b"Time:")]
+        lines = [
+            ln.strip()
+            for ln in re.split(rb"[\r\n]", self._tail)
+            if ln.strip() and not ln.startswith(b"Time:")
+        ]
         return lines[-1].decode(errors="replace") if lines else "no message"
 
     def _drain(self) -> None:
@@ -351,10 +390,10 @@ class _Track:
     def put(self, idx: int, data: Samples) -> None:
         self.delivered = max(self.delivered, idx + len(data))
         if idx < self.floor:
-            data, idx = data[self.floor - idx:], self.floor
+            data, idx = data[self.floor - idx :], self.floor
         end = self.start + self.size
         if self.size and idx < end:
-            data, idx = data[end - idx:], end
+            data, idx = data[end - idx :], end
         if not len(data):
             return
         if not self.size:
@@ -373,18 +412,22 @@ class _Track:
         data = np.concatenate(self.chunks) if len(self.chunks) > 1 else self.chunks[0]
         lo, hi = max(a, self.start), min(b, self.start + self.size)
         if hi > lo:
-            out[lo - a:hi - a] = data[lo - self.start:hi - self.start] * (self.gain / 32768)
-        rest = data[max(b - self.start, 0):]
-        self.chunks, self.size, self.start = ([rest] if len(rest) else []), len(rest), max(
-            b, self.start)
+            out[lo - a : hi - a] = data[lo - self.start : hi - self.start] * (self.gain / 32768)
+        rest = data[max(b - self.start, 0) :]
+        self.chunks, self.size, self.start = (
+            ([rest] if len(rest) else []),
+            len(rest),
+            max(b, self.start),
+        )
         return out
 
 
 class _Writer:
     """Cuts the mixed stream into segments: raw partial while open, FLAC once closed."""
 
-    def __init__(self, folder: Path, frames_per_segment: int,
-                 on_close: Callable[[SegmentInfo], None]) -> None:
+    def __init__(
+        self, folder: Path, frames_per_segment: int, on_close: Callable[[SegmentInfo], None]
+    ) -> None:
         self.folder, self.frames_per_segment, self.on_close = folder, frames_per_segment, on_close
         self.index = 0
         self.total = 0  # frames of all segments, closed and open
@@ -400,7 +443,7 @@ class _Writer:
             os.write(self.fd, part.tobytes())  # unbuffered: a kill loses nothing written
             self.current += len(part)
             self.total += len(part)
-            data = data[len(part):]
+            data = data[len(part) :]
             if self.current == self.frames_per_segment:
                 self.close()
 
@@ -426,10 +469,16 @@ class AudioCapture:
     is called. `on_segment` is called from a background thread for each closed segment.
     """
 
-    def __init__(self, folder: Path, mic: str | None, system: str | None, balance: int = 50,
-                 segment_seconds: float = 10.0,
-                 on_segment: Callable[[SegmentInfo], None] | None = None,
-                 origin: float | None = None) -> None:
+    def __init__(
+        self,
+        folder: Path,
+        mic: str | None,
+        system: str | None,
+        balance: int = 50,
+        segment_seconds: float = 10.0,
+        on_segment: Callable[[SegmentInfo], None] | None = None,
+        origin: float | None = None,
+    ) -> None:
         if mic is None and system is None:
             raise InvalidInput("audio capture needs a microphone or system audio")
         if not 0 <= balance <= 100:
@@ -593,8 +642,9 @@ class AudioCapture:
                 stop_at, done = self._stop_at, self._emitted
                 now = self._grid(None)
                 # Wait for every source, but not longer than _WAIT for a silent or dead one.
-                ready = min(now, *(max(t.delivered, now - round(_WAIT * RATE))
-                                   for t in self._tracks))
+                ready = min(
+                    now, *(max(t.delivered, now - round(_WAIT * RATE)) for t in self._tracks)
+                )
                 if stop_at is not None:
                     ready = min(ready, stop_at)
                 ready = max(ready, done)
@@ -604,7 +654,7 @@ class AudioCapture:
                 mixed = self._tracks[0].take(done, ready)
                 for track in self._tracks[1:]:
                     mixed += track.take(done, ready)
-                parts = [mixed[a - done:b - done] for a, b in kept]
+                parts = [mixed[a - done : b - done] for a, b in kept]
                 if parts and not failed:
                     block = np.concatenate(parts)
                     rms = float(np.sqrt(np.mean(np.square(block)))) if len(block) else 0.0
@@ -629,8 +679,12 @@ class AudioCapture:
         ranges = [(a, b)]
         for start, end in self._pauses:
             end = b if end < 0 else end
-            ranges = [r for lo, hi in ranges
-                      for r in ((lo, min(hi, start)), (max(lo, end), hi)) if r[1] > r[0]]
+            ranges = [
+                r
+                for lo, hi in ranges
+                for r in ((lo, min(hi, start)), (max(lo, end), hi))
+                if r[1] > r[0]
+            ]
         return ranges
 
 
@@ -716,8 +770,12 @@ def join_audio(segments: Sequence[Path], out: Path) -> float:
     """
     if not segments:
         raise InvalidInput("no audio segments to join")
-    kinds = {".flac": ("FLAC", "PCM_16"), ".ogg": ("OGG", "OPUS"), ".opus": ("OGG", "OPUS"),
-             ".wav": ("WAV", "PCM_16")}
+    kinds = {
+        ".flac": ("FLAC", "PCM_16"),
+        ".ogg": ("OGG", "OPUS"),
+        ".opus": ("OGG", "OPUS"),
+        ".wav": ("WAV", "PCM_16"),
+    }
     out = Path(out)
     if out.suffix.lower() not in kinds:
         raise InvalidInput(f"cannot write audio as {out.suffix!r}; use one of {sorted(kinds)}")

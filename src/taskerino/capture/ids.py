@@ -47,20 +47,28 @@ def parse_source_id(text: str) -> SourceId:
         raise _invalid(text, EXPECTED)
     if kind == "display":
         if not _DISPLAY.fullmatch(rest) or int(rest) < 1:
-            raise _invalid(text, "display:N needs a whole number N from 1 "
-                           "(see 'taskerino sources'), e.g. display:1")
+            raise _invalid(
+                text,
+                "display:N needs a whole number N from 1 (see 'taskerino sources'), e.g. display:1",
+            )
         return SourceId("display", int(rest))
     if kind == "window":
         if not _WINDOW.fullmatch(rest):
-            raise _invalid(text, "window:ID needs an X11 window id in hex (window:0x1a00003) "
-                           "or decimal (see 'taskerino sources')")
+            raise _invalid(
+                text,
+                "window:ID needs an X11 window id in hex (window:0x1a00003) "
+                "or decimal (see 'taskerino sources')",
+            )
         value = int(rest, 16) if rest[:2] in ("0x", "0X") else int(rest)
         if not 0 < value < 2**32:
             raise _invalid(text, "window id out of range (see 'taskerino sources')")
         return SourceId("window", value)
     if not _TEST.fullmatch(rest):
-        raise _invalid(text, "test:NAME needs a name of 1-40 letters, digits, '-' or '_', "
-                       "e.g. test:red or test:still-blue")
+        raise _invalid(
+            text,
+            "test:NAME needs a name of 1-40 letters, digits, '-' or '_', "
+            "e.g. test:red or test:still-blue",
+        )
     return SourceId("test", rest)
 
 
@@ -76,20 +84,26 @@ def validate_sources(ids: Sequence[str], backend: CaptureBackend) -> list[str]:
     for text, sid in zip(ids, parsed, strict=True):
         canonical = str(sid)
         if canonical in seen:
-            raise InvalidInput(f"source {text!r} is given twice; each source may appear once",
-                               source=text)
+            raise InvalidInput(
+                f"source {text!r} is given twice; each source may appear once", source=text
+            )
         seen.add(canonical)
         if sid.kind == "display":
             if displays is None:
                 displays = {d.id: f"{d.name} {d.width}x{d.height}" for d in backend.displays()}
             if canonical not in displays:
                 available = ", ".join(f"{i} ({label})" for i, label in displays.items())
-                raise InvalidInput(f"unknown source {text!r}: available displays are "
-                                   f"{available or 'none'}", source=text)
+                raise InvalidInput(
+                    f"unknown source {text!r}: available displays are {available or 'none'}",
+                    source=text,
+                )
         elif sid.kind == "window":
             if windows is None:
                 windows = {w.id for w in backend.windows()}
             if canonical not in windows:
-                raise InvalidInput(f"unknown source {text!r}: no such window is open; "
-                                   "'taskerino sources' lists the windows", source=text)
+                raise InvalidInput(
+                    f"unknown source {text!r}: no such window is open; "
+                    "'taskerino sources' lists the windows",
+                    source=text,
+                )
     return [str(sid) for sid in parsed]

@@ -49,15 +49,21 @@ class TestPatternSource(Source):
 
     __test__ = False  # not a pytest test class, despite the name
 
-    def __init__(self, name: str, width: int = 1280, height: int = 720,
-                 clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(
+        self,
+        name: str,
+        width: int = 1280,
+        height: int = 720,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         if width < 16 or height < 16:
-            raise InvalidInput(f"test picture size {width}x{height} is too small; "
-                               "both sides must be at least 16")
+            raise InvalidInput(
+                f"test picture size {width}x{height} is too small; both sides must be at least 16"
+            )
         self.id = f"test:{name}"
         self.name = name
         self.still = name.startswith(STILL_PREFIX)
-        base = name[len(STILL_PREFIX):] if self.still else name
+        base = name[len(STILL_PREFIX) :] if self.still else name
         self.colour = colour_for(base or name)
         self._width, self._height = width, height
         self._clock = clock
@@ -70,9 +76,16 @@ class TestPatternSource(Source):
         self._bar = max(4, width // 16)
         self._scale = height / 360
         if self.still:
-            cv2.putText(self._background, name, (width // 20, height // 2),
-                        cv2.FONT_HERSHEY_SIMPLEX, self._scale, self._ink,
-                        max(1, round(2 * self._scale)), cv2.LINE_AA)
+            cv2.putText(
+                self._background,
+                name,
+                (width // 20, height // 2),
+                cv2.FONT_HERSHEY_SIMPLEX,
+                self._scale,
+                self._ink,
+                max(1, round(2 * self._scale)),
+                cv2.LINE_AA,
+            )
 
     @property
     def size(self) -> tuple[int, int]:
@@ -86,8 +99,15 @@ class TestPatternSource(Source):
         self._count += 1
         phase = ((self._clock() - self._start) / SWEEP_SECONDS) % 1.0
         x = int(phase * (self._width - self._bar))
-        frame[:, x:x + self._bar] = self._ink
-        cv2.putText(frame, f"{self.name} #{self._count}", (self._width // 40, self._height // 8),
-                    cv2.FONT_HERSHEY_SIMPLEX, self._scale, self._ink,
-                    max(1, round(2 * self._scale)), cv2.LINE_AA)
+        frame[:, x : x + self._bar] = self._ink
+        cv2.putText(
+            frame,
+            f"{self.name} #{self._count}",
+            (self._width // 40, self._height // 8),
+            cv2.FONT_HERSHEY_SIMPLEX,
+            self._scale,
+            self._ink,
+            max(1, round(2 * self._scale)),
+            cv2.LINE_AA,
+        )
         return frame

@@ -78,7 +78,7 @@ def fit(frame: Frame, width: int, height: int) -> Frame:
     ox, oy = (width - nw) // 2, (height - nh) // 2
     interpolation = cv2.INTER_AREA if scale < 1 else cv2.INTER_LINEAR
     # Resize straight into the view: no intermediate copy.
-    cv2.resize(frame, (nw, nh), dst=out[oy:oy + nh, ox:ox + nw], interpolation=interpolation)
+    cv2.resize(frame, (nw, nh), dst=out[oy : oy + nh, ox : ox + nw], interpolation=interpolation)
     return out
 
 
@@ -89,16 +89,21 @@ def _distinct_monitors(monitors: list[dict[str, Any]]) -> list[dict[str, Any]]:
     (output "screen"); real desktops mark every monitor with its output, so the `output`
     key alone cannot tell the aggregate apart. A single monitor is always kept.
     """
+
     def rect(m: dict[str, Any]) -> tuple[int, int, int, int]:
         return int(m["left"]), int(m["top"]), int(m["width"]), int(m["height"])
 
     def inside(a: tuple[int, int, int, int], b: tuple[int, int, int, int]) -> bool:
-        return (b[0] <= a[0] and b[1] <= a[1] and a[0] + a[2] <= b[0] + b[2]
-                and a[1] + a[3] <= b[1] + b[3] and a[2] * a[3] < b[2] * b[3])
+        return (
+            b[0] <= a[0]
+            and b[1] <= a[1]
+            and a[0] + a[2] <= b[0] + b[2]
+            and a[1] + a[3] <= b[1] + b[3]
+            and a[2] * a[3] < b[2] * b[3]
+        )
 
     rects = [rect(m) for m in monitors]
-    return [m for m, r in zip(monitors, rects, strict=True)
-            if not any(inside(o, r) for o in rects)]
+    return [m for m, r in zip(monitors, rects, strict=True) if not any(inside(o, r) for o in rects)]
 
 
 class X11Backend(CaptureBackend):
@@ -110,8 +115,7 @@ class X11Backend(CaptureBackend):
             raise CaptureError("no X display: set DISPLAY (e.g. DISPLAY=:0) or pass one")
         self.display_name = name
         self._mss: _PerThread[mss.MSS] = _PerThread(self._new_mss, lambda m: m.close())
-        self._xlib: _PerThread[xdisplay.Display] = _PerThread(self._new_xlib,
-                                                               lambda d: d.close())
+        self._xlib: _PerThread[xdisplay.Display] = _PerThread(self._new_xlib, lambda d: d.close())
         # Fail here, with a clear message, if the server is unreachable. mss first: a failed
         # Xlib connect leaks its sockets (ResourceWarning), a failed xcb connect does not.
         try:
@@ -142,8 +146,13 @@ class X11Backend(CaptureBackend):
             return {}
         try:
             reply = randr.get_monitors(d.screen().root, True)
-            return {(m.x, m.y, m.width_in_pixels, m.height_in_pixels):
-                    (d.get_atom_name(m.name), bool(m.primary)) for m in reply.monitors}
+            return {
+                (m.x, m.y, m.width_in_pixels, m.height_in_pixels): (
+                    d.get_atom_name(m.name),
+                    bool(m.primary),
+                )
+                for m in reply.monitors
+            }
         except xerror.XError:  # RandR older than 1.5: no monitor objects
             return {}
 
@@ -160,11 +169,17 @@ class X11Backend(CaptureBackend):
         for n, m in enumerate(chosen, start=1):
             key = (m["left"], m["top"], m["width"], m["height"])
             name, primary = named.get(key, (m.get("name") or m.get("output") or "", False))
-            result.append(DisplayInfo(
-                id=f"display:{n}", name=name if name and name != "screen" else f"Display {n}",
-                width=m["width"], height=m["height"], x=m["left"], y=m["top"],
-                primary=primary or bool(m.get("is_primary")),
-            ))
+            result.append(
+                DisplayInfo(
+                    id=f"display:{n}",
+                    name=name if name and name != "screen" else f"Display {n}",
+                    width=m["width"],
+                    height=m["height"],
+                    x=m["left"],
+                    y=m["top"],
+                    primary=primary or bool(m.get("is_primary")),
+                )
+            )
         if result and not any(d.primary for d in result):
             result[0] = dataclasses.replace(result[0], primary=True)
         return result
@@ -195,10 +210,17 @@ class X11Backend(CaptureBackend):
                 wm_class = window.get_wm_class()
             except xerror.XError:
                 continue
-            result.append(WindowInfo(
-                id=f"window:{wid:#x}", title=title, app=wm_class[1] if wm_class else "",
-                width=geom.width, height=geom.height, x=pos.x, y=pos.y,
-            ))
+            result.append(
+                WindowInfo(
+                    id=f"window:{wid:#x}",
+                    title=title,
+                    app=wm_class[1] if wm_class else "",
+                    width=geom.width,
+                    height=geom.height,
+                    x=pos.x,
+                    y=pos.y,
+                )
+            )
         return result
 
     @staticmethod
@@ -241,14 +263,18 @@ class X11Backend(CaptureBackend):
             return TestPatternSource(str(sid.value))
         if sid.kind == "display":
             info = next(d for d in self.displays() if d.id == canonical)
-            return _DisplaySource(self, canonical, {"left": info.x, "top": info.y,
-                                                    "width": info.width, "height": info.height})
+            return _DisplaySource(
+                self,
+                canonical,
+                {"left": info.x, "top": info.y, "width": info.width, "height": info.height},
+            )
         assert isinstance(sid.value, int)
         try:
             rect = self.window_rect(sid.value)
         except xerror.XError as e:
-            raise InvalidInput(f"window {canonical} closed while opening it", source=canonical
-                               ) from e
+            raise InvalidInput(
+                f"window {canonical} closed while opening it", source=canonical
+            ) from e
         if rect is None:
             raise InvalidInput(f"window {canonical} is not visible", source=canonical)
         return _WindowSource(self, canonical, sid.value, rect[2], rect[3])
@@ -287,8 +313,9 @@ class _WindowSource(Source):
     Without a compositor this is what is on screen there, overlapping windows included.
     """
 
-    def __init__(self, backend: X11Backend, source_id: str, wid: int, width: int,
-                 height: int) -> None:
+    def __init__(
+        self, backend: X11Backend, source_id: str, wid: int, width: int, height: int
+    ) -> None:
         self.id = source_id
         self._backend, self._wid = backend, wid
         self._width, self._height = width, height
@@ -337,8 +364,9 @@ class _WindowSource(Source):
         else:
             window = black(w, h)
             if x1 > x0 and y1 > y0:
-                window[y0 - y:y1 - y, x0 - x:x1 - x] = self._backend.grab_region(
-                    {"left": x0, "top": y0, "width": x1 - x0, "height": y1 - y0})
+                window[y0 - y : y1 - y, x0 - x : x1 - x] = self._backend.grab_region(
+                    {"left": x0, "top": y0, "width": x1 - x0, "height": y1 - y0}
+                )
         if (w, h) == self.size:
             return window
         return fit(window, *self.size)
