@@ -272,3 +272,19 @@ def test_ingest_deduplicates_and_sweep_removes_dead_intents(tmp_path: Path, stor
     assert media.sweep() == []
     assert blobs.exists(digest)
     os.unlink(orphan)
+
+
+def _open_and_close(path: str) -> None:
+    SQLiteStore(Path(path)).close()
+
+
+def test_concurrent_first_opens_all_succeed(tmp_path: Path) -> None:
+    ctx = multiprocessing.get_context("fork")
+    for attempt in range(10):
+        path = tmp_path / f"{attempt}.db"
+        procs = [ctx.Process(target=_open_and_close, args=(str(path),)) for _ in range(4)]
+        for p in procs:
+            p.start()
+        for p in procs:
+            p.join(60)
+        assert [p.exitcode for p in procs] == [0, 0, 0, 0], attempt

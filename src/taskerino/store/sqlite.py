@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import sqlite3
 import threading
+import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
@@ -192,13 +193,7 @@ class SQLiteStore(Store):
             self._db = sqlite3.connect(
                 path, isolation_level=None, check_same_thread=False, timeout=30.0
             )
-            self._db.execute("PRAGMA journal_mode=WAL")
-            self._db.execute("PRAGMA synchronous=NORMAL")
-            self._db.execute("PRAGMA foreign_keys=ON")
-            self._db.execute("PRAGMA busy_timeout=30000")
-            # Every statement is idempotent, so concurrent first opens are harmless.
-            self._db.executescript(SCHEMA)
-            self._db.execute(f"PRAGMA user_version={DB_VERSION}")
+            self._prepare()
         except sqlite3.DatabaseError as exc:
             raise StorageError(
                 f"cannot open database {path}: {exc} (the file was left untouched)"
@@ -206,6 +201,24 @@ class SQLiteStore(Store):
         self._lock = threading.RLock()
         self._depth = 0
         self._closed = False
+
+    def _prepare(self) -> None:
+        # Switching a new database to WAL needs an exclusive lock and SQLite answers "locked"
+        # at once, without waiting, when another process opens it at the same moment.
+        for attempt in range(50):
+            try:
+                self._db.execute("PRAGMA journal_mode=WAL")
+                break
+            except sqlite3.OperationalError as exc:
+                if "locked" not in str(exc) or attempt == 49:
+                    raise
+                time.sleep(0.02 * (attempt + 1))
+        self._db.execute("PRAGMA synchronous=NORMAL")
+        self._db.execute("PRAGMA foreign_keys=ON")
+        self._db.execute("PRAGMA busy_timeout=30000")
+        # Every statement is idempotent, so concurrent first opens are harmless.
+        self._db.executescript(SCHEMA)
+        self._db.execute(f"PRAGMA user_version={DB_VERSION}")
 
     # --- transactions -------------------------------------------------------------------
     @contextmanager
