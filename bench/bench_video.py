@@ -172,13 +172,9 @@ def taskerino_command(variant: str) -> list[str]:
     return [sys.executable, str(Path(__file__).parent / "video_variants.py"), variant, "--"]
 
 
-def record_taskerino(
-    display: VirtualDisplay, work: Workload, folder: Path, variant: str = ""
-) -> dict[str, Any]:
-    home = folder / "home"
-    home.mkdir(parents=True, exist_ok=True)
-    env = {**os.environ, "DISPLAY": display.name}
-    cmd = [
+def record_command(home: Path, variant: str, duration: float) -> list[str]:
+    """`taskerino record` of display:1 at the benchmark's size and rate, printing JSON."""
+    return [
         *taskerino_command(variant),
         "--home",
         str(home),
@@ -192,9 +188,18 @@ def record_taskerino(
         "--size",
         f"{WIDTH}x{HEIGHT}",
         "--duration",
-        str(work.seconds + 300),
+        str(duration),
         "--json",
     ]
+
+
+def record_taskerino(
+    display: VirtualDisplay, work: Workload, folder: Path, variant: str = ""
+) -> dict[str, Any]:
+    home = folder / "home"
+    home.mkdir(parents=True, exist_ok=True)
+    env = {**os.environ, "DISPLAY": display.name}
+    cmd = record_command(home, variant, work.seconds + 300)
     out = (folder / "taskerino.json").open("wb")
     launched = time.monotonic()
     proc = subprocess.Popen(cmd, env=env, stdout=out, stderr=subprocess.PIPE)
@@ -719,23 +724,7 @@ def part_d(seconds: float, folder: Path, variant: str = "") -> dict[str, Any]:
     home.mkdir(parents=True, exist_ok=True)
     with VirtualDisplay() as display:
         env = {**os.environ, "DISPLAY": display.name}
-        cmd = [
-            *taskerino_command(variant),
-            "--home",
-            str(home),
-            "record",
-            "--no-screenshots",
-            "--video",
-            "--source",
-            "display:1",
-            "--fps",
-            str(FPS),
-            "--size",
-            f"{WIDTH}x{HEIGHT}",
-            "--duration",
-            str(seconds + 600),
-            "--json",
-        ]
+        cmd = record_command(home, variant, seconds + 600)
         proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         while not list(home.glob("staging/*/video/chunk-00000.mp4")):
             if proc.poll() is not None:

@@ -33,7 +33,13 @@ def new_id() -> str:
 
 
 def utc_now() -> str:
-    return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    return utc_iso(datetime.now(UTC).timestamp())
+
+
+def utc_iso(unix_time: float) -> str:
+    """Unix time as the ISO 8601 UTC text every record uses."""
+    moment = datetime.fromtimestamp(unix_time, UTC)
+    return moment.isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
 def parse_time(value: str) -> datetime:

@@ -29,6 +29,7 @@ from .models import (
     SessionSummary,
     new_id,
     parse_time,
+    utc_iso,
     utc_now,
 )
 from .process import ProcessOwner, current_owner
@@ -518,15 +519,7 @@ class SessionManager:
                     finishers.append(finisher)
         with self.store.transaction():
             session = self.store.session_for_update(session_id)
-            last_alive = utc_now()
-            if heartbeat is not None:
-                from datetime import UTC, datetime
-
-                last_alive = (
-                    datetime.fromtimestamp(heartbeat, UTC)
-                    .isoformat(timespec="milliseconds")
-                    .replace("+00:00", "Z")
-                )
+            last_alive = utc_now() if heartbeat is None else utc_iso(heartbeat)
             stop_at = session.paused_at or last_alive
             duration = max(
                 0.0, _seconds_between(session.start_time, stop_at) - session.total_paused
