@@ -28,6 +28,12 @@ Health = Literal["healthy", "warning", "critical"]
 LIVE_STATUSES: tuple[SessionStatus, ...] = ("active", "paused")
 
 
+def on_timeline(seconds: float) -> float:
+    """The one rounding rule of media offsets and durations: milliseconds. Rounding is
+    monotonic, so an offset read before the end is never past the rounded end."""
+    return round(seconds, 3)
+
+
 def new_id() -> str:
     return uuid.uuid4().hex
 
