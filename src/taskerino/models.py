@@ -292,3 +292,43 @@ def _convert(hint: Any, value: Any) -> Any:
     if hint is float and isinstance(value, int):
         return float(value)
     return value
+
+
+# --- listing and watching sessions ------------------------------------------------------
+
+SessionSort = Literal["newest", "oldest", "longest", "shortest", "name"]
+
+
+@dataclass
+class SessionFilter:
+    """Which sessions to list, in which order, and which page of them (see `rules`)."""
+
+    statuses: list[SessionStatus] = field(default_factory=list)  # empty: every status
+    query: str | None = None  # text in name, description or tags
+    since: str | None = None  # ISO UTC: started at or after
+    until: str | None = None  # ISO UTC: started before
+    tag: str | None = None  # carries exactly this tag
+    sort: SessionSort = "newest"
+    limit: int = 50
+    offset: int = 0
+
+
+@dataclass
+class SessionPage:
+    """One page of a listing, the number of sessions that match in all, and for each
+    session on the page that has screenshots, the attachment id of its first one."""
+
+    sessions: list[SessionSummary]
+    total: int
+    thumbnails: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass
+class SessionState:
+    """The fields of a session that change while it records: cheap to read often."""
+
+    session_id: str
+    status: SessionStatus
+    paused_at: str | None
+    total_duration: float | None
+    enrichment: dict[str, str] = field(default_factory=dict)

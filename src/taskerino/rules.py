@@ -11,9 +11,10 @@ from __future__ import annotations
 import math
 import re
 from collections.abc import Iterable
+from datetime import UTC, datetime, timedelta
 
 from .errors import InvalidInput
-from .models import SessionConfig
+from .models import SessionConfig, SessionFilter, SessionSort, SessionStatus, utc_iso
 
 MAX_SOURCES = 4
 COMPOSITORS = ("passthrough", "grid", "side-by-side")
@@ -33,6 +34,13 @@ MAX_TAGS = 50
 MAX_TAG = 64
 MAX_QUERY = 500
 CONTEXT_ITEM_TYPES = ("note", "task", "marker")
+STATUSES: tuple[SessionStatus, ...] = ("active", "paused", "completed", "interrupted")
+SESSION_SORTS: tuple[SessionSort, ...] = ("newest", "oldest", "longest", "shortest", "name")
+PAGE_SIZE = 50
+MAX_PAGE_SIZE = 500
+MAX_OFFSET = 10_000_000
+THUMBNAIL_WIDTH_RANGE = (16, 1920)
+PORT_RANGE = (0, 65535)
 
 
 def is_test_source(source_id: str) -> bool:
@@ -243,3 +251,98 @@ def _show(value: object) -> str:
     if len(text) > 60:
         text = text[:57] + "..."
     return text.encode("utf-8", "backslashreplace").decode("utf-8")
+
+
+def check_object_id(value: object, what: str) -> str:
+    """An attachment or screenshot id as given by a user (a URL, a JSON body): letters,
+    digits, '-' and '_' only, so that it can never name a path."""
+    text = check_text(value, what, 64, allow_empty=False)
+    if not re.fullmatch(r"[0-9A-Za-z_-]{1,64}", text):
+        raise InvalidInput(f"{what} {_show(text)} is malformed: ids are letters and digits")
+    return text
+
+
+def parse_statuses(value: object) -> list[SessionStatus]:
+    """One status or several separated by commas (`active,paused`); empty: every status."""
+    text = check_text(value, "status", 200)
+    result: list[SessionStatus] = []
+    for part in filter(None, (p.strip() for p in text.split(","))):
+        found = next((s for s in STATUSES if s == part), None)
+        if found is None:
+            raise InvalidInput(f"unknown status {_show(part)}: use one of {', '.join(STATUSES)}")
+        if found not in result:
+            result.append(found)
+    return result
+
+
+def parse_time_bound(value: object, what: str, *, end: bool = False) -> str:
+    """A date (`2026-11-25`) or a time (`2026-11-25T09:14:00Z`; without a zone it is UTC)
+    as the ISO UTC text sessions carry. With `end`, a date means the end of that day."""
+    text = check_text(value, what, 40, allow_empty=False).strip()
+    try:
+        if re.fullmatch(r"\d{4}-\d{2}-\d{2}", text):
+            moment = datetime.fromisoformat(text).replace(tzinfo=UTC)
+            if end:
+                moment += timedelta(days=1)
+        else:
+            moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
+            if moment.tzinfo is None:
+                moment = moment.replace(tzinfo=UTC)
+        return utc_iso(moment.timestamp())
+    except (ValueError, OverflowError, OSError):
+        raise InvalidInput(
+            f"{what} must be a date like 2026-11-25 or a time like 2026-11-25T09:14:00Z, "
+            f"got {_show(text)}"
+        ) from None
+
+
+def session_filter(
+    *,
+    status: object = None,
+    query: object = None,
+    since: object = None,
+    until: object = None,
+    tag: object = None,
+    sort: object = None,
+    limit: object = None,
+    offset: object = None,
+) -> SessionFilter:
+    """A listing's filter from raw values (query parameters or arguments), checked."""
+    chosen_sort = "newest" if sort in (None, "") else check_text(sort, "sort", 20)
+    found_sort = next((s for s in SESSION_SORTS if s == chosen_sort), None)
+    if found_sort is None:
+        raise InvalidInput(
+            f"unknown sort {_show(chosen_sort)}: use one of {', '.join(SESSION_SORTS)}"
+        )
+    start = None if since in (None, "") else parse_time_bound(since, "from")
+    stop = None if until in (None, "") else parse_time_bound(until, "to", end=True)
+    if start is not None and stop is not None and stop <= start:
+        raise InvalidInput(f"the date range is empty: 'to' ({stop}) is not after 'from' ({start})")
+    tag_text = None if tag in (None, "") else check_text(tag, "tag", MAX_TAG).strip()
+    return SessionFilter(
+        statuses=[] if status is None else parse_statuses(status),
+        query=None if query in (None, "") else check_query(query),
+        since=start,
+        until=stop,
+        tag=tag_text or None,
+        sort=found_sort,
+        limit=PAGE_SIZE if limit in (None, "") else parse_whole(limit, "limit", 1, MAX_PAGE_SIZE),
+        offset=0 if offset in (None, "") else parse_whole(offset, "offset", 0, MAX_OFFSET),
+    )
+
+
+def parse_port(value: object) -> int:
+    """A TCP port to listen on; 0 asks the system for a free one."""
+    return parse_whole(value, "port", *PORT_RANGE)
+
+
+def parse_thumbnail_width(value: object) -> int:
+    return parse_whole(value, "thumbnail width", *THUMBNAIL_WIDTH_RANGE)
+
+
+def parse_media_offset(value: object) -> float:
+    return parse_number(value, "media offset (seconds)", maximum=MAX_DURATION)
+
+
+def parse_flag(value: object, what: str) -> bool:
+    return _flag(value, what)

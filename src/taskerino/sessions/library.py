@@ -8,19 +8,24 @@ against the rule book before anything happens.
 
 from __future__ import annotations
 
+import shutil
 from dataclasses import asdict
 from pathlib import Path
 from types import TracebackType
-from typing import Any
+from typing import TYPE_CHECKING, Any, BinaryIO
 
 from ..config import Layout, resolve_home
-from ..errors import NotFound, TaskerinoError
+from ..errors import CaptureError, NotFound, TaskerinoError
+from ..frame import Frame
 from ..models import (
     Attachment,
     ContextItem,
     ContextItemType,
     RecordingStats,
     Session,
+    SessionPage,
+    SessionScreenshot,
+    SessionState,
     SessionStatus,
     SessionSummary,
 )
@@ -28,10 +33,15 @@ from ..recording.live import RecordingRegistry
 from ..rules import (
     MAX_DESCRIPTION,
     MAX_NAME,
+    check_object_id,
     check_query,
     check_session_id,
     check_tags,
     check_text,
+    is_test_source,
+    parse_flag,
+    parse_thumbnail_width,
+    session_filter,
 )
 from ..store.base import BlobStore, Store
 from ..store.media import MediaLibrary
@@ -40,6 +50,9 @@ from .lifecycle import Lifecycle, Listener, StartRequest
 from .recovery import Recovery
 from .steering import Steering
 from .views import session_json, summary_json
+
+if TYPE_CHECKING:
+    from ..capture import CaptureBackend
 
 __all__ = ["StartRequest", "Taskerino"]
 
@@ -253,6 +266,107 @@ class Taskerino:
     def doctor(self) -> list[str]:
         """Problems of the database and media files; empty when all is well."""
         return self._recovery.doctor()
+
+    # --- review (the web app) -----------------------------------------------------------
+    def find_sessions(
+        self,
+        *,
+        status: object = None,
+        query: object = None,
+        since: object = None,
+        until: object = None,
+        tag: object = None,
+        sort: object = None,
+        limit: object = None,
+        offset: object = None,
+    ) -> SessionPage:
+        """One page of sessions filtered by status (one or `active,paused`), text, start
+        date range and tag, in the order asked (`rules.SESSION_SORTS`), with the number
+        that match in all; raw values (query parameters) are checked by the rule book."""
+        wanted = session_filter(
+            status=status,
+            query=query,
+            since=since,
+            until=until,
+            tag=tag,
+            sort=sort,
+            limit=limit,
+            offset=offset,
+        )
+        return self._store.find_sessions(wanted)
+
+    def session_state(self, session_id: str) -> SessionState:
+        """Status, pause and enrichment of a session, read cheaply (for watching it)."""
+        return self._store.session_state(check_session_id(session_id))
+
+    def latest_stats(self, session_id: str) -> RecordingStats | None:
+        """The stats of a recording as `stats` gives them, or None when the session has
+        never written any (no NotFound: for watching a session that may not record)."""
+        live = self._registry.find(check_session_id(session_id))
+        return live.stats() if live is not None else self._store.read_stats(session_id)
+
+    def update_screenshot(
+        self, screenshot_id: str, *, comment: str | None = None, flagged: bool | None = None
+    ) -> SessionScreenshot:
+        """Comment or flag a screenshot known only by its id; returns it as stored."""
+        shot_id = check_object_id(screenshot_id, "screenshot id")
+        if flagged is not None:
+            flagged = parse_flag(flagged, "flagged")
+        session_id = self._store.screenshot_session(shot_id)
+        self.annotate_screenshot(session_id, shot_id, comment=comment, flagged=flagged)
+        return next(s for s in self.get(session_id).screenshots if s.id == shot_id)
+
+    def media(self, attachment_id: str) -> tuple[Attachment, Path | None]:
+        """An attachment by an id from a user, and the local file of its bytes when they
+        are on this disk (else read them with `open_media`). The id never becomes a path."""
+        attachment = self._store.get_attachment(check_object_id(attachment_id, "attachment id"))
+        return attachment, self._media.local_path(attachment)
+
+    def open_media(self, attachment: Attachment) -> BinaryIO:
+        """The bytes of an attachment, wherever the blob store keeps them."""
+        return self._media.blobs.open(attachment.hash)
+
+    def disk_free(self) -> int:
+        """Bytes free on the disk that live recordings write to (the data folder's)."""
+        return shutil.disk_usage(self.layout.home).free
+
+    @staticmethod
+    def source_thumbnail(source_id: str, width: int = 320) -> bytes:
+        """A JPEG picture, `width` pixels wide, of what a source shows now."""
+        from ..capture import get_backend, open_source, validate_sources
+
+        width = parse_thumbnail_width(width)
+        text = check_text(source_id, "source id", 100, allow_empty=False)
+        backends: list[CaptureBackend] = []
+
+        def backend() -> CaptureBackend:
+            backends.append(get_backend())
+            return backends[-1]
+
+        try:
+            canonical = validate_sources([text], None if is_test_source(text) else backend())
+            source = open_source(canonical[0], lambda: backends[0])
+            try:
+                frame = source.grab()
+            finally:
+                source.close()
+        finally:
+            for opened in backends:
+                opened.close()
+        return _jpeg(frame, width)
+
+
+def _jpeg(frame: Frame, width: int) -> bytes:
+    import cv2
+    import numpy as np
+
+    height, full_width = frame.shape[:2]
+    size = (width, max(2, round(height * width / max(1, full_width))))
+    small = cv2.resize(cv2.cvtColor(frame, cv2.COLOR_BGRA2BGR), size, interpolation=cv2.INTER_AREA)
+    ok, data = cv2.imencode(".jpg", small, [cv2.IMWRITE_JPEG_QUALITY, 80])
+    if not ok:
+        raise CaptureError("could not encode the source's picture as JPEG")
+    return np.asarray(data).tobytes()
 
 
 def _audio_devices() -> list[dict[str, Any]]:

@@ -18,13 +18,17 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
 
+from ..errors import NotFound
 from ..models import (
     Attachment,
     ContextItem,
     RecordingStats,
     Session,
     SessionAudioSegment,
+    SessionFilter,
+    SessionPage,
     SessionScreenshot,
+    SessionState,
     SessionStatus,
     SessionSummary,
     SessionVideo,
@@ -179,6 +183,55 @@ class Store(abc.ABC):
     @abc.abstractmethod
     def integrity_problems(self) -> list[str]:
         """Database-level problems (corruption, broken references); empty when healthy."""
+
+    # --- reading for review (a default from the methods above; back ends do it faster) ---
+    def find_sessions(self, filter: SessionFilter) -> SessionPage:
+        """One page of the sessions that match `filter`, in its order, with the number that
+        match in all and the first screenshot of each session on the page."""
+        rows = [
+            s
+            for s in self.list_sessions()
+            if (not filter.statuses or s.status in filter.statuses)
+            and (filter.query is None or _matches(s, filter.query))
+            and (filter.since is None or s.start_time >= filter.since)
+            and (filter.until is None or s.start_time < filter.until)
+            and (filter.tag is None or filter.tag in s.tags)
+        ]
+        if filter.sort == "oldest":
+            rows.reverse()
+        elif filter.sort in ("longest", "shortest"):
+            rows.sort(key=lambda s: s.total_duration or 0.0, reverse=filter.sort == "longest")
+        elif filter.sort == "name":
+            rows.sort(key=lambda s: s.name.casefold())
+        page = rows[filter.offset : filter.offset + filter.limit]
+        thumbnails = {}
+        for summary in page:
+            if summary.screenshot_count:
+                shots = self.get_session(summary.id).screenshots
+                if shots:
+                    thumbnails[summary.id] = shots[0].attachment_id
+        return SessionPage(page, len(rows), thumbnails)
+
+    def session_state(self, session_id: str) -> SessionState:
+        """The changing fields of one session, without its children. NotFound if absent."""
+        s = self.get_session(session_id)
+        return SessionState(s.id, s.status, s.paused_at, s.total_duration, s.enrichment)
+
+    def screenshot_session(self, screenshot_id: str) -> str:
+        """The id of the session a screenshot belongs to. NotFound if there is none."""
+        for summary in self.list_sessions():
+            if summary.screenshot_count and any(
+                shot.id == screenshot_id for shot in self.get_session(summary.id).screenshots
+            ):
+                return summary.id
+        raise NotFound(f"no screenshot {screenshot_id!r}")
+
+
+def _matches(summary: SessionSummary, query: str) -> bool:
+    text = query.casefold()
+    return any(
+        text in field.casefold() for field in (summary.name, summary.description, *summary.tags)
+    )
 
 
 class BlobStore(abc.ABC):

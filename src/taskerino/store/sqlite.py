@@ -16,7 +16,7 @@ import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 from ..errors import NotFound, StorageError
 from ..models import (
@@ -26,7 +26,10 @@ from ..models import (
     Session,
     SessionAudioSegment,
     SessionConfig,
+    SessionFilter,
+    SessionPage,
     SessionScreenshot,
+    SessionState,
     SessionStatus,
     SessionSummary,
     SessionVideo,
@@ -441,6 +444,24 @@ class SQLiteStore(Store):
         ]
         return video
 
+    def _summaries(self, rows: list[Any]) -> list[SessionSummary]:
+        return [
+            SessionSummary(
+                r[0],
+                r[1],
+                r[2],
+                r[3],
+                r[4],
+                r[5],
+                r[6],
+                r[7],
+                bool(r[8]),
+                r[9],
+                json.loads(r[10]) if r[10] != "[]" else [],
+            )
+            for r in rows
+        ]
+
     def list_sessions(
         self,
         status: SessionStatus | None = None,
@@ -466,22 +487,7 @@ class SQLiteStore(Store):
             params.append(limit)
         with self._reading() as db:
             rows = db.execute(sql, params).fetchall()
-        return [
-            SessionSummary(
-                r[0],
-                r[1],
-                r[2],
-                r[3],
-                r[4],
-                r[5],
-                r[6],
-                r[7],
-                bool(r[8]),
-                r[9],
-                json.loads(r[10]) if r[10] != "[]" else [],
-            )
-            for r in rows
-        ]
+        return self._summaries(rows)
 
     def live_sessions(self) -> list[LiveSession]:
         with self._reading() as db:
@@ -733,3 +739,78 @@ class SQLiteStore(Store):
             except sqlite3.DatabaseError as exc:
                 problems = [f"database: {exc}"]
         return problems
+
+    # --- reading for review -------------------------------------------------------------
+    _ORDER: ClassVar[dict[str, str]] = {
+        # Each order ends on rowid so that pages never overlap or skip.
+        "newest": "s.start_time DESC, s.rowid DESC",
+        "oldest": "s.start_time ASC, s.rowid ASC",
+        "longest": "COALESCE(s.total_duration, 0) DESC, s.rowid DESC",
+        "shortest": "COALESCE(s.total_duration, 0) ASC, s.rowid ASC",
+        "name": "s.name COLLATE NOCASE ASC, s.rowid ASC",
+    }
+
+    def find_sessions(self, filter: SessionFilter) -> SessionPage:
+        where: list[str] = []
+        params: list[Any] = []
+        if filter.statuses:
+            where.append(f"s.status IN ({','.join('?' * len(filter.statuses))})")
+            params += filter.statuses
+        if filter.query:
+            like = "%" + _escape_like(filter.query) + "%"
+            where.append(
+                "(s.name LIKE ? ESCAPE '\\' OR s.description LIKE ? ESCAPE '\\'"
+                " OR s.tags LIKE ? ESCAPE '\\')"
+            )
+            params += [like] * 3
+        if filter.since is not None:
+            where.append("s.start_time >= ?")
+            params.append(filter.since)
+        if filter.until is not None:
+            where.append("s.start_time < ?")
+            params.append(filter.until)
+        if filter.tag is not None:
+            where.append("EXISTS (SELECT 1 FROM json_each(s.tags) t WHERE t.value = ?)")
+            params.append(filter.tag)
+        condition = " WHERE " + " AND ".join(where) if where else ""
+        with self._reading() as db:
+            total = db.execute(f"SELECT COUNT(*) FROM sessions s{condition}", params).fetchone()[0]
+            rows = db.execute(
+                f"{_SUMMARY}{condition} ORDER BY {self._ORDER[filter.sort]} LIMIT ? OFFSET ?",
+                [*params, filter.limit, filter.offset],
+            ).fetchall()
+            page = self._summaries(rows)
+            thumbnails: dict[str, str] = {}
+            for summary in page:
+                if summary.screenshot_count:
+                    first = db.execute(
+                        "SELECT attachment_id FROM screenshots WHERE session_id=?"
+                        " ORDER BY media_offset LIMIT 1",
+                        (summary.id,),
+                    ).fetchone()
+                    if first is not None:
+                        thumbnails[summary.id] = first[0]
+        return SessionPage(page, total, thumbnails)
+
+    def session_state(self, session_id: str) -> SessionState:
+        with self._reading() as db:
+            row = db.execute(
+                "SELECT status, paused_at, total_duration, enrichment FROM sessions WHERE id=?",
+                (session_id,),
+            ).fetchone()
+        if row is None:
+            raise NotFound(f"no session {session_id!r}")
+        return SessionState(session_id, row[0], row[1], row[2], json.loads(row[3]))
+
+    def screenshot_session(self, screenshot_id: str) -> str:
+        with self._reading() as db:
+            row = db.execute(
+                "SELECT session_id FROM screenshots WHERE id=?", (screenshot_id,)
+            ).fetchone()
+        if row is None:
+            raise NotFound(f"no screenshot {screenshot_id!r}")
+        return str(row[0])
+
+
+def _escape_like(text: str) -> str:
+    return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
