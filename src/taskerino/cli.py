@@ -9,13 +9,10 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import signal
 import sys
-import tempfile
 import threading
 import time
-import traceback
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -24,13 +21,13 @@ from typing import NoReturn, cast
 
 import click
 
+from .errorlog import log_unexpected
 from .errors import InvalidInput, NotFound, RecorderError, TaskerinoError
 from .models import SessionStatus, to_dict
 from .rules import check_query, check_session_id, parse_duration, record_config
 from .sessions import StartRequest, Taskerino
 
 STATUSES = ("active", "paused", "completed", "interrupted")
-ERROR_LOG = "errors.log"
 
 
 def _fail(message: str, code: int) -> NoReturn:
@@ -69,20 +66,7 @@ def main() -> None:
 
 def _log_unexpected(exc: BaseException) -> Path:
     """Append the traceback to the log in the data folder (else the temp folder)."""
-    text = "".join(traceback.format_exception(exc))
-    stamp = time.strftime("%Y-%m-%dT%H:%M:%S%z")
-    candidates = [os.environ.get("TASKERINO_LOG_DIR"), _HOME_SEEN[0], tempfile.gettempdir()]
-    for folder in candidates:
-        if not folder:
-            continue
-        path = Path(folder) / ERROR_LOG
-        try:
-            with path.open("a", encoding="utf-8", errors="backslashreplace") as log:
-                log.write(f"--- {stamp} taskerino {' '.join(sys.argv[1:])!r}\n{text}\n")
-        except OSError:
-            continue
-        return path
-    return Path(tempfile.gettempdir()) / ERROR_LOG
+    return log_unexpected(exc, _HOME_SEEN[0], f"taskerino {' '.join(sys.argv[1:])!r}")
 
 
 _HOME_SEEN: list[str | None] = [None]  # the data folder once opened, for the error log
