@@ -329,6 +329,15 @@ class SessionState:
 
     session_id: str
     status: SessionStatus
+    start_time: str
     paused_at: str | None
+    total_paused: float
     total_duration: float | None
     enrichment: dict[str, str] = field(default_factory=dict)
+
+    def elapsed(self, now: str) -> float:
+        """Seconds recorded by `now` (pauses excluded): where the timeline is."""
+        if self.total_duration is not None:
+            return self.total_duration
+        until = parse_time(self.paused_at or now)
+        return max(0.0, (until - parse_time(self.start_time)).total_seconds() - self.total_paused)

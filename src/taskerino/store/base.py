@@ -215,7 +215,15 @@ class Store(abc.ABC):
     def session_state(self, session_id: str) -> SessionState:
         """The changing fields of one session, without its children. NotFound if absent."""
         s = self.get_session(session_id)
-        return SessionState(s.id, s.status, s.paused_at, s.total_duration, s.enrichment)
+        return SessionState(
+            s.id,
+            s.status,
+            s.start_time,
+            s.paused_at,
+            s.total_paused,
+            s.total_duration,
+            s.enrichment,
+        )
 
     def screenshot_session(self, screenshot_id: str) -> str:
         """The id of the session a screenshot belongs to. NotFound if there is none."""

@@ -795,12 +795,13 @@ class SQLiteStore(Store):
     def session_state(self, session_id: str) -> SessionState:
         with self._reading() as db:
             row = db.execute(
-                "SELECT status, paused_at, total_duration, enrichment FROM sessions WHERE id=?",
+                "SELECT status, start_time, paused_at, total_paused, total_duration, enrichment"
+                " FROM sessions WHERE id=?",
                 (session_id,),
             ).fetchone()
         if row is None:
             raise NotFound(f"no session {session_id!r}")
-        return SessionState(session_id, row[0], row[1], row[2], json.loads(row[3]))
+        return SessionState(session_id, row[0], row[1], row[2], row[3], row[4], json.loads(row[5]))
 
     def screenshot_session(self, screenshot_id: str) -> str:
         with self._reading() as db:
