@@ -24,7 +24,14 @@ import click
 from .errorlog import log_unexpected
 from .errors import InvalidInput, NotFound, RecorderError, TaskerinoError
 from .models import SessionStatus, to_dict
-from .rules import check_query, check_session_id, parse_duration, record_config
+from .rules import (
+    WEB_PORT,
+    check_query,
+    check_session_id,
+    parse_duration,
+    parse_port,
+    record_config,
+)
 from .sessions import StartRequest, Taskerino
 
 STATUSES = ("active", "paused", "completed", "interrupted")
@@ -387,3 +394,32 @@ def doctor(ctx: click.Context, as_json: bool) -> None:
         click.echo("ok" if not problems else f"{len(problems)} problem(s)")
     if problems:
         sys.exit(1)
+
+
+# --- serve ----------------------------------------------------------------------------
+@cli.command(help="Serve the review web app; prints its login URL. Ctrl-C or SIGTERM stops it.")
+@click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
+@click.option(
+    "--port",
+    default=str(WEB_PORT),
+    show_default=True,
+    help="Port to listen on (when taken, a free one is used; 0: any free port).",
+)
+@click.option(
+    "--no-worker",
+    is_flag=True,
+    help="Run no enrichment worker in the server (this version has no enrichment yet).",
+)
+@click.pass_context
+def serve(ctx: click.Context, host: str, port: str, no_worker: bool) -> None:
+    number = parse_port(port)
+    from .web import serve as run_server  # the web stack is loaded only for this command
+
+    with _library(ctx) as library:
+        run_server(
+            library,
+            host=host,
+            port=number,
+            announce=click.echo,
+            warn=lambda message: click.echo(f"taskerino: {message}", err=True),
+        )

@@ -320,6 +320,8 @@ class SessionPage:
 
     sessions: list[SessionSummary]
     total: int
+    limit: int
+    offset: int
     thumbnails: dict[str, str] = field(default_factory=dict)
 
 

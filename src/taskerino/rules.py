@@ -41,6 +41,7 @@ MAX_PAGE_SIZE = 500
 MAX_OFFSET = 10_000_000
 THUMBNAIL_WIDTH_RANGE = (16, 1920)
 PORT_RANGE = (0, 65535)
+WEB_PORT = 8741  # fixed, so that bookmarks and the login cookie keep working
 
 
 def is_test_source(source_id: str) -> bool:

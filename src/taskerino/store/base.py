@@ -210,7 +210,7 @@ class Store(abc.ABC):
                 shots = self.get_session(summary.id).screenshots
                 if shots:
                     thumbnails[summary.id] = shots[0].attachment_id
-        return SessionPage(page, len(rows), thumbnails)
+        return SessionPage(page, len(rows), filter.limit, filter.offset, thumbnails)
 
     def session_state(self, session_id: str) -> SessionState:
         """The changing fields of one session, without its children. NotFound if absent."""

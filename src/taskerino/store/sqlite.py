@@ -790,7 +790,7 @@ class SQLiteStore(Store):
                     ).fetchone()
                     if first is not None:
                         thumbnails[summary.id] = first[0]
-        return SessionPage(page, total, thumbnails)
+        return SessionPage(page, total, filter.limit, filter.offset, thumbnails)
 
     def session_state(self, session_id: str) -> SessionState:
         with self._reading() as db:

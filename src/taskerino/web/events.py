@@ -1,0 +1,120 @@
+"""Server-Sent Events: what a recording does, pushed to the page.
+
+`GET /api/sessions/{id}/events` sends `state` when the session's status or enrichment
+changes, `stats` every second while it records (from this process's registry, or the last
+figures the recorder of another process wrote to the store), and `end` once it has ended,
+after which the stream closes. `GET /api/events` sends `live`, the sessions that record
+now, whenever that list changes: a session started in another terminal shows up.
+
+Streams end when the server shuts down, so that it never waits for an open page.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import time
+from collections.abc import AsyncIterator
+from typing import Any
+
+from starlette.concurrency import run_in_threadpool
+from starlette.requests import Request
+from starlette.responses import Response, StreamingResponse
+
+from ..models import utc_now
+from ..rules import check_session_id
+from ..sessions import Taskerino
+from .views import stats_view
+
+TICK = 0.5  # seconds between looks at the store
+STATS_EVERY = 1.0  # stats are sent at least this often while a session records
+KEEPALIVE = 15.0  # a comment line keeps proxies and the browser from timing out
+TERMINAL = ("completed", "interrupted")
+
+
+def message(event: str, data: object) -> str:
+    return f"event: {event}\ndata: {json.dumps(data, separators=(',', ':'))}\n\n"
+
+
+def _stream(body: AsyncIterator[str]) -> Response:
+    headers = {"cache-control": "no-store", "x-accel-buffering": "no"}
+    return StreamingResponse(body, media_type="text/event-stream", headers=headers)
+
+
+async def session_events(request: Request) -> Response:
+    library: Taskerino = request.app.state.library
+    stopping: asyncio.Event = request.app.state.stopping
+    sid = check_session_id(request.path_params["session_id"])
+    await run_in_threadpool(library.session_state, sid)  # 404 before the stream starts
+
+    def look() -> tuple[dict[str, Any], dict[str, Any] | None]:
+        state = library.session_state(sid)
+        stats = library.latest_stats(sid)
+        now = utc_now()
+        shown = {
+            "session_id": sid,
+            "status": state.status,
+            "elapsed": state.elapsed(now),
+            "enrichment": state.enrichment,
+        }
+        figures = None
+        if stats is not None:
+            figures = stats_view(stats, library.disk_free(), state.elapsed(stats.updated_at))
+        return shown, figures
+
+    async def body() -> AsyncIterator[str]:
+        yield "retry: 2000\n\n"
+        last_state: tuple[object, ...] | None = None
+        last_stats = 0.0
+        while not stopping.is_set():
+            shown, figures = await run_in_threadpool(look)
+            key = (shown["status"], json.dumps(shown["enrichment"], sort_keys=True))
+            if key != last_state:
+                last_state = key
+                yield message("state", shown)
+            ended = shown["status"] in TERMINAL
+            now = time.monotonic()
+            if figures is not None and (ended or now - last_stats >= STATS_EVERY):
+                last_stats = now
+                yield message("stats", figures)
+            if ended:
+                yield message("end", shown)
+                return
+            await _sleep(stopping, TICK)
+
+    return _stream(body())
+
+
+async def live_events(request: Request) -> Response:
+    library: Taskerino = request.app.state.library
+    stopping: asyncio.Event = request.app.state.stopping
+
+    def look() -> list[dict[str, Any]]:
+        page = library.find_sessions(status="active,paused", sort="newest", limit=50)
+        return [
+            {"id": s.id, "name": s.name, "status": s.status, "start_time": s.start_time}
+            for s in page.sessions
+        ]
+
+    async def body() -> AsyncIterator[str]:
+        yield "retry: 2000\n\n"
+        last: list[dict[str, Any]] | None = None
+        quiet_since = time.monotonic()
+        while not stopping.is_set():
+            live = await run_in_threadpool(look)
+            if live != last:
+                last = live
+                quiet_since = time.monotonic()
+                yield message("live", live)
+            elif time.monotonic() - quiet_since >= KEEPALIVE:
+                quiet_since = time.monotonic()
+                yield ": keep-alive\n\n"
+            await _sleep(stopping, 1.0)
+
+    return _stream(body())
+
+
+async def _sleep(stopping: asyncio.Event, seconds: float) -> None:
+    with contextlib.suppress(TimeoutError):
+        await asyncio.wait_for(stopping.wait(), seconds)
