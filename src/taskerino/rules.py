@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import math
 import re
+import unicodedata
 from collections.abc import Iterable
 
 from .errors import InvalidInput
@@ -33,6 +34,20 @@ MAX_TAGS = 50
 MAX_TAG = 64
 MAX_QUERY = 500
 CONTEXT_ITEM_TYPES = ("note", "task", "marker")
+
+
+_CONTROL = ("Cc", "Zl", "Zp")
+
+
+def printable(text: str) -> str:
+    """`text` on one line: control characters, line separators and bytes that were not
+    valid UTF-8 shown as escapes, so a message can never break a line or a terminal."""
+    return "".join(
+        c.encode("unicode_escape").decode("ascii")
+        if unicodedata.category(c) in (*_CONTROL, "Cs")
+        else c
+        for c in text
+    )
 
 
 def is_test_source(source_id: str) -> bool:
@@ -242,4 +257,4 @@ def _show(value: object) -> str:
     text = repr(value)
     if len(text) > 60:
         text = text[:57] + "..."
-    return text.encode("utf-8", "backslashreplace").decode("utf-8")
+    return printable(text)

@@ -216,6 +216,10 @@ class SQLiteStore(Store):
         self._db.execute("PRAGMA synchronous=NORMAL")
         self._db.execute("PRAGMA foreign_keys=ON")
         self._db.execute("PRAGMA busy_timeout=30000")
+        # An up-to-date database is opened without writing a byte: a full disk or a damaged
+        # file must not keep it from being read, nor be written to by merely opening it.
+        if self._db.execute("PRAGMA user_version").fetchone()[0] == DB_VERSION:
+            return
         # Every statement is idempotent, so concurrent first opens are harmless.
         self._db.executescript(SCHEMA)
         self._db.execute(f"PRAGMA user_version={DB_VERSION}")
