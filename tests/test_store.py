@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import multiprocessing
 import os
 import sqlite3
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -288,3 +290,90 @@ def test_concurrent_first_opens_all_succeed(tmp_path: Path) -> None:
         for p in procs:
             p.join(60)
         assert [p.exitcode for p in procs] == [0, 0, 0, 0], attempt
+
+
+# --- readers never wait for the writer ----------------------------------------------------
+
+
+def test_reader_in_another_thread_completes_while_a_transaction_is_open(tmp_path: Path) -> None:
+    store = SQLiteStore(tmp_path / "t.db")
+    committed = make_session("committed")
+    store.create_session(committed)
+    inside, release = threading.Event(), threading.Event()
+    seen_by_writer: list[list[str]] = []
+
+    def write() -> None:
+        with store.transaction():
+            store.create_session(make_session("uncommitted"))
+            # The writer's own reads see its uncommitted row.
+            seen_by_writer.append([s.name for s in store.list_sessions()])
+            inside.set()
+            release.wait(30)
+
+    writer = threading.Thread(target=write)
+    writer.start()
+    assert inside.wait(10)
+    seen_by_reader: list[tuple[str, list[str]]] = []
+
+    def read() -> None:
+        name = store.get_session(committed.id).name
+        seen_by_reader.append((name, [s.name for s in store.list_sessions()]))
+
+    reader = threading.Thread(target=read)
+    reader.start()
+    reader.join(10)
+    reader_finished_first = not reader.is_alive()
+    release.set()
+    writer.join(10)
+    reader.join(10)
+    store.close()
+    assert reader_finished_first, "the reader waited for the writer's transaction"
+    assert seen_by_reader == [("committed", ["committed"])]
+    assert seen_by_writer == [["uncommitted", "committed"]]
+
+
+def _handles_on(path: Path) -> int:
+    count = 0
+    for fd in Path("/proc/self/fd").iterdir():
+        with contextlib.suppress(OSError):
+            count += os.readlink(fd) == str(path)
+    return count
+
+
+def test_close_releases_every_connection_and_is_safe_twice(tmp_path: Path) -> None:
+    path = tmp_path / "t.db"
+    store = SQLiteStore(path)
+    session = make_session()
+    store.create_session(session)
+    store.get_session(session.id)  # this thread's read connection
+    assert _handles_on(path) == 2
+    results: list[str] = []
+    for _ in range(5):
+        t = threading.Thread(target=lambda: results.append(store.get_session(session.id).id))
+        t.start()
+        t.join(10)
+    assert results == [session.id] * 5
+    # A finished thread's connection is closed; SQLite may keep one descriptor of a closed
+    # connection for reuse while others hold locks on the file, but never one per thread.
+    assert _handles_on(path) <= 3, "finished threads' read connections stayed open"
+    keep_reading, stop = threading.Event(), threading.Event()
+
+    def linger() -> None:
+        store.list_sessions()
+        keep_reading.set()
+        stop.wait(10)
+
+    lingering = threading.Thread(target=linger)
+    lingering.start()
+    assert keep_reading.wait(10)
+    store.close()
+    assert _handles_on(path) == 0, "close() left a connection open"
+    store.close()
+    stop.set()
+    lingering.join(10)
+    with pytest.raises(StorageError, match="closed"):
+        store.get_session(session.id)
+    with pytest.raises(StorageError, match="closed"):
+        store.create_session(make_session())
+    with pytest.raises(StorageError, match="closed"):
+        store.list_sessions()
