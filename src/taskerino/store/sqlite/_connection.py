@@ -160,38 +160,36 @@ class SQLiteBase(Transactional):
     def _failure(self, exc: BaseException, *, writing: bool = False) -> StorageError:
         """The StorageError a user can act on, for an exception from SQLite, the file or
         the decoding of a row."""
-        path, text = self.path, str(exc)
-        low = text.lower()
+        path = self.path
+        text = str(exc) if len(str(exc)) <= 160 else str(exc)[:157] + "..."
         unchanged = "the change was not saved" if writing else "it was not modified"
-        if isinstance(exc, sqlite3.ProgrammingError) and "closed" in low:
+        code = getattr(exc, "sqlite_errorname", None) or ""
+        if isinstance(exc, sqlite3.ProgrammingError) and "closed" in text:
             return StorageError(f"the store {path} is closed")
-        if isinstance(exc, sqlite3.OperationalError):
-            if "locked" in low or "busy" in low:
-                return StorageError(
-                    f"the database {path} is busy ({text}): another program held it too "
-                    f"long; try again ({unchanged})"
-                )
-            if "full" in low:
-                return StorageError(
-                    f"cannot write the database {path}: the disk is full; free some space "
-                    f"({unchanged})"
-                )
-            if "readonly" in low or "read-only" in low:
-                return StorageError(
-                    f"cannot write the database {path} ({text}): check that it and its "
-                    f"folder are writable ({unchanged})"
-                )
-            if "unable to open" in low:
-                return StorageError(
-                    f"cannot open the database {path} ({text}): check that its folder "
-                    "exists and is writable"
-                )
-            if "disk i/o" in low:
-                return StorageError(
-                    f"cannot read or write the database {path} ({text}): check the disk "
-                    f"({unchanged})"
-                )
-        if isinstance(exc, OSError) and not isinstance(exc, sqlite3.Error):
+        if code.startswith(("SQLITE_BUSY", "SQLITE_LOCKED")):
+            return StorageError(
+                f"the database {path} is busy ({text}): another program held it too long; "
+                f"try again ({unchanged})"
+            )
+        if code == "SQLITE_FULL":
+            return StorageError(
+                f"the database {path} or its disk is full ({text}): free some space ({unchanged})"
+            )
+        if code.startswith(("SQLITE_READONLY", "SQLITE_PERM", "SQLITE_AUTH")):
+            return StorageError(
+                f"cannot write the database {path} ({text}): check that it and its folder "
+                f"are writable ({unchanged})"
+            )
+        if code.startswith("SQLITE_CANTOPEN"):
+            return StorageError(
+                f"cannot open the database {path} ({text}): check that its folder exists "
+                "and is writable"
+            )
+        if code.startswith("SQLITE_IOERR"):
+            return StorageError(
+                f"cannot read or write the database {path} ({text}): check the disk ({unchanged})"
+            )
+        if isinstance(exc, OSError):
             return StorageError(
                 f"cannot use the database {path} ({exc.strerror or exc}): check the file "
                 f"and its folder ({unchanged})"
