@@ -21,6 +21,8 @@ from taskerino.process import ProcessOwner, current_owner
 from taskerino.store import FolderBlobStore, SQLiteStore, Store
 from taskerino.store.base import BlobIntent
 from taskerino.store.media import MediaLibrary
+from taskerino.store.sqlite import DB_VERSION
+from taskerino.store.sqlite._schema import MIGRATIONS
 
 
 def make_session(name: str = "s", start: str = "2026-01-01T00:00:00.000Z") -> Session:
@@ -179,3 +181,25 @@ def test_close_releases_every_connection_and_is_safe_twice(tmp_path: Path) -> No
         store.create_session(make_session())
     with pytest.raises(StorageError, match="closed"):
         store.list_sessions()
+
+
+def test_a_version_1_database_is_migrated_in_place(tmp_path: Path) -> None:
+    path = tmp_path / "t.db"
+    old = sqlite3.connect(path, isolation_level=None)
+    old.execute("PRAGMA journal_mode=WAL")
+    old.executescript(MIGRATIONS[0])
+    old.execute("PRAGMA user_version=1")
+    old.execute(
+        "INSERT INTO sessions (id, name, status, start_time, schema_version)"
+        " VALUES ('old', 'from v1', 'completed', '2025-01-01T00:00:00.000Z', 1)"
+    )
+    old.close()
+    store = SQLiteStore(path)
+    assert store.get_session("old").name == "from v1"
+    job = store.enqueue_job("old", "ocr", now=1.0)
+    assert store.list_jobs() == [job]
+    store.close()
+    check = sqlite3.connect(path)
+    assert check.execute("PRAGMA user_version").fetchone() == (DB_VERSION,)
+    check.close()
+    assert DB_VERSION == len(MIGRATIONS) == 2

@@ -3,14 +3,18 @@
 from __future__ import annotations
 
 import multiprocessing
+import random
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import replace
 from itertools import count
+from queue import Queue
+from typing import Any
 
 import pytest
 
-from taskerino.errors import InvalidInput, NotFound, StorageError
+from taskerino.errors import InvalidInput, LeaseLost, NotFound, StorageError
 from taskerino.models import (
     Attachment,
     ContextItem,
@@ -25,7 +29,7 @@ from taskerino.models import (
 )
 from taskerino.process import ProcessOwner, current_owner
 from taskerino.store import Store
-from taskerino.store.base import BlobIntent
+from taskerino.store.base import Backoff, BlobIntent
 
 from .conftest import StoreBackend
 
@@ -65,6 +69,35 @@ def _increment(url: str, session_id: str, n: int) -> None:
             s.total_paused += 1
             store.update_session(s)
     store.close()
+
+
+def _claim_all(url: str, owner: str, start: Any, out: Any) -> None:
+    """Claim and complete jobs until none is left; report which (process or thread)."""
+    store = StoreBackend(url).open()
+    claimed = []
+    try:
+        start.wait(60)
+        while (job := store.claim_job(owner, lease_seconds=3600, now=1000.0)) is not None:
+            store.complete_job(job.id, owner, now=1000.0)
+            claimed.append(job.id)
+    finally:
+        store.close()
+        out.put((owner, claimed))
+
+
+class FixedRandom(random.Random):
+    """`random()` answers the given values in turn."""
+
+    def __init__(self, *values: float) -> None:
+        super().__init__(0)
+        self.values = list(values)
+
+    def random(self) -> float:
+        return self.values.pop(0)
+
+
+LEASE = 30.0
+NO_BACKOFF = Backoff(base=1.0, cap=1.0, jitter=0.0)
 
 
 class TestStoreContract:
@@ -613,3 +646,274 @@ class TestStoreContract:
         att = store.add_attachment(make_attachment())
         store.add_screenshot(shot(session, att))
         assert store.integrity_problems() == []
+
+    # --- jobs ---------------------------------------------------------------------------
+    def test_enqueue_keeps_one_active_job_per_session_and_kind(self, store: Store) -> None:
+        s, other = stored_session(store), stored_session(store)
+        job = store.enqueue_job(s.id, "ocr", now=10.0)
+        assert (job.state, job.attempt, job.run_at, job.kind) == ("queued", 0, 10.0, "ocr")
+        assert job.created_at == "1970-01-01T00:00:10.000Z" and job.finished_at is None
+        assert store.enqueue_job(s.id, "ocr", now=20.0) == job
+        transcribe = store.enqueue_job(s.id, "transcribe", now=20.0)
+        elsewhere = store.enqueue_job(other.id, "ocr", now=20.0)
+        assert len({job.id, transcribe.id, elsewhere.id}) == 3
+        claimed = store.claim_job("w1", lease_seconds=LEASE, now=30.0)
+        assert claimed is not None and claimed.id == job.id
+        assert store.enqueue_job(s.id, "ocr", now=31.0).id == job.id, "running is active"
+        store.complete_job(job.id, "w1", now=32.0)
+        again = store.enqueue_job(s.id, "ocr", now=33.0)
+        assert again.id != job.id and again.state == "queued"
+        assert store.get_job(job.id).state == "done"
+        assert len(store.list_jobs()) == 4
+
+    def test_enqueue_needs_a_session_and_a_kind(self, store: Store) -> None:
+        with pytest.raises(NotFound):
+            store.enqueue_job("nope", "ocr", now=0.0)
+        with pytest.raises(InvalidInput):
+            store.enqueue_job(stored_session(store).id, "", now=0.0)
+        assert store.list_jobs() == []
+
+    def test_claims_take_the_oldest_due_job_first(self, store: Store) -> None:
+        sessions = [stored_session(store) for _ in range(3)]
+        jobs = [store.enqueue_job(s.id, "ocr", now=10.0 + i) for i, s in enumerate(sessions)]
+        later = store.enqueue_job(sessions[0].id, "index", now=50.0)
+        assert store.claim_job("w", lease_seconds=LEASE, now=9.0) is None, "nothing due yet"
+        claimed = [store.claim_job("w", lease_seconds=LEASE, now=20.0) for _ in range(4)]
+        assert [j.id if j else None for j in claimed] == [j.id for j in jobs] + [None]
+        first = claimed[0]
+        assert first is not None
+        assert (first.state, first.attempt, first.lease_owner) == ("running", 1, "w")
+        assert first.lease_until == 20.0 + LEASE and isinstance(first.lease_until, float)
+        assert isinstance(first.run_at, float)
+        assert store.get_job(first.id) == first
+        again = store.claim_job("w", lease_seconds=LEASE, now=49.9)
+        assert again is None, "the index job is not due, the others' leases still run"
+        again = store.claim_job("w", lease_seconds=LEASE, now=50.0)
+        assert again is not None and again.id == jobs[0].id, "lease ran out: due since 10"
+        again = store.claim_job("w", lease_seconds=LEASE, now=50.0)
+        assert again is not None and again.id == jobs[1].id
+        again = store.claim_job("w", lease_seconds=LEASE, now=50.0)
+        assert again is not None and again.id == jobs[2].id
+        again = store.claim_job("w", lease_seconds=LEASE, now=50.0)
+        assert again is not None and again.id == later.id
+
+    def test_claims_can_be_limited_to_kinds(self, store: Store) -> None:
+        s = stored_session(store)
+        ocr = store.enqueue_job(s.id, "ocr", now=1.0)
+        index = store.enqueue_job(s.id, "index", now=2.0)
+        assert store.claim_job("w", lease_seconds=LEASE, now=5.0, kinds=[]) is None
+        got = store.claim_job("w", lease_seconds=LEASE, now=5.0, kinds=["index", "chapters"])
+        assert got is not None and got.id == index.id
+        assert store.claim_job("w", lease_seconds=LEASE, now=5.0, kinds=["index"]) is None
+        got = store.claim_job("w", lease_seconds=LEASE, now=5.0)
+        assert got is not None and got.id == ocr.id
+
+    def test_a_stalled_job_is_picked_again_once_its_lease_runs_out(self, store: Store) -> None:
+        job = store.enqueue_job(stored_session(store).id, "ocr", now=0.0)
+        first = store.claim_job("w1", lease_seconds=LEASE, now=100.0)
+        assert first is not None and first.attempt == 1
+        assert store.claim_job("w2", lease_seconds=LEASE, now=129.9) is None
+        second = store.claim_job("w2", lease_seconds=LEASE, now=130.0)
+        assert second is not None and second.id == job.id
+        assert (second.attempt, second.lease_owner, second.lease_until) == (2, "w2", 160.0)
+
+    def test_a_late_worker_changes_nothing(self, store: Store) -> None:
+        job = store.enqueue_job(stored_session(store).id, "ocr", now=0.0)
+        store.claim_job("w1", lease_seconds=LEASE, now=0.0)
+        # Ran out, nobody took it over yet: still refused.
+        before = store.get_job(job.id)
+        with pytest.raises(LeaseLost, match="ran out"):
+            store.complete_job(job.id, "w1", now=LEASE)
+        with pytest.raises(LeaseLost):
+            store.fail_job(job.id, "w1", "x", now=LEASE, max_attempts=5, backoff=NO_BACKOFF)
+        assert store.renew_job(job.id, "w1", lease_seconds=LEASE, now=LEASE) is False
+        assert store.get_job(job.id) == before
+        # Taken over: refused too, and the new owner is untouched.
+        store.claim_job("w2", lease_seconds=LEASE, now=40.0)
+        taken = store.get_job(job.id)
+        with pytest.raises(LeaseLost, match="w2 took it over"):
+            store.complete_job(job.id, "w1", now=41.0)
+        with pytest.raises(LeaseLost):
+            store.fail_job(job.id, "w1", "x", now=41.0, max_attempts=5, backoff=NO_BACKOFF)
+        with pytest.raises(LeaseLost):
+            store.release_job(job.id, "w1")
+        assert store.renew_job(job.id, "w1", lease_seconds=LEASE, now=41.0) is False
+        assert store.get_job(job.id) == taken
+        store.complete_job(job.id, "w2", now=42.0)
+        done = store.get_job(job.id)
+        assert (done.state, done.finished_at, done.lease_owner, done.lease_until) == (
+            "done",
+            "1970-01-01T00:00:42.000Z",
+            None,
+            None,
+        )
+        with pytest.raises(LeaseLost, match="done"):
+            store.complete_job(job.id, "w2", now=43.0)
+
+    def test_unknown_jobs_are_not_found(self, store: Store) -> None:
+        with pytest.raises(NotFound):
+            store.get_job("nope")
+        with pytest.raises(NotFound):
+            store.complete_job("nope", "w", now=0.0)
+        with pytest.raises(NotFound):
+            store.fail_job("nope", "w", "x", now=0.0, max_attempts=3, backoff=NO_BACKOFF)
+        with pytest.raises(NotFound):
+            store.renew_job("nope", "w", lease_seconds=LEASE, now=0.0)
+        with pytest.raises(NotFound):
+            store.release_job("nope", "w")
+
+    def test_renew_extends_the_lease(self, store: Store) -> None:
+        job = store.enqueue_job(stored_session(store).id, "ocr", now=0.0)
+        store.claim_job("w1", lease_seconds=LEASE, now=0.0)
+        assert store.renew_job(job.id, "w1", lease_seconds=LEASE, now=20.0) is True
+        assert store.get_job(job.id).lease_until == 50.0
+        assert store.renew_job(job.id, "w2", lease_seconds=LEASE, now=21.0) is False
+        assert store.claim_job("w2", lease_seconds=LEASE, now=45.0) is None
+        store.complete_job(job.id, "w1", now=49.0)
+        assert store.get_job(job.id).state == "done"
+
+    def test_failures_back_off_with_jitter_then_fail_for_good(self, store: Store) -> None:
+        job = store.enqueue_job(stored_session(store).id, "transcribe", now=0.0)
+        backoff = Backoff(base=10.0, factor=2.0, cap=1000.0, jitter=0.5, rng=FixedRandom(0, 1))
+        now = 0.0
+        store.claim_job("w", lease_seconds=LEASE, now=now)
+        failed = store.fail_job(job.id, "w", "boom 1", now=now, max_attempts=3, backoff=backoff)
+        assert (failed.state, failed.run_at, failed.last_error) == ("queued", 10.0, "boom 1")
+        assert (failed.lease_owner, failed.lease_until, failed.attempt) == (None, None, 1)
+        assert store.get_job(job.id) == failed
+        assert store.claim_job("w", lease_seconds=LEASE, now=9.9) is None
+        now = 10.0
+        assert store.claim_job("w", lease_seconds=LEASE, now=now) is not None
+        failed = store.fail_job(job.id, "w", "boom 2", now=now, max_attempts=3, backoff=backoff)
+        assert failed.run_at == now + 20.0 * 0.5  # the second ceiling, fully jittered
+        now = failed.run_at
+        claimed = store.claim_job("w", lease_seconds=LEASE, now=now)
+        assert claimed is not None and claimed.attempt == 3
+        failed = store.fail_job(job.id, "w", "boom 3", now=now, max_attempts=3, backoff=backoff)
+        assert (failed.state, failed.last_error) == ("failed", "boom 3")
+        assert failed.finished_at == "1970-01-01T00:00:20.000Z"
+        assert store.get_job(job.id) == failed
+        assert store.claim_job("w", lease_seconds=LEASE, now=10_000.0) is None
+        assert store.enqueue_job(job.session_id, "transcribe", now=30.0).id != job.id
+
+    def test_backoff_grows_and_is_jittered_within_bounds(self) -> None:
+        backoff = Backoff(base=2.0, factor=3.0, cap=500.0, jitter=0.25, rng=random.Random(7))
+        ceilings = [backoff.ceiling(n) for n in range(1, 8)]
+        assert ceilings == [2.0, 6.0, 18.0, 54.0, 162.0, 486.0, 500.0]
+        assert backoff.ceiling(10_000) == 500.0
+        for attempt, ceiling in enumerate(ceilings, 1):
+            delays = [backoff.delay(attempt) for _ in range(200)]
+            assert all(0.75 * ceiling <= d <= ceiling for d in delays)
+            assert len(set(delays)) > 100, "jitter spreads the delays"
+        with pytest.raises(InvalidInput):
+            Backoff(base=0)
+        with pytest.raises(InvalidInput):
+            Backoff(jitter=1.5)
+
+    def test_release_gives_the_job_back(self, store: Store) -> None:
+        job = store.enqueue_job(stored_session(store).id, "ocr", now=0.0)
+        store.claim_job("w1", lease_seconds=LEASE, now=5.0)
+        with pytest.raises(LeaseLost):
+            store.release_job(job.id, "w2")
+        store.release_job(job.id, "w1")
+        released = store.get_job(job.id)
+        assert (released.state, released.attempt, released.lease_owner) == ("queued", 0, None)
+        assert released.lease_until is None
+        again = store.claim_job("w2", lease_seconds=LEASE, now=6.0)
+        assert again is not None and (again.id, again.attempt) == (job.id, 1)
+        with pytest.raises(LeaseLost, match="w2"):
+            store.release_job(job.id, "w1")
+
+    def test_a_job_whose_workers_keep_dying_fails(self, store: Store) -> None:
+        job = store.enqueue_job(stored_session(store).id, "ocr", now=0.0)
+        now = 0.0
+        for attempt in (1, 2):
+            claimed = store.claim_job("w", lease_seconds=LEASE, now=now, max_attempts=2)
+            assert claimed is not None and claimed.attempt == attempt
+            now += LEASE  # the worker died: its lease runs out
+        assert store.claim_job("w", lease_seconds=LEASE, now=now, max_attempts=2) is None
+        failed = store.get_job(job.id)
+        assert failed.state == "failed" and failed.lease_owner is None
+        assert failed.last_error is not None and "ran out of its lease" in failed.last_error
+
+    def test_complete_commits_with_the_stages_results(self, store: Store) -> None:
+        s = stored_session(store)
+        job = store.enqueue_job(s.id, "ocr", now=0.0)
+        store.claim_job("w", lease_seconds=LEASE, now=0.0)
+        with pytest.raises(RuntimeError), store.transaction():
+            s.enrichment = {"ocr": "done"}
+            store.update_session(s)
+            store.complete_job(job.id, "w", now=1.0)
+            raise RuntimeError("crash before commit")
+        assert store.get_job(job.id).state == "running"
+        assert store.get_session(s.id).enrichment == {}
+        # A lost lease undoes the results written with it.
+        with pytest.raises(LeaseLost), store.transaction():
+            store.update_session(s)
+            store.complete_job(job.id, "w", now=LEASE + 1)
+        assert store.get_session(s.id).enrichment == {}
+        store.claim_job("w", lease_seconds=LEASE, now=LEASE + 1)
+        with store.transaction():
+            store.update_session(s)
+            store.complete_job(job.id, "w", now=LEASE + 2)
+        assert store.get_job(job.id).state == "done"
+        assert store.get_session(s.id).enrichment == {"ocr": "done"}
+
+    def test_list_jobs_filters(self, store: Store) -> None:
+        s, other = stored_session(store), stored_session(store)
+        a = store.enqueue_job(s.id, "ocr", now=0.0)
+        b = store.enqueue_job(other.id, "ocr", now=0.0)
+        c = store.enqueue_job(s.id, "index", now=0.0)
+        store.claim_job("w", lease_seconds=LEASE, now=0.0)
+        assert [j.id for j in store.list_jobs()] == [a.id, b.id, c.id]
+        assert [j.id for j in store.list_jobs(session_id=s.id)] == [a.id, c.id]
+        assert [j.id for j in store.list_jobs(state="queued")] == [b.id, c.id]
+        assert [j.id for j in store.list_jobs(state="running", session_id=other.id)] == []
+
+    def test_bad_lease_and_attempt_limits_are_refused(self, store: Store) -> None:
+        job = store.enqueue_job(stored_session(store).id, "ocr", now=0.0)
+        with pytest.raises(InvalidInput):
+            store.claim_job("w", lease_seconds=0, now=0.0)
+        with pytest.raises(InvalidInput):
+            store.claim_job("w", lease_seconds=LEASE, now=0.0, max_attempts=0)
+        assert store.get_job(job.id).state == "queued"
+        store.claim_job("w", lease_seconds=LEASE, now=0.0)
+        with pytest.raises(InvalidInput):
+            store.renew_job(job.id, "w", lease_seconds=-1, now=0.0)
+        with pytest.raises(InvalidInput):
+            store.fail_job(job.id, "w", "x", now=0.0, max_attempts=0, backoff=NO_BACKOFF)
+        assert store.get_job(job.id).state == "running"
+
+    @pytest.mark.parametrize("workers", ["processes", "threads"])
+    def test_concurrent_claims_never_share_a_job(
+        self, store: Store, store_backend: StoreBackend, workers: str
+    ) -> None:
+        sessions = [stored_session(store) for _ in range(40)]
+        with store.transaction():
+            jobs = {
+                store.enqueue_job(s.id, kind, now=0.0).id
+                for s in sessions
+                for kind in ("ocr", "transcribe", "chapters", "index", "thumbnails")
+            }
+        assert len(jobs) == 200
+        owners = [f"worker-{i}" for i in range(4)]
+        start: Any
+        out: Any
+        runners: list[Any]
+        if workers == "processes":
+            ctx = multiprocessing.get_context("spawn")
+            start, out = ctx.Barrier(len(owners)), ctx.Queue()
+            make: Callable[..., Any] = ctx.Process
+        else:
+            start, out = threading.Barrier(len(owners)), Queue()
+            make = threading.Thread
+        runners = [make(target=_claim_all, args=(store_backend.url, o, start, out)) for o in owners]
+        for runner in runners:
+            runner.start()
+        results = dict(out.get(timeout=120) for _ in owners)
+        for runner in runners:
+            runner.join(60)
+        claimed = [job_id for owner in owners for job_id in results[owner]]
+        assert len(claimed) == len(set(claimed)), "a job was claimed twice"
+        assert set(claimed) == jobs
+        assert all(j.state == "done" and j.attempt == 1 for j in store.list_jobs())

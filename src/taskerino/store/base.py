@@ -7,7 +7,8 @@ can implement and test them one at a time:
 - `SessionRows` — sessions, their children and their attachments;
 - `LiveCoordination` — who records a live session, heartbeats, stats, commands;
 - `BlobIntents` — blob writes in flight (the other half is `MediaLibrary`);
-- `Settings` — small JSON values by key.
+- `Settings` — small JSON values by key;
+- `JobQueue` — enrichment jobs with leases, retries and backoff.
 
 `BlobStore` (media bytes) stands alone.
 
@@ -29,10 +30,11 @@ Rules every implementation keeps:
 from __future__ import annotations
 
 import abc
+import random
 import re
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import AbstractContextManager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import BinaryIO, Self
 
@@ -40,6 +42,8 @@ from ..errors import InvalidInput
 from ..models import (
     Attachment,
     ContextItem,
+    Job,
+    JobState,
     RecordingStats,
     Session,
     SessionAudioSegment,
@@ -82,6 +86,41 @@ class BlobIntent:
 
     hash: str
     owner: ProcessOwner
+
+
+@dataclass(frozen=True)
+class Backoff:
+    """How long a failed job waits before its next attempt.
+
+    After attempt n the ceiling is `base · factor^(n-1)` seconds, at most `cap`; the delay
+    is the ceiling shortened by a random part of up to `jitter` of it, so that jobs that
+    failed together do not all come back together. `rng` is injectable for tests.
+    """
+
+    base: float = 10.0
+    factor: float = 2.0
+    cap: float = 3600.0
+    jitter: float = 0.5
+    rng: random.Random = field(default_factory=random.Random, compare=False, repr=False)
+
+    def __post_init__(self) -> None:
+        if not (0 < self.base <= self.cap and self.factor >= 1 and 0 <= self.jitter <= 1):
+            raise InvalidInput(
+                "backoff needs 0 < base <= cap, factor >= 1 and jitter between 0 and 1, "
+                f"not base={self.base}, cap={self.cap}, factor={self.factor}, "
+                f"jitter={self.jitter}"
+            )
+
+    def ceiling(self, attempt: int) -> float:
+        """The longest delay after attempt `attempt` (1 for the first)."""
+        try:
+            return min(self.cap, self.base * self.factor ** max(0, attempt - 1))
+        except OverflowError:
+            return self.cap
+
+    def delay(self, attempt: int) -> float:
+        """A delay in `[(1 - jitter) · ceiling, ceiling]`."""
+        return self.ceiling(attempt) * (1 - self.jitter * self.rng.random())
 
 
 class Transactional(abc.ABC):
@@ -281,7 +320,105 @@ class Settings(Transactional):
         """Set or replace. InvalidInput if the value cannot be written as JSON."""
 
 
-class Store(SessionRows, LiveCoordination, BlobIntents, Settings):
+class JobQueue(Transactional):
+    """Enrichment jobs (spec §5), claimed by workers with a lease.
+
+    A job is `queued` until a worker claims it, then `running` under the worker's lease
+    until the worker completes it (`done`), fails it (`queued` again after a backoff, or
+    `failed` after its last attempt) or releases it (`queued`). A worker renews its lease
+    while it works; a lease that runs out lets another worker claim the job again (the
+    first worker died or stalled), and from then on the first worker's calls on the job
+    raise LeaseLost and change nothing — so two workers never finish the same job.
+
+    Time comes from the `now` arguments (unix seconds), never from the store's clock, so
+    every worker must use a clock close to the others'. `owner` is any text that tells
+    workers apart. Claims are atomic across threads, processes and machines. Every method
+    joins an enclosing `transaction()`: a stage's results and its `complete_job` commit
+    together, and a LeaseLost raised there undoes the results too.
+    """
+
+    @abc.abstractmethod
+    def enqueue_job(self, session_id: str, kind: str, *, now: float) -> Job:
+        """A new queued job, due at `now` — unless the session already has an active
+        (queued or running) job of that kind: then that job, unchanged. A done or failed
+        job does not count: the kind may be run again.
+
+        NotFound if the session does not exist; InvalidInput if `kind` is empty."""
+
+    @abc.abstractmethod
+    def claim_job(
+        self,
+        owner: str,
+        *,
+        lease_seconds: float,
+        now: float,
+        kinds: Sequence[str] | None = None,
+        max_attempts: int | None = None,
+    ) -> Job | None:
+        """Take the job due first and run it under a lease until `now + lease_seconds`;
+        None when no job is due.
+
+        Due are queued jobs whose `run_at` is not after `now`, and running jobs whose lease
+        has run out (their worker stalled or died); among them the smallest `run_at` first,
+        then the first enqueued. `kinds` limits the claim to those kinds. The claim adds one
+        to `attempt`. With `max_attempts`, a running job whose lease ran out after its last
+        attempt is not claimed again but marked failed (its worker kept dying on it).
+
+        InvalidInput if `lease_seconds` is not positive or `max_attempts` is below 1."""
+
+    @abc.abstractmethod
+    def renew_job(self, job_id: str, owner: str, *, lease_seconds: float, now: float) -> bool:
+        """Extend the owner's lease to `now + lease_seconds`. False, changing nothing, when
+        the owner holds no lease on the job any more (it ran out or was taken over).
+
+        NotFound if the job does not exist; InvalidInput if `lease_seconds` is not
+        positive."""
+
+    @abc.abstractmethod
+    def complete_job(self, job_id: str, owner: str, *, now: float) -> None:
+        """Mark the job done at `now` and end the lease.
+
+        LeaseLost if the owner's lease ran out (also if nobody took it over yet) or is
+        another's; NotFound if the job does not exist."""
+
+    @abc.abstractmethod
+    def fail_job(
+        self,
+        job_id: str,
+        owner: str,
+        error: str,
+        *,
+        now: float,
+        max_attempts: int,
+        backoff: Backoff,
+    ) -> Job:
+        """Record `error` as the job's `last_error` and end the lease; the job as it is now.
+
+        When `attempt` is below `max_attempts` the job is queued again, due at
+        `now + backoff.delay(attempt)`; else it is `failed` (finished at `now`).
+        LeaseLost and NotFound as for `complete_job`; InvalidInput if `max_attempts` is
+        below 1."""
+
+    @abc.abstractmethod
+    def release_job(self, job_id: str, owner: str) -> None:
+        """Give the job back unfinished (a worker shutting down cleanly): queued again, due
+        at once, and the claim does not count as an attempt.
+
+        LeaseLost if the job is not running under this owner's lease (a lease that ran out
+        but was not taken over may still be released); NotFound if the job does not
+        exist."""
+
+    @abc.abstractmethod
+    def get_job(self, job_id: str) -> Job:
+        """NotFound if absent."""
+
+    @abc.abstractmethod
+    def list_jobs(self, state: JobState | None = None, session_id: str | None = None) -> list[Job]:
+        """Jobs in the order they were enqueued, optionally only those in one state or of
+        one session."""
+
+
+class Store(SessionRows, LiveCoordination, BlobIntents, Settings, JobQueue):
     """Session metadata: all the parts above, sharing one transaction."""
 
     @classmethod

@@ -143,8 +143,29 @@ CREATE TABLE IF NOT EXISTS blob_intents (
 );
 """
 
+_V2_JOBS = """
+CREATE TABLE IF NOT EXISTS jobs (
+    seq INTEGER PRIMARY KEY,  -- enqueue order
+    id TEXT NOT NULL UNIQUE,
+    kind TEXT NOT NULL,
+    session_id TEXT NOT NULL REFERENCES sessions(id) ON DELETE CASCADE,
+    state TEXT NOT NULL CHECK (state IN ('queued', 'running', 'done', 'failed')),
+    attempt INTEGER NOT NULL DEFAULT 0,
+    lease_owner TEXT,
+    lease_until REAL,
+    run_at REAL NOT NULL,
+    last_error TEXT,
+    created_at TEXT NOT NULL,
+    finished_at TEXT
+);
+-- At most one active job per session and kind: enqueueing again finds it.
+CREATE UNIQUE INDEX IF NOT EXISTS jobs_one_active ON jobs (session_id, kind)
+    WHERE state IN ('queued', 'running');
+CREATE INDEX IF NOT EXISTS jobs_due ON jobs (state, run_at);
+"""
+
 # user_version N -> the script that makes a version-N database a version-N+1 one.
-MIGRATIONS: dict[int, str] = {0: _V1}
+MIGRATIONS: dict[int, str] = {0: _V1, 1: _V2_JOBS}
 DB_VERSION = len(MIGRATIONS)
 # The whole current schema as one script (for tools that build a database from scratch).
 SCHEMA = "".join(MIGRATIONS[v] for v in range(DB_VERSION))

@@ -8,6 +8,7 @@ from ...errors import StorageError
 from .._urls import url_path
 from ..base import Store
 from ._intents import SQLiteBlobIntents
+from ._jobs import SQLiteJobQueue
 from ._live import SQLiteLiveCoordination
 from ._sessions import SQLiteSessionRows
 from ._settings import SQLiteSettings
@@ -18,6 +19,7 @@ class SQLiteStore(
     SQLiteLiveCoordination,
     SQLiteBlobIntents,
     SQLiteSettings,
+    SQLiteJobQueue,
     Store,
 ):
     """The embedded store: one SQLite database file in WAL mode (`sqlite:` URLs)."""
