@@ -144,7 +144,7 @@ class Transactional(abc.ABC):
     @abc.abstractmethod
     def close(self) -> None:
         """Release every connection and handle. Safe to call twice; after it every other
-        method raises StorageError."""
+        method raises StorageError (`integrity_problems` reports it instead)."""
 
 
 class SessionRows(Transactional):
