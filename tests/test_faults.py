@@ -205,7 +205,7 @@ def test_disk_full_while_ending(small_disk: Path, xdisplay: VirtualDisplay) -> N
         time.sleep(2.0)
         filler = fill(small_disk)
         proc.send_signal(signal.SIGTERM)  # the end starts on a full disk
-        out, err = proc.communicate(timeout=60)
+        _out, err = proc.communicate(timeout=60)
     finally:
         if proc.poll() is None:
             proc.kill()
