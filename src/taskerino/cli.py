@@ -30,6 +30,7 @@ from .rules import (
     check_session_id,
     parse_duration,
     parse_port,
+    printable,
     record_config,
 )
 from .sessions import StartRequest, Taskerino
@@ -38,16 +39,15 @@ STATUSES = ("active", "paused", "completed", "interrupted")
 
 
 def _fail(message: str, code: int) -> NoReturn:
-    click.echo(f"error: {_printable(message)}", err=True)
+    click.echo(f"error: {printable(message)}", err=True)
     sys.exit(code)
-
-
-def _printable(text: str) -> str:
-    return text.encode("utf-8", "backslashreplace").decode("utf-8").replace("\n", " ")
 
 
 def main() -> None:
     logging.basicConfig(level=logging.WARNING, format="taskerino: %(message)s")
+    # Errors raised where nobody can catch them (a callback from C, a finalizer) go to the
+    # log file too, never as a traceback on the terminal.
+    sys.unraisablehook = _unraisable
     try:
         cli.main(standalone_mode=False, prog_name="taskerino")
     except click.exceptions.Exit as exc:
@@ -55,7 +55,7 @@ def main() -> None:
     except click.exceptions.Abort:
         _fail("aborted", 1)
     except click.ClickException as exc:
-        _fail(exc.format_message().replace("\n", " "), 2)
+        _fail(exc.format_message(), 2)
     except (InvalidInput, NotFound) as exc:
         _fail(str(exc), 2)
     except TaskerinoError as exc:
@@ -74,6 +74,16 @@ def main() -> None:
 def _log_unexpected(exc: BaseException) -> Path:
     """Append the traceback to the log in the data folder (else the temp folder)."""
     return log_unexpected(exc, _HOME_SEEN[0], f"taskerino {' '.join(sys.argv[1:])!r}")
+
+
+def _unraisable(info: sys.UnraisableHookArgs) -> None:
+    if info.exc_value is not None:
+        where = _log_unexpected(info.exc_value)
+        click.echo(
+            f"taskerino: {type(info.exc_value).__name__} in the background: "
+            f"{printable(str(info.exc_value))} (details in {where})",
+            err=True,
+        )
 
 
 _HOME_SEEN: list[str | None] = [None]  # the data folder once opened, for the error log
@@ -236,11 +246,17 @@ def record(
                     err=True,
                 )
             failures = library.failures(ended.id)
-            if failures:
+            if failures and ended.status == "completed":
                 raise RecorderError(
                     "recording stopped early: "
                     + "; ".join(failures)
                     + f" (session {ended.id} was ended with what was recorded)"
+                )
+            if failures:
+                raise RecorderError(
+                    "; ".join(failures)
+                    + f" (session {ended.id} keeps its files and is recovered with what was"
+                    " recorded by the next taskerino command once there is room)"
                 )
     finally:
         for sig, handler in previous.items():
@@ -382,10 +398,11 @@ def stats(ctx: click.Context, session_id: str, as_json: bool, watch: bool) -> No
 
 @cli.command(help="Check the database and the media files.")
 @click.option("--json", "as_json", is_flag=True)
+@click.option("--deep", is_flag=True, help="Also check every file's contents against its hash.")
 @click.pass_context
-def doctor(ctx: click.Context, as_json: bool) -> None:
+def doctor(ctx: click.Context, as_json: bool, deep: bool) -> None:
     with _library(ctx) as library:
-        problems = library.doctor()
+        problems = library.doctor(deep=deep)
     if as_json:
         _dump({"ok": not problems, "problems": problems})
     else:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import math
 import re
+import unicodedata
 from collections.abc import Iterable
 from datetime import UTC, datetime, timedelta
 
@@ -42,6 +43,20 @@ MAX_OFFSET = 10_000_000
 THUMBNAIL_WIDTH_RANGE = (16, 1920)
 PORT_RANGE = (0, 65535)
 WEB_PORT = 8741  # fixed, so that bookmarks and the login cookie keep working
+
+
+_CONTROL = ("Cc", "Zl", "Zp")
+
+
+def printable(text: str) -> str:
+    """`text` on one line: control characters, line separators and bytes that were not
+    valid UTF-8 shown as escapes, so a message can never break a line or a terminal."""
+    return "".join(
+        c.encode("unicode_escape").decode("ascii")
+        if unicodedata.category(c) in (*_CONTROL, "Cs")
+        else c
+        for c in text
+    )
 
 
 def is_test_source(source_id: str) -> bool:
@@ -251,7 +266,7 @@ def _show(value: object) -> str:
     text = repr(value)
     if len(text) > 60:
         text = text[:57] + "..."
-    return text.encode("utf-8", "backslashreplace").decode("utf-8")
+    return printable(text)
 
 
 def check_object_id(value: object, what: str) -> str:

@@ -263,9 +263,10 @@ class Taskerino:
         """Mark sessions whose recorder died `interrupted`, with what they wrote attached."""
         return self._recovery.recover()
 
-    def doctor(self) -> list[str]:
-        """Problems of the database and media files; empty when all is well."""
-        return self._recovery.doctor()
+    def doctor(self, deep: bool = False) -> list[str]:
+        """Problems of the database and media files; empty when all is well. File sizes
+        are always checked; `deep` also checks every file's contents against its hash."""
+        return self._recovery.doctor(deep)
 
     # --- review (the web app) -----------------------------------------------------------
     def find_sessions(

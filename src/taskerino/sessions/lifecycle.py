@@ -236,8 +236,13 @@ class Lifecycle:
         try:
             finishers = live.stop()
         except Exception as exc:
+            # What is still in staging could not be stored (most likely the disk is full):
+            # leave the session to recovery, which salvages it once there is room, rather
+            # than complete it without that media.
             self.report(sid, f"a recorder failed while stopping: {exc}")
-            finishers = []
+            self.failures[sid] = [*live.failures(), f"could not finish the recording: {exc}"]
+            self._leave_to_recovery(live)
+            return
         self.queue.flush()  # no late stats write may land after the final one below
         if live.failures():
             self.failures[sid] = live.failures()
@@ -256,6 +261,21 @@ class Lifecycle:
                 self.store.write_stats(live.stats())
         self.registry.remove(sid)
         shutil.rmtree(self.layout.staging / sid, ignore_errors=True)
+        live.ended.set()
+
+    def _leave_to_recovery(self, live: LiveRecording) -> None:
+        """Stop owning the session and keep its staging folder: the next open of the
+        library (any command) salvages it as a dead recorder's."""
+        sid = live.session_id
+        try:
+            with self.store.transaction():
+                self.store.set_recorder(sid, None)
+        except TaskerinoError as exc:
+            # The store cannot be written either: once this process is gone, its owner
+            # entry names a dead process and recovery takes the session all the same.
+            log.error("session %s: %s", sid, exc)
+        (self.layout.staging / sid / OWNER_FILE).unlink(missing_ok=True)
+        self.registry.remove(sid)
         live.ended.set()
 
     # --- notes and screenshots ----------------------------------------------------------

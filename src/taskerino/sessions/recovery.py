@@ -13,12 +13,13 @@ import shutil
 from pathlib import Path
 
 from ..config import Layout
+from ..errors import TaskerinoError
 from ..models import Session, on_timeline, utc_iso, utc_now
 from ..process import ProcessOwner, current_owner
 from ..recording.base import Finisher
 from ..recording.live import RecordingRegistry
 from ..store.base import LiveSession, Store
-from ..store.media import MediaLibrary
+from ..store.media import MediaLibrary, sha256_file
 from .lifecycle import OWNER_FILE, seconds_between
 
 log = logging.getLogger("taskerino.recovery")
@@ -34,6 +35,8 @@ class Recovery:
         self.store = store
         self.media = media
         self.registry = registry
+        # Sessions whose salvage could not finish (disk full, damaged file): why, by id.
+        self.unfinished: dict[str, str] = {}
 
     def alive(self, live: LiveSession) -> bool:
         """Is the session's recorder alive: in this process, or by the one rule of
@@ -46,27 +49,50 @@ class Recovery:
         return any(s.id == session_id and self.alive(s) for s in self.store.live_sessions())
 
     def recover(self) -> list[str]:
-        """Mark sessions whose recorder died `interrupted`, with what they wrote attached."""
+        """Mark sessions whose recorder died `interrupted`, with what they wrote attached.
+
+        Recovery that cannot finish (the disk is full, a file is damaged) is reported and
+        left for the next open: it never keeps the library from being read.
+        """
         done: list[str] = []
         me = current_owner()
         for live in self.store.live_sessions():
             if self.alive(live):
                 continue
-            with self.store.transaction():
-                # Claim it: only one process salvages a session.
-                current = [s for s in self.store.live_sessions() if s.id == live.id]
-                if not current or current[0].owner != live.owner:
-                    continue
-                self.store.set_recorder(live.id, me)
-            self._salvage(live.id, live.heartbeat)
+            try:
+                with self.store.transaction():
+                    # Claim it: only one process salvages a session.
+                    current = [s for s in self.store.live_sessions() if s.id == live.id]
+                    if not current or current[0].owner != live.owner:
+                        continue
+                    self.store.set_recorder(live.id, me)
+                self._salvage(live.id, live.heartbeat)
+            except (TaskerinoError, OSError) as exc:
+                self.unfinished[live.id] = str(exc)
+                log.warning(
+                    "could not recover session %s yet (%s): it stays %s, with its files "
+                    "kept; recovery tries again next time",
+                    live.id,
+                    exc,
+                    live.status,
+                )
+                continue
+            self.unfinished.pop(live.id, None)
             done.append(live.id)
-        self.media.sweep()
-        if self.layout.staging.is_dir():
-            live_ids = {s.id for s in self.store.live_sessions()}
-            for folder in self.layout.staging.iterdir():
-                if folder.name not in live_ids and not _owner_alive(folder):
-                    shutil.rmtree(folder, ignore_errors=True)
+        try:
+            self.media.sweep()
+            self._remove_dead_staging()
+        except (TaskerinoError, OSError) as exc:
+            log.warning("could not clean up after dead writers yet: %s", exc)
         return done
+
+    def _remove_dead_staging(self) -> None:
+        if not self.layout.staging.is_dir():
+            return
+        live_ids = {s.id for s in self.store.live_sessions()}
+        for folder in self.layout.staging.iterdir():
+            if folder.name not in live_ids and not _owner_alive(folder):
+                shutil.rmtree(folder, ignore_errors=True)
 
     def _salvage(self, session_id: str, heartbeat: float | None) -> None:
         # Media code is only needed here.
@@ -117,14 +143,42 @@ class Recovery:
         except OSError:
             reserve.unlink(missing_ok=True)  # no room now: try again next time
 
-    def doctor(self) -> list[str]:
+    def doctor(self, deep: bool = False) -> list[str]:
+        """Problems of the database and the media files: integrity, orphans, missing and
+        damaged files (sizes always; contents against their SHA-256 when `deep`), and
+        sessions left live without a recorder."""
         problems = self.store.integrity_problems()
         unreferenced, missing = self.media.orphans()
         problems += [f"orphan file: blob {h} has no attachment row" for h in unreferenced]
         problems += [f"missing file: attachment with hash {h} has no blob" for h in missing]
+        problems += self._damaged(set(missing), deep)
         for live in self.store.live_sessions():
-            if not self.alive(live):
+            if live.id in self.unfinished:
+                problems.append(
+                    f"session {live.id} could not be recovered yet: {self.unfinished[live.id]}"
+                )
+            elif not self.alive(live):
                 problems.append(f"session {live.id} is {live.status} without a live recorder")
+        return problems
+
+    def _damaged(self, missing: set[str], deep: bool) -> list[str]:
+        problems = []
+        for digest in sorted(self.store.attachment_hashes() - missing):
+            attachment = self.store.attachment_by_hash(digest)
+            path = self.media.blobs.local_path(digest)
+            if attachment is None or path is None:
+                continue
+            label = f"attachment {attachment.id} ({attachment.name})"
+            try:
+                size = path.stat().st_size
+                if size != attachment.size:
+                    problems.append(
+                        f"damaged file: {label} is {size} bytes, expected {attachment.size}"
+                    )
+                elif deep and sha256_file(path) != digest:
+                    problems.append(f"damaged file: {label} does not match its SHA-256")
+            except OSError as exc:
+                problems.append(f"unreadable file: {label}: {exc.strerror or exc}")
         return problems
 
 
