@@ -337,6 +337,8 @@ document.addEventListener("DOMContentLoaded", async () => {
       try {
         await T.api("PATCH", `/api/screenshots/${item.dataset.id}`, { comment: input.value });
         saved = input.value;
+        const shot = shots.find((one) => one.id === item.dataset.id);
+        if (shot) shot.user_comment = saved;
         input.setCustomValidity("");
         input.classList.add("saved");
         setTimeout(() => input.classList.remove("saved"), 1200);
@@ -386,7 +388,8 @@ document.addEventListener("DOMContentLoaded", async () => {
   let hits = [];
   let active = -1;
 
-  const corpus = [
+  // Built at each search: notes added and comments saved on the page are found too.
+  const corpus = () => [
     ...(data.context_items || []).map((n) => ({ kind: n.type, at: n.media_offset, text: n.content })),
     ...shots.filter((s) => s.user_comment).map((s) => ({ kind: "comment", at: s.media_offset, text: s.user_comment })),
     ...transcript.map((l) => ({ kind: "said", at: l.start_offset, text: l.text })),
@@ -413,7 +416,7 @@ document.addEventListener("DOMContentLoaded", async () => {
 
   function search() {
     const terms = find.value.toLowerCase().split(/\s+/).filter(Boolean);
-    hits = terms.length ? corpus.filter((entry) => terms.every((t) => entry.text.toLowerCase().includes(t))) : [];
+    hits = terms.length ? corpus().filter((entry) => terms.every((t) => entry.text.toLowerCase().includes(t))) : [];
     hits.sort((a, b) => a.at - b.at);
     hits.forEach((hit) => { hit.terms = terms; });
     active = -1;
