@@ -187,6 +187,10 @@ document.addEventListener("DOMContentLoaded", async () => {
 
   let groups = [];
   function collect() {
+    for (const node of document.querySelectorAll(".item.current")) {
+      node.classList.remove("current");
+      node.removeAttribute("aria-current");
+    }
     groups = [];
     for (const container of document.querySelectorAll("#rows .track, #notes, #shots, #transcript, #chapters, #hits")) {
       const items = [...container.querySelectorAll(":scope > .item")].map((node) => ({
