@@ -143,6 +143,8 @@ class OcrEngine:
         self._closed = False
 
     def _api(self) -> Any:
+        if self._closed:
+            raise EnrichmentError("the OCR engine is closed")
         api = getattr(self._local, "api", None)
         if api is not None:
             return api
@@ -253,23 +255,30 @@ class _Picker:
         self.min_change, self.max_gap, self.on_sample = min_change, max_gap, on_sample
         self.kept: Image | None = None  # thumbnail of the last picture kept
         self.previous: Image | None = None  # thumbnail at the sample before
+        self.previous_time = 0.0  # when the frame seen at the sample before appeared
         self.changing_since: float | None = None  # when the unread change was first seen
 
-    def keep(self, now: float, thumb: Image, final: bool = False) -> bool:
+    def keep(self, now: float, thumb: Image, shown_at: float, final: bool = False) -> float | None:
+        """The offset to report if the picture on screen at `now` is to be read, else None.
+
+        `shown_at` is when the frame on screen appeared. A settled picture was already on
+        screen at the sample before, so it is reported from then: the recorder may have
+        re-sent the same picture as a newer frame since.
+        """
         moved = 1.0 if self.previous is None else change(self.previous, thumb)
         if self.on_sample is not None:
             self.on_sample(now, moved)
-        self.previous = thumb
+        previous_time, self.previous, self.previous_time = self.previous_time, thumb, shown_at
         if self.kept is not None and change(self.kept, thumb) < self.min_change:
             self.changing_since = None
-            return False
+            return None
         if self.changing_since is None:
             self.changing_since = now
-        settled = moved < self.min_change / 2 or self.kept is None or final
-        if settled or now - self.changing_since >= self.max_gap:
+        still = moved < self.min_change / 2
+        if self.kept is None or final or still or now - self.changing_since >= self.max_gap:
             self.kept, self.changing_since = thumb, None
-            return True
-        return False
+            return min(previous_time, shown_at) if still else shown_at
+        return None
 
 
 def key_frames(
@@ -286,8 +295,8 @@ def key_frames(
     grayscale thumbnail, so any picture shown that long is seen. It is yielded when at
     least `min_change` (a share of its pixels, 0-1) differs from the last one yielded and
     it has settled, or has kept changing for `max_gap` seconds (see `_Picker`). The first
-    and the last picture count as settled. The offset yielded is the time the picture
-    appeared.
+    and the last picture count as settled. The offset yielded is when the picture was
+    first seen on screen, to within a sample.
 
     Every frame is decoded but only sampled ones are converted: the recorder's keyframes
     are 30 s of frames apart (longer in time, as it skips unchanged frames), and a P-frame
@@ -330,16 +339,19 @@ def key_frames(
                 if looks < 2:
                     thumb = _thumbnail(shown) if thumb is None else thumb
                     looks += 1
-                    if picker.keep(first + k * interval, thumb):
-                        yield float(shown.time), shown.to_ndarray(format="bgr24")
+                    offset = picker.keep(first + k * interval, thumb, float(shown.time))
+                    if offset is not None:
+                        yield offset, shown.to_ndarray(format="bgr24")
                     k += 1
                 else:
                     k = max(k + 1, math.ceil((t - first) / interval))
             shown, thumb, looks = frame, None, 0
         if shown is not None and first is not None and looks < 2:  # it stays to the end
             thumb = _thumbnail(shown) if thumb is None else thumb
-            if picker.keep(max(float(shown.time), first + k * interval), thumb, final=True):
-                yield float(shown.time), shown.to_ndarray(format="bgr24")
+            now = max(float(shown.time), first + k * interval)
+            offset = picker.keep(now, thumb, float(shown.time), final=True)
+            if offset is not None:
+                yield offset, shown.to_ndarray(format="bgr24")
 
 
 def _frames(container: Any, *, stream: Any) -> Iterator[Any]:
