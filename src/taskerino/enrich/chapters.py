@@ -35,6 +35,9 @@ from .transcribe import TranscriptPiece
 
 K = TypeVar("K", bound=Hashable)
 
+# Texts needed on each side of a moment for a vocabulary shift to count in full.
+TEXT_EVIDENCE = 3
+
 # Words of three letters or more: OCR noise, numbers and ids do not make topics.
 TOKEN_PATTERN = r"(?u)\b[^\W\d_]{3,}\b"
 
@@ -48,7 +51,7 @@ class Activity:
     title: str
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, order=True)
 class TextAt:
     """Text seen (OCR) at a media offset."""
 
@@ -199,23 +202,27 @@ class _TextSignal:
     """Vocabulary shift: documents are sets of words at offsets."""
 
     def __init__(self, items: list[tuple[float, frozenset[str]]]) -> None:
-        self.items = sorted(items, key=lambda item: item[0])
+        self.items = sorted(items, key=lambda item: (item[0], sorted(item[1])))
         self.offsets = [offset for offset, _ in self.items]
 
-    def _profile(self, a: float, b: float) -> Counter[str]:
+    def _profile(self, a: float, b: float) -> tuple[Counter[str], int]:
+        """In how many documents of [a, b) each word occurs, and how many there are."""
         lo, hi = bisect.bisect_left(self.offsets, a), bisect.bisect_left(self.offsets, b)
         profile: Counter[str] = Counter()
         for _, words in self.items[lo:hi]:
             profile.update(words)
-        return profile
+        return profile, hi - lo
 
     def score(self, t: float, window: float) -> float:
-        left, right = self._profile(t - window, t), self._profile(t, t + window)
+        left, n_left = self._profile(t - window, t)
+        right, n_right = self._profile(t, t + window)
         if not left or not right:
             return 0.0
         dot = sum(left[w] * right[w] for w in left.keys() & right.keys())
         norm = math.sqrt(sum(v * v for v in left.values()) * sum(v * v for v in right.values()))
-        return 1.0 - dot / norm
+        # One screen or sentence on a side is thin evidence of a shift.
+        evidence = min(1.0, min(n_left, n_right) / TEXT_EVIDENCE)
+        return (1.0 - dot / norm) * evidence
 
 
 class _VisualSignal:
@@ -268,11 +275,18 @@ def draft_chapters(
         return []
     analyze = _analyzer()
     stretches = _stretches(activity, duration)
-    seen = [TextAt(min(max(o.offset, 0.0), duration), o.text) for o in ocr]
-    said = [
-        TranscriptPiece(min(max(p.start, 0.0), duration), min(p.end, duration), p.text)
-        for p in transcript
-    ]
+    # Sorted on every field: the order of the input lists does not change the result.
+    seen = sorted(TextAt(float(min(max(o.offset, 0.0), duration)), o.text) for o in ocr)
+    said = sorted(
+        (
+            TranscriptPiece(
+                float(min(max(p.start, 0.0), duration)), float(min(p.end, duration)), p.text
+            )
+            for p in transcript
+        ),
+        key=lambda p: (p.start, p.end, p.text),
+    )
+    visual = sorted((float(t), float(score)) for t, score in visual)
 
     boundaries = _boundaries(duration, stretches, visual, seen, said, params, analyze)
     edges = [(0.0, 1.0), *boundaries, (duration, 1.0)]
@@ -344,14 +358,23 @@ def _boundaries(
     candidates = sorted(
         {round(t, 3) for t in (*grid, *switches) if min_length <= t <= duration - min_length}
     )
-    scored = [(strength(t), t) for t in candidates]
+    # Rounded so that float noise cannot decide between equal moments: the earlier wins.
+    scored = [(round(strength(t), 6), t) for t in candidates]
+    # Only peaks: the slopes around a switch score high too, but are not boundaries.
+    radius = min_length / 2
+    times = [t for _, t in scored]
+    peaks = []
+    for score, t in scored:
+        lo, hi = bisect.bisect_left(times, t - radius), bisect.bisect_right(times, t + radius)
+        if all(other < score or (other == score and u >= t) for other, u in scored[lo:hi]):
+            peaks.append((score, t))
 
     chosen: list[tuple[float, float]] = []
 
     def fits(t: float) -> bool:
         return all(abs(t - c) >= min_length for c, _ in chosen)
 
-    for score, t in sorted(scored, key=lambda st: (-st[0], st[1])):
+    for score, t in sorted(peaks, key=lambda st: (-st[0], st[1])):
         if score >= params.threshold and fits(t):
             chosen.append((t, min(score, 1.0)))
     if params.max_length is not None:
@@ -486,7 +509,7 @@ class TfidfSummariser:
             head_words = set(re.findall(r"\w+", head.lower()))
             fresh = [p for p in topics if not set(p.split()) <= head_words][:2]
             if head and fresh:
-                title = f"{head} — {', '.join(fresh)}"
+                title = f"{head} · {', '.join(fresh)}"
             elif head:
                 title = head
             elif topics:

@@ -101,10 +101,16 @@ def decode_audio(path: str | Path) -> np.ndarray[Any, np.dtype[np.float32]]:
     """The whole file as 16 kHz mono float32 samples (what Whisper takes)."""
     from faster_whisper.audio import decode_audio as fw_decode
 
+    name = Path(path).name
     try:
+        # faster-whisper skips what it cannot decode, so junk would read as silence.
+        with av.open(str(path)) as container:
+            streams = container.streams.audio
+            if not streams or not streams[0].codec_context.sample_rate:
+                raise EnrichmentError(f"no audio in {name}")
         samples = fw_decode(str(path), sampling_rate=SAMPLE_RATE)
     except (av.FFmpegError, OSError, ValueError, IndexError) as e:
-        raise EnrichmentError(f"cannot read audio file {Path(path).name}: {e}") from e
+        raise EnrichmentError(f"cannot read audio file {name}: {e}") from e
     return np.asarray(samples, dtype=np.float32)
 
 
