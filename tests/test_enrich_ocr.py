@@ -3,6 +3,7 @@ recorder's own encoder from rendered text."""
 
 from __future__ import annotations
 
+import os
 import threading
 import time
 from collections.abc import Iterator
@@ -335,3 +336,9 @@ def test_key_frames_of_a_cut_file_stop_at_the_damage(video: Path, tmp_path: Path
     partial = [t for t, _ in key_frames(cut)]
     assert partial and partial[0] == 0.0
     assert len(partial) <= len(whole)
+
+
+def test_openmp_limit_is_not_left_behind(engine: OcrEngine) -> None:
+    """OMP_THREAD_LIMIT=1 is for Tesseract's loading only (see ocr._tesserocr)."""
+    engine.read(np.full((50, 50), 255, np.uint8))
+    assert "OMP_THREAD_LIMIT" not in os.environ or os.environ["OMP_THREAD_LIMIT"] != "1"

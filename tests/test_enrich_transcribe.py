@@ -3,8 +3,10 @@ that espeak-ng says at known moments inside noise."""
 
 from __future__ import annotations
 
+import os
 import re
 import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -174,3 +176,27 @@ def test_unreadable_audio(transcriber: Transcriber, tmp_path: Path) -> None:
     silent = tmp_path / "silent.flac"
     sf.write(str(silent), np.zeros(RATE * 5, np.float32), RATE)
     assert transcriber.transcribe(silent) == []
+
+
+def test_more_threads_than_the_openmp_limit_still_transcribe(
+    two_sentences: tuple[Path, float, float, float],
+) -> None:
+    """OMP_THREAD_LIMIT binds CTranslate2's OpenMP runtime when it loads; asking it for more
+    threads than that gave garbage, so the transcriber caps its threads at the limit."""
+    path = two_sentences[0]
+    script = (
+        "import sys\n"
+        "from taskerino.enrich.transcribe import Transcriber\n"
+        "t = Transcriber(cpu_threads=2)\n"
+        "print(t.cpu_threads)\n"
+        "print(' '.join(p.text for p in t.transcribe(sys.argv[1])))\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", script, str(path)],
+        env={**os.environ, "OMP_THREAD_LIMIT": "1"},
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.splitlines()
+    assert out[0] == "1"
+    assert recall(FIRST, out[1]) >= 0.7 and recall(SECOND, out[1]) >= 0.7, out

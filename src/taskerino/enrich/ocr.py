@@ -7,7 +7,8 @@ point of `key_frames` is to OCR as few frames as possible without missing a pict
 One Tesseract instance per thread: a `PyTessBaseAPI` must not be shared between threads,
 and the parallelism of enrichment is threads (tesserocr releases the GIL while it works),
 so each engine instance is made lazily on first use in a thread. OpenMP threads inside
-Tesseract would compete with those threads on a small machine, hence OMP_THREAD_LIMIT=1.
+Tesseract would compete with those threads on a small machine, hence OMP_THREAD_LIMIT=1
+while tesserocr loads (see `_tesserocr`).
 """
 
 from __future__ import annotations
@@ -30,11 +31,6 @@ import numpy as np
 import numpy.typing as npt
 
 from ..errors import EnrichmentError, InvalidInput
-
-# Read by the OpenMP runtime when libtesseract loads, so it must be set before the import
-# (which is lazy, in `_new_api`). The PyPI wheel's Tesseract has no OpenMP; a Tesseract
-# built against the system library does.
-os.environ["OMP_THREAD_LIMIT"] = "1"
 
 Image = npt.NDArray[np.uint8]
 
@@ -63,6 +59,31 @@ class Word:
 class OcrResult:
     text: str
     words: tuple[Word, ...]
+
+
+_import_lock = threading.Lock()
+
+
+def _tesserocr() -> Any:
+    """The tesserocr module, imported with OMP_THREAD_LIMIT=1 in force.
+
+    An OpenMP runtime reads the variable once, when it loads. The PyPI wheel's Tesseract
+    has no OpenMP, but one built against a system library may. The variable is put back
+    at once: set for the whole process it would also bind the OpenMP runtime that
+    CTranslate2 (faster-whisper) loads later, which then transcribes garbage when asked
+    for more threads than the limit.
+    """
+    with _import_lock:
+        saved = os.environ.get("OMP_THREAD_LIMIT")
+        os.environ["OMP_THREAD_LIMIT"] = "1"
+        try:
+            import tesserocr
+        finally:
+            if saved is None:
+                del os.environ["OMP_THREAD_LIMIT"]
+            else:
+                os.environ["OMP_THREAD_LIMIT"] = saved
+    return tesserocr
 
 
 @functools.cache
@@ -148,8 +169,7 @@ class OcrEngine:
         api = getattr(self._local, "api", None)
         if api is not None:
             return api
-        import tesserocr  # here, after OMP_THREAD_LIMIT is set; costs ~0.1 s
-
+        tesserocr = _tesserocr()
         with self._lock:
             if self._closed:
                 raise EnrichmentError("the OCR engine is closed")
@@ -166,8 +186,7 @@ class OcrEngine:
 
     def read(self, image: Image) -> OcrResult:
         """Text and word boxes of a BGR, BGRA or grayscale picture (dark ones inverted)."""
-        import tesserocr
-
+        tesserocr = _tesserocr()
         gray = to_gray(image)
         height, width = gray.shape
         if width == 0 or height == 0:

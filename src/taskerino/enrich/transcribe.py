@@ -117,9 +117,10 @@ def decode_audio(path: str | Path) -> np.ndarray[Any, np.dtype[np.float32]]:
 class Transcriber:
     """A Whisper model loaded once, on the CPU with 8-bit weights.
 
-    `cpu_threads` is the number of cores one transcription uses. `beam_size` 1 (greedy) is
-    about twice as fast as 5 and as good on clear speech. Calls from several threads are
-    served one at a time.
+    `cpu_threads` is the number of cores one transcription uses (at most OMP_THREAD_LIMIT,
+    see `_openmp_cap`). `beam_size` 1 (greedy): on 3 minutes of synthetic speech it was
+    12 % faster than 5 and as accurate (91 % of the words heard were right with both).
+    Calls from several threads are served one at a time.
     """
 
     def __init__(
@@ -135,13 +136,14 @@ class Transcriber:
         if beam_size < 1:
             raise InvalidInput(f"beam_size {beam_size}; allowed: 1 or more")
         self.model_path = resolve_model(model)
+        self.cpu_threads = _openmp_cap(cpu_threads)
         self.beam_size = beam_size
         self.language = language
         from faster_whisper import WhisperModel
 
         try:
             self._model = WhisperModel(
-                self.model_path, device="cpu", compute_type="int8", cpu_threads=cpu_threads
+                self.model_path, device="cpu", compute_type="int8", cpu_threads=self.cpu_threads
             )
         except (RuntimeError, ValueError, OSError) as e:
             raise EnrichmentError(f"cannot load the speech model in {self.model_path}: {e}") from e
@@ -192,6 +194,20 @@ class Transcriber:
                     )
                 )
         return pieces
+
+
+def _openmp_cap(threads: int) -> int:
+    """`threads`, but no more than OMP_THREAD_LIMIT allows.
+
+    CTranslate2 asked for more threads than the OpenMP limit does not fail: it transcribes
+    garbage (measured: "The translations on Monday morning. 3. 5. 6. ..." for a clear
+    sentence, OMP_THREAD_LIMIT=1 and cpu_threads=2).
+    """
+    try:
+        limit = int(os.environ.get("OMP_THREAD_LIMIT", ""))
+    except ValueError:
+        return threads
+    return max(1, min(threads, limit))
 
 
 def _check_spans(
