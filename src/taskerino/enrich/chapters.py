@@ -8,9 +8,11 @@ Boundaries are voted on a time grid. At each candidate moment `t` the stretch be
   not;
 - visual change: how far the picture's change at `t` stands above its usual change around;
 - OCR and transcript vocabulary: how different the words seen or said before and after are.
-The weighted sum must reach `threshold`; the strongest moments win, each at least
-`min_length` from the others and from both ends. Activity changes are candidates at their
-exact offsets, so a boundary caused by a switch lands on it.
+A moment is a candidate where the weighted sum peaks (nothing higher within min_length / 2:
+the slopes around a switch score high too) and reaches `threshold`; the strongest win, each
+at least `min_length` from the others and from both ends. Activity changes are candidates
+at their exact offsets, so a boundary caused by a switch lands on it. With `max_length`,
+a longer chapter is split at its strongest moment.
 
 Titles, summaries and key topics come from a `Summariser`; the default ranks phrases by
 TF-IDF across the session's chapters (scikit-learn, no model to download). A language-model
