@@ -12,7 +12,7 @@ Run: .venv/bin/python bench/bench_store.py  (writes bench/results/store.json)
    re-read after the attachment insert), splits the store's extra time into SQL and Python.
 2. `sessions list` with SESSIONS completed sessions (3 screenshots each, every 4th with a
    video row, every 3rd with 2 audio segments): `store.list_sessions()`, the library call
-   through `SessionManager`, and the real CLI as a subprocess next to the CLI's start-up
+   through `Taskerino`, and the real CLI as a subprocess next to the CLI's start-up
    cost (target: ≤ 50 ms).
 """
 
@@ -45,7 +45,7 @@ from taskerino.models import (
     SessionVideo,
     new_id,
 )
-from taskerino.sessions import SessionManager
+from taskerino.sessions import Taskerino
 from taskerino.store.sqlite import _SUMMARY, SCHEMA, SQLiteStore
 
 TX = 2_000
@@ -439,7 +439,7 @@ def bench_list(folder: Path) -> dict[str, Any]:
     t["attachment_hashes"] = measure(store.attachment_hashes, OPEN_REPEATS)
     store.close()
 
-    manager = SessionManager.open(home)
+    manager = Taskerino.open(home)
     try:
         t["api"] = measure(manager.list_sessions, LIST_REPEATS)
         rows = manager.list_sessions()
@@ -451,14 +451,14 @@ def bench_list(folder: Path) -> dict[str, Any]:
         manager.close()
 
     def open_list_close() -> None:
-        m = SessionManager.open(home)
+        m = Taskerino.open(home)
         try:
             m.list_sessions()
         finally:
             m.close()
 
     t["api_open_list_close"] = measure(open_list_close, OPEN_REPEATS)
-    t["api_open_close"] = measure(lambda: SessionManager.open(home).close(), OPEN_REPEATS)
+    t["api_open_close"] = measure(lambda: Taskerino.open(home).close(), OPEN_REPEATS)
 
     out = run_cli("--home", str(home), "sessions", "list", "--json")
     assert len(json.loads(out)) == SESSIONS
@@ -556,8 +556,8 @@ def main() -> None:
         row("list: its SQL alone (raw sqlite3)", "sql_alone"),
         row("store.list_sessions()", "store", target_ms),
         row(f"  list_sessions(limit={PAGE}), for comparison", "store_page"),
-        row("SessionManager.list_sessions()", "api", target_ms),
-        row("SessionManager open + list + close", "api_open_list_close", target_ms),
+        row("Taskerino.list_sessions()", "api", target_ms),
+        row("Taskerino open + list + close", "api_open_list_close", target_ms),
         row("  open + close alone", "api_open_close"),
         row("  store.attachment_hashes() (in open)", "attachment_hashes"),
         row("CLI --json: asdict() of the rows", "asdict"),

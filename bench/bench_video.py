@@ -56,14 +56,16 @@ import av
 import cv2
 import numpy as np
 
+import taskerino.capture.synthetic as synthetic
 import taskerino.recording.video as video_mod
 import video_variants
-from taskerino.capture.base import Frame
 from taskerino.capture.synthetic import TestPatternSource
+from taskerino.frame import Frame
 from taskerino.media import ChunkedEncoder, ChunkInfo, Compositor
 from taskerino.models import Session, SessionConfig, SessionVideo, new_id, parse_time, utc_now
-from taskerino.sessions import SessionManager, StartRequest
-from taskerino.store.media import sha256_file
+from taskerino.sessions import StartRequest, Taskerino
+from taskerino.store.files import FolderBlobStore
+from taskerino.store.media import MediaLibrary, sha256_file
 from taskerino.virtual import VirtualDisplay
 from workload import Workload, words_of
 
@@ -227,7 +229,7 @@ def record_taskerino(
     data = json.loads((folder / "taskerino.json").read_text())
     video = data["video"]
     path = Path(data["attachments"][video["full_video_attachment_id"]]["path"])
-    manager = SessionManager.open(home, recover=False)
+    manager = Taskerino.open(home, recover=False)
     try:
         stats = manager.stats(data["id"])
     finally:
@@ -443,12 +445,12 @@ def part_b(seconds: float, folder: Path, variant: str = "") -> dict[str, Any]:
     def big_source(name: str) -> TestPatternSource:
         return TestPatternSource(name, WIDTH, HEIGHT)
 
-    patched = vars(video_mod)  # module globals that finish_video / _open look up
+    patched = vars(synthetic)  # capture.open_source takes test sources from here
     saved = patched["TestPatternSource"]
     Compositor.compose = timed  # type: ignore[method-assign]
     patched["TestPatternSource"] = big_source
     (folder / "home").mkdir(parents=True, exist_ok=True)
-    manager = SessionManager.open(folder / "home", recover=False)
+    manager = Taskerino.open(folder / "home", recover=False)
     try:
         config = SessionConfig(
             screenshots=False,
@@ -604,10 +606,11 @@ def part_c(folder: Path, images: list[Path], minutes: int = 60) -> dict[str, Any
         for n, c in enumerate(c for part in parts for c in part["chunks"])
     ]
     (folder / "home").mkdir(parents=True, exist_ok=True)
-    manager = SessionManager.open(folder / "home", recover=False)
+    manager = Taskerino.open(folder / "home", recover=False)
     timings: dict[str, float] = {}
     try:
-        media, store = manager.media, manager.store
+        media = MediaLibrary(manager._store, FolderBlobStore(manager.layout.blobs))  # internals
+        store = media.store
         session = Session(
             id=new_id(),
             name="one hour stand-in",
@@ -630,11 +633,14 @@ def part_c(folder: Path, images: list[Path], minutes: int = 60) -> dict[str, Any
             store.create_session(session)
         store.save_video(video)
         # What the recorder's chunk thread did during the hour (not timed).
+        stored: dict[int, Path] = {}
         for info in infos[:-1]:
-            video_mod.store_chunk(media, video.id, info)
+            path = video_mod.store_chunk(media, video.id, info)
+            assert path is not None
+            stored[info.index] = path
         staging = manager.layout.staging / session.id / "video"
         staging.mkdir(parents=True, exist_ok=True)
-        # Timed from here: what VideoRecorder.stop and SessionManager._finish do after the
+        # Timed from here: what VideoRecorder.stop and Lifecycle._finish do after the
         # threads have stopped (closing the last chunk is timed in the encoder process).
         patched = vars(video_mod)
         original_join, original_stage = patched["join_chunks"], media.stage
@@ -657,13 +663,16 @@ def part_c(folder: Path, images: list[Path], minutes: int = 60) -> dict[str, Any
         media.stage = timed_stage  # type: ignore[method-assign]
         try:
             t = time.perf_counter()
-            video_mod.store_chunk(media, video.id, infos[-1])
+            last = video_mod.store_chunk(media, video.id, infos[-1])
+            assert last is not None
+            stored[infos[-1].index] = last
             timings["store_last_chunk_s"] = time.perf_counter() - t
             t = time.perf_counter()
-            chunk_ids = video_mod.store_leftover_chunks(media, session.id, staging)
+            stored.update(video_mod.store_leftover_chunks(media, video.id, staging, stored))
             timings["list_chunks_s"] = time.perf_counter() - t
             t = time.perf_counter()
-            finisher = video_mod.finish_video(media, video, chunk_ids, staging, None)
+            chunks = [stored[i] for i in sorted(stored)]
+            finisher = video_mod.finish_video(media, video, chunks, staging, None)
             timings["finish_video_s"] = time.perf_counter() - t
             assert finisher is not None
             t = time.perf_counter()

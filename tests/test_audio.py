@@ -18,16 +18,13 @@ import pytest
 import soundfile as sf
 
 from taskerino.capture.audio import (
-    RATE,
     AudioCapture,
-    SegmentInfo,
-    join_audio,
     list_audio_devices,
-    recover_segments,
     system_audio_source,
     validate_audio,
 )
 from taskerino.errors import CaptureError, InvalidInput
+from taskerino.media.audio import RATE, SegmentInfo, join_audio, recover_segments
 from taskerino.virtual import VirtualAudio
 
 Audio = npt.NDArray[np.float32]

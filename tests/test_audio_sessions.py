@@ -14,9 +14,9 @@ import pytest
 import soundfile as sf
 from Xlib import display
 
-from taskerino.capture.audio import RATE
+from taskerino.media.audio import RATE
 from taskerino.models import Session, SessionConfig, parse_time
-from taskerino.sessions import SessionManager, StartRequest
+from taskerino.sessions import StartRequest, Taskerino
 from taskerino.virtual import VirtualAudio, VirtualDisplay
 
 from .cli_helpers import run, run_json, start, wait_for_session
@@ -45,15 +45,15 @@ def sound(pulse: VirtualAudio) -> Iterator[VirtualAudio]:
 
 
 @pytest.fixture
-def manager(home: Path, xdisplay: VirtualDisplay, sound: VirtualAudio) -> Iterator[SessionManager]:
-    m = SessionManager.open(home)
+def manager(home: Path, xdisplay: VirtualDisplay, sound: VirtualAudio) -> Iterator[Taskerino]:
+    m = Taskerino.open(home)
     yield m
     m.close()
 
 
-def audio_of(manager: SessionManager, session: Session) -> np.ndarray:
+def audio_of(manager: Taskerino, session: Session) -> np.ndarray:
     assert session.audio_attachment_id is not None
-    path = manager.media.local_path(manager.store.get_attachment(session.audio_attachment_id))
+    path = manager.attachment_path(manager.attachment(session.audio_attachment_id))
     assert path is not None
     data, rate = sf.read(str(path), dtype="float32")
     assert rate == RATE
@@ -65,7 +65,7 @@ def rms(audio: np.ndarray, start: float, end: float) -> float:
     return float(np.sqrt(np.mean(np.square(part))))
 
 
-def test_segments_cover_the_session_and_hold_the_sound(manager: SessionManager) -> None:
+def test_segments_cover_the_session_and_hold_the_sound(manager: Taskerino) -> None:
     session = manager.start(
         StartRequest(config=SessionConfig(screenshots=False, system_audio=True))
     )
@@ -88,12 +88,12 @@ def test_segments_cover_the_session_and_hold_the_sound(manager: SessionManager) 
     assert rms(audio, 2.5, 3.5) > 0.1  # the tone
     assert rms(audio, 6.0, 9.0) < 0.01  # silence
     for segment in segments:
-        attachment = manager.store.get_attachment(segment.attachment_id)
+        attachment = manager.attachment(segment.attachment_id)
         assert attachment.type == "audio" and attachment.mime_type == "audio/flac"
     assert manager.doctor() == []
 
 
-def test_sound_and_picture_are_in_sync(manager: SessionManager) -> None:
+def test_sound_and_picture_are_in_sync(manager: Taskerino) -> None:
     session = manager.start(
         StartRequest(
             config=SessionConfig(
@@ -122,9 +122,7 @@ def test_sound_and_picture_are_in_sync(manager: SessionManager) -> None:
     d.close()
     ended = manager.end(session.id)
     assert ended.video is not None and ended.video.full_video_attachment_id
-    path = manager.media.local_path(
-        manager.store.get_attachment(ended.video.full_video_attachment_id)
-    )
+    path = manager.attachment_path(manager.attachment(ended.video.full_video_attachment_id))
     assert path is not None
     with av.open(str(path)) as container:
         assert len(container.streams.audio) == 1
@@ -147,7 +145,7 @@ def test_sound_and_picture_are_in_sync(manager: SessionManager) -> None:
     assert abs(sound_at - picture_at) <= 0.1, (sound_at, picture_at)
 
 
-def test_pause_excludes_audio(manager: SessionManager) -> None:
+def test_pause_excludes_audio(manager: Taskerino) -> None:
     session = manager.start(
         StartRequest(config=SessionConfig(screenshots=False, system_audio=True))
     )

@@ -16,6 +16,7 @@ from taskerino.capture import (
     CaptureBackend,
     Frame,
     get_backend,
+    open_source,
     parse_source_id,
     validate_sources,
 )
@@ -197,7 +198,7 @@ def test_moving_bar_follows_the_clock_and_still_does_not_move() -> None:
 
 
 def test_test_source_via_backend(backend: CaptureBackend) -> None:
-    source = backend.open("test:cyan")
+    source = open_source("test:cyan", lambda: backend)
     assert source.id == "test:cyan" and source.size == (1280, 720)
     assert bgr(source.grab(), 1279, 719) == (255, 255, 0)
 

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import shutil
+import signal
 import subprocess
 import time
 from collections.abc import Iterator
@@ -10,9 +12,9 @@ from pathlib import Path
 
 import pytest
 
-from taskerino.virtual import VirtualDisplay
+from taskerino.virtual import VirtualAudio, VirtualDisplay
 
-from .cli_helpers import run_json, start, wait_for_session
+from .cli_helpers import run, run_json, start, wait_for_session
 
 
 @pytest.fixture
@@ -72,4 +74,146 @@ def test_disk_full_ends_the_session_with_what_was_written(
     assert video["chunking_status"] == "complete" and video["duration"] > 0.5
     assert len(ended["screenshots"]) >= 1
     filler.unlink()
+    assert run_json(small_disk, "doctor") == {"ok": True, "problems": []}
+
+
+def fill(folder: Path, leave: int = 0) -> Path:
+    """Fill the file system of `folder`, leaving about `leave` bytes free."""
+    filler = folder / "filler"
+    free = shutil.disk_usage(folder).free - leave
+    with filler.open("wb") as f:
+        try:
+            while free > 0:
+                f.write(b"\0" * min(free, 1 << 16))
+                f.flush()
+                free -= 1 << 16
+        except OSError:
+            pass
+    return filler
+
+
+RECORD = ["--duration", "4", "--screenshot-interval", "1", "--video", "--source", "test:moving"]
+
+
+def test_disk_full_at_first_open_never_blocks_the_library(
+    small_disk: Path, xdisplay: VirtualDisplay
+) -> None:
+    filler = fill(small_disk, leave=600_000)  # no room for the 16 MB reserve
+    result = run(small_disk, "record", *RECORD, "--size", "1280x720", "--json")
+    assert "Traceback" not in result.stderr
+    assert result.returncode in (0, 1), result.stderr
+    if result.returncode == 1:
+        assert result.stderr.strip().splitlines()[-1].startswith("error: ")
+    # While the disk stays full, the library can be read.
+    listed = run(small_disk, "sessions", "list", "--json")
+    assert listed.returncode == 0, listed.stderr
+    rows = json.loads(listed.stdout)
+    doctor = run(small_disk, "doctor")
+    assert "Traceback" not in doctor.stderr and doctor.returncode in (0, 1)
+    for row in rows:
+        shown = run(small_disk, "sessions", "show", row["id"])
+        assert shown.returncode == 0, shown.stderr
+    # Once there is room again, whatever was left live is recovered and all is clean.
+    filler.unlink()
+    assert run_json(small_disk, "doctor") == {"ok": True, "problems": []}
+    assert all(
+        r["status"] in ("completed", "interrupted")
+        for r in run_json(small_disk, "sessions", "list")
+    )
+
+
+def test_disk_full_during_recovery_is_reported_and_retried(
+    small_disk: Path, xdisplay: VirtualDisplay
+) -> None:
+    proc = start(
+        small_disk,
+        "--screenshot-interval",
+        "1",
+        "--video",
+        "--source",
+        "test:moving",
+        "--size",
+        "1280x720",
+    )
+    sid = wait_for_session(small_disk)["id"]
+    time.sleep(2.0)
+    proc.kill()
+    proc.communicate()
+    (small_disk / "reserve.bin").unlink(missing_ok=True)
+    filler = fill(small_disk)
+    listed = run(small_disk, "sessions", "list", "--json")
+    assert listed.returncode == 0, listed.stderr
+    assert [r["id"] for r in json.loads(listed.stdout)] == [sid]
+    doctor = run(small_disk, "doctor", "--json")
+    assert "Traceback" not in doctor.stderr
+    report = json.loads(doctor.stdout)
+    if not report["ok"]:
+        assert any(sid in p for p in report["problems"]), report
+    filler.unlink()
+    shown = run_json(small_disk, "sessions", "show", sid)
+    assert shown["status"] == "interrupted"
+    assert shown["video"]["chunking_status"] == "complete"
+    assert run_json(small_disk, "doctor") == {"ok": True, "problems": []}
+
+
+def test_disk_full_during_recording_with_audio(
+    small_disk: Path, xdisplay: VirtualDisplay, pulse: VirtualAudio
+) -> None:
+    proc = start(
+        small_disk,
+        "--screenshot-interval",
+        "1",
+        "--video",
+        "--source",
+        "test:red",
+        "--size",
+        "1280x720",
+        "--system-audio",
+        "--json",
+    )
+    try:
+        sid = wait_for_session(small_disk)["id"]
+        time.sleep(1.5)
+        filler = fill(small_disk)
+        out, err = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+    assert "Traceback" not in err and "Exception ignored" not in err, err
+    assert proc.returncode == 1 and "error: recording stopped early" in err
+    ended = json.loads(out)
+    assert ended["id"] == sid and ended["status"] == "completed"
+    filler.unlink()
+    assert run_json(small_disk, "doctor") == {"ok": True, "problems": []}
+
+
+def test_disk_full_while_ending(small_disk: Path, xdisplay: VirtualDisplay) -> None:
+    proc = start(
+        small_disk,
+        "--screenshot-interval",
+        "1",
+        "--video",
+        "--source",
+        "test:moving",
+        "--size",
+        "1280x720",
+        "--json",
+    )
+    try:
+        sid = wait_for_session(small_disk)["id"]
+        time.sleep(2.0)
+        filler = fill(small_disk)
+        proc.send_signal(signal.SIGTERM)  # the end starts on a full disk
+        _out, err = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+    assert "Traceback" not in err, err
+    assert proc.returncode in (0, 1), err
+    filler.unlink()
+    shown = run_json(small_disk, "sessions", "show", sid)
+    assert shown["status"] in ("completed", "interrupted")
+    assert shown["video"]["full_video_attachment_id"] is not None
     assert run_json(small_disk, "doctor") == {"ok": True, "problems": []}

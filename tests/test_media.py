@@ -17,8 +17,8 @@ import numpy as np
 import pytest
 import soundfile
 
-from taskerino.capture.base import Frame
 from taskerino.errors import InvalidInput
+from taskerino.frame import Frame
 from taskerino.media import (
     ChunkedEncoder,
     ChunkInfo,
@@ -138,10 +138,10 @@ def test_ring_buffers_blank_a_cell_that_shrinks() -> None:
 @pytest.mark.parametrize(
     ("kind", "n", "needle"),
     [
-        ("mosaic", 1, "allowed: passthrough, grid, side-by-side"),
+        ("mosaic", 1, "use one of passthrough, grid, side-by-side"),
         ("passthrough", 2, "exactly one source"),
-        ("grid", 5, "1 to 4"),
-        ("grid", 0, "1 to 4"),
+        ("grid", 5, "at most 4"),
+        ("grid", 0, "at least one source"),
     ],
 )
 def test_compositor_validation(kind: str, n: int, needle: str) -> None:

@@ -14,7 +14,9 @@ from pathlib import Path
 import pytest
 
 from taskerino.errors import InvalidInput, StorageError
-from taskerino.store.queue import ManualClock, PersistenceQueue, QueueEvent, SystemClock
+from taskerino.store.queue import PersistenceQueue, QueueEvent, SystemClock
+
+from .clocks import ManualClock
 
 
 class Sink:

@@ -8,18 +8,20 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from taskerino.errors import InvalidInput, NotFound, RecorderError
-from taskerino.models import SessionConfig
-from taskerino.recording.base import Finisher, Recorder, RecordingContext
-from taskerino.recording.validate import validate_config
-from taskerino.sessions import SessionManager, StartRequest
+from taskerino.models import SessionConfig, on_timeline
+from taskerino.recording.base import Finisher, MediaClock, Recorder, RecordingContext
+from taskerino.sessions import StartRequest, Taskerino
+from taskerino.sessions.configure import configure as validate_config
 from taskerino.virtual import VirtualDisplay
 
 
 @pytest.fixture
-def manager(home: Path, xdisplay: VirtualDisplay) -> Iterator[SessionManager]:
-    m = SessionManager.open(home)
+def manager(home: Path, xdisplay: VirtualDisplay) -> Iterator[Taskerino]:
+    m = Taskerino.open(home)
     yield m
     m.close()
 
@@ -36,7 +38,7 @@ def wait_for(check: object, timeout: float = 10.0) -> None:
         time.sleep(0.05)
 
 
-def test_screenshots_are_taken_and_attached(manager: SessionManager) -> None:
+def test_screenshots_are_taken_and_attached(manager: Taskerino) -> None:
     session = manager.start(shots(1.0))
     assert session.status == "active"
     wait_for(lambda: len(manager.get(session.id).screenshots) >= 3)
@@ -46,19 +48,21 @@ def test_screenshots_are_taken_and_attached(manager: SessionManager) -> None:
     assert ended.total_duration is not None and ended.total_duration >= 2.0
     offsets = [s.media_offset for s in ended.screenshots]
     assert offsets == sorted(offsets) and offsets[0] < 0.5
-    attachments = {a.id: a for a in manager.store.attachments_for(session.id)}
+    attachments = {
+        a.id: a for a in (manager.attachment(s.attachment_id) for s in ended.screenshots)
+    }
     for shot in ended.screenshots:
         attachment = attachments[shot.attachment_id]
         assert attachment.type == "image" and attachment.mime_type == "image/webp"
         assert attachment.width == 1920 and attachment.height == 648  # 3200x1080 scaled
-        path = manager.media.local_path(attachment)
+        path = manager.attachment_path(attachment)
         assert path is not None and path.read_bytes()[8:12] == b"WEBP"
     # The screen did not change: every screenshot shares one deduplicated file.
     assert len(attachments) == 1
     assert manager.doctor() == []
 
 
-def test_pause_takes_nothing_and_excludes_time(manager: SessionManager) -> None:
+def test_pause_takes_nothing_and_excludes_time(manager: Taskerino) -> None:
     session = manager.start(shots(1.0))
     wait_for(lambda: len(manager.get(session.id).screenshots) >= 1)
     time.sleep(0.5)
@@ -78,7 +82,7 @@ def test_pause_takes_nothing_and_excludes_time(manager: SessionManager) -> None:
     assert max(s.media_offset for s in ended.screenshots) <= ended.total_duration
 
 
-def test_end_is_idempotent_and_safe_concurrently(manager: SessionManager) -> None:
+def test_end_is_idempotent_and_safe_concurrently(manager: Taskerino) -> None:
     session = manager.start(shots(5.0))
     results = []
 
@@ -96,19 +100,19 @@ def test_end_is_idempotent_and_safe_concurrently(manager: SessionManager) -> Non
     assert again.end_time == results[0].end_time
 
 
-def test_end_stops_only_its_own_session(manager: SessionManager) -> None:
+def test_end_stops_only_its_own_session(manager: Taskerino) -> None:
     first = manager.start(shots(1.0))
     second = manager.start(shots(1.0))
     manager.end(first.id)
     assert manager.get(second.id).status == "active"
-    assert manager.registry.find(first.id) is None
-    assert manager.registry.find(second.id) is not None
+    assert manager.wait(first.id, 0)
+    assert not manager.wait(second.id, 0)
     before = len(manager.get(second.id).screenshots)
     wait_for(lambda: len(manager.get(second.id).screenshots) > before)
     manager.end(second.id)
 
 
-def test_stats_of_unknown_session_is_a_clear_error(manager: SessionManager) -> None:
+def test_stats_of_unknown_session_is_a_clear_error(manager: Taskerino) -> None:
     with pytest.raises(NotFound, match="no session"):
         manager.stats("nope")
     session = manager.start(shots(5.0))
@@ -118,20 +122,20 @@ def test_stats_of_unknown_session_is_a_clear_error(manager: SessionManager) -> N
     assert manager.stats(session.id).state == "stopped"
 
 
-def test_context_items_and_screenshot_annotations(manager: SessionManager) -> None:
+def test_context_items_and_screenshot_annotations(manager: Taskerino) -> None:
     session = manager.start(shots(5.0))
     wait_for(lambda: len(manager.get(session.id).screenshots) >= 1)
-    note = manager.add_context_item(session.id, "note", "looked at the logs")
+    note = manager.add_note(session.id, "looked at the logs")
     ended = manager.end(session.id)
     assert ended.total_duration is not None and note.media_offset <= ended.total_duration
-    marker = manager.add_context_item(session.id, "marker", "", media_offset=ended.total_duration)
+    marker = manager.add_note(session.id, "", type="marker", media_offset=ended.total_duration)
     shot = manager.get(session.id).screenshots[0]
     manager.annotate_screenshot(session.id, shot.id, comment="important", flagged=True)
     loaded = manager.get(session.id)
     assert [c.id for c in loaded.context_items] == [note.id, marker.id]
     assert loaded.screenshots[0].user_comment == "important" and loaded.screenshots[0].flagged
     with pytest.raises(InvalidInput):
-        manager.add_context_item(session.id, "todo", "x")  # type: ignore[arg-type]
+        manager.add_note(session.id, "x", type="todo")  # type: ignore[arg-type]
     with pytest.raises(NotFound):
         manager.annotate_screenshot(session.id, "nope", flagged=True)
 
@@ -156,10 +160,10 @@ class BrokenRecorder(Recorder):
 
 
 def test_failed_start_leaves_nothing(
-    manager: SessionManager, monkeypatch: pytest.MonkeyPatch, home: Path
+    manager: Taskerino, monkeypatch: pytest.MonkeyPatch, home: Path
 ) -> None:
-    from taskerino import sessions
     from taskerino.recording.screenshots import ScreenshotRecorder
+    from taskerino.sessions import lifecycle
 
     stopped: list[bool] = []
 
@@ -169,7 +173,7 @@ def test_failed_start_leaves_nothing(
             return super().stop()
 
     monkeypatch.setattr(
-        sessions, "build_recorders", lambda config: [Watched(5.0), BrokenRecorder()]
+        lifecycle, "build_recorders", lambda config: [Watched(5.0), BrokenRecorder()]
     )
     with pytest.raises(RecorderError, match="device is busy"):
         manager.start(shots())
@@ -216,3 +220,52 @@ def test_default_compositor_and_source(xdisplay: VirtualDisplay) -> None:
     assert one.sources == ["display:1"] and one.compositor == "passthrough"
     two = validate_config(SessionConfig(video=True, sources=["display:1", "test:red"]))
     assert two.compositor == "grid"
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    st.lists(st.floats(0.0, 1e5, allow_nan=False), min_size=2, max_size=8),
+    st.integers(0, 6),
+)
+def test_nothing_on_the_timeline_lies_past_the_end(times: list[float], pause_at: int) -> None:
+    """Offsets and the end share one clock and one rounding rule (milliseconds), so an
+    offset read at any moment, before the end or after it, is never past the end."""
+    moments = sorted(times)
+    now = [moments[0]]
+    clock = MediaClock(now=lambda: now[0])
+    offsets = []
+    for i, moment in enumerate(moments[1:-1]):
+        now[0] = moment
+        if i == pause_at:
+            clock.pause()
+        offsets.append(on_timeline(clock.offset()))
+    now[0] = moments[-1]
+    end = clock.end()
+    now[0] = moments[-1] + 1.0  # a note that arrives while the recorders stop
+    offsets.append(on_timeline(clock.offset()))
+    assert all(offset <= end for offset in offsets)
+
+
+def test_notes_added_while_ending_stay_within_the_session(manager: Taskerino) -> None:
+    session = manager.start(shots(5.0))
+    notes: list[float] = []
+    stop = threading.Event()
+
+    def keep_noting() -> None:
+        while not stop.is_set():
+            try:
+                notes.append(manager.add_note(session.id, "during the end").media_offset)
+            except InvalidInput:
+                return  # the session ended and the moment is past its end: refused
+            time.sleep(0.001)
+
+    writer = threading.Thread(target=keep_noting)
+    writer.start()
+    time.sleep(0.3)
+    ended = manager.end(session.id)
+    time.sleep(0.05)
+    stop.set()
+    writer.join()
+    assert ended.total_duration is not None and notes
+    loaded = manager.get(session.id)
+    assert all(item.media_offset <= ended.total_duration for item in loaded.context_items)

@@ -15,15 +15,15 @@ import pytest
 from Xlib import display
 
 from taskerino.models import Session, SessionConfig, parse_time
-from taskerino.sessions import SessionManager, StartRequest
+from taskerino.sessions import StartRequest, Taskerino
 from taskerino.virtual import VirtualDisplay
 
 from .cli_helpers import blob_files, run, run_json, start, wait_for_session
 
 
 @pytest.fixture
-def manager(home: Path, xdisplay: VirtualDisplay) -> Iterator[SessionManager]:
-    m = SessionManager.open(home)
+def manager(home: Path, xdisplay: VirtualDisplay) -> Iterator[Taskerino]:
+    m = Taskerino.open(home)
     yield m
     m.close()
 
@@ -45,11 +45,9 @@ def video_request(
     )
 
 
-def full_video(manager: SessionManager, session: Session) -> Path:
+def full_video(manager: Taskerino, session: Session) -> Path:
     assert session.video is not None and session.video.full_video_attachment_id
-    path = manager.media.local_path(
-        manager.store.get_attachment(session.video.full_video_attachment_id)
-    )
+    path = manager.attachment_path(manager.attachment(session.video.full_video_attachment_id))
     assert path is not None
     return path
 
@@ -68,7 +66,7 @@ def decode(path: Path) -> tuple[list[np.ndarray], list[float], float]:
     return frames, times, duration
 
 
-def test_records_a_display_at_the_asked_size(manager: SessionManager) -> None:
+def test_records_a_display_at_the_asked_size(manager: Taskerino) -> None:
     session = manager.start(video_request("display:1", fps=10, size=(1280, 720)))
     time.sleep(3.0)
     stats = manager.stats(session.id)
@@ -83,7 +81,7 @@ def test_records_a_display_at_the_asked_size(manager: SessionManager) -> None:
     assert manager.doctor() == []
 
 
-def test_moving_source_frame_count_and_timeline(manager: SessionManager) -> None:
+def test_moving_source_frame_count_and_timeline(manager: Taskerino) -> None:
     session = manager.start(video_request("test:blue", fps=15))
     time.sleep(4.0)
     ended = manager.end(session.id)
@@ -97,7 +95,7 @@ def test_moving_source_frame_count_and_timeline(manager: SessionManager) -> None
     assert stats.frames_dropped == 0 and stats.health == "healthy"
 
 
-def test_static_source_is_not_reencoded_but_keeps_its_timeline(manager: SessionManager) -> None:
+def test_static_source_is_not_reencoded_but_keeps_its_timeline(manager: Taskerino) -> None:
     session = manager.start(video_request("test:still-green", fps=15))
     time.sleep(3.0)
     ended = manager.end(session.id)
@@ -137,7 +135,7 @@ def dominant(frame: np.ndarray, x: int, y: int) -> str:
     ],
 )
 def test_compositors_put_each_source_in_its_place(
-    manager: SessionManager, compositor: str, places: dict[str, tuple[int, int]]
+    manager: Taskerino, compositor: str, places: dict[str, tuple[int, int]]
 ) -> None:
     session = manager.start(
         video_request(
@@ -157,7 +155,7 @@ def test_compositors_put_each_source_in_its_place(
         assert dominant(last, 80, 10) == "black"  # letterbox bar above 16:9 cells
 
 
-def test_window_source_and_closing_window(manager: SessionManager) -> None:
+def test_window_source_and_closing_window(manager: Taskerino) -> None:
     d = display.Display()
     screen = d.screen()
     window = screen.root.create_window(
@@ -181,7 +179,7 @@ def test_window_source_and_closing_window(manager: SessionManager) -> None:
     assert ended.total_duration is not None and duration > ended.total_duration - 0.5
 
 
-def test_pause_excludes_time_from_the_video(manager: SessionManager) -> None:
+def test_pause_excludes_time_from_the_video(manager: Taskerino) -> None:
     session = manager.start(video_request("test:red", fps=10))
     time.sleep(1.5)
     manager.pause(session.id)
@@ -198,7 +196,7 @@ def test_pause_excludes_time_from_the_video(manager: SessionManager) -> None:
     assert gaps.max() < 0.5, "paused time must not appear as a gap in the video"
 
 
-def test_ending_one_session_stops_only_its_recording(manager: SessionManager) -> None:
+def test_ending_one_session_stops_only_its_recording(manager: Taskerino) -> None:
     first = manager.start(video_request("test:red"))
     second = manager.start(video_request("test:blue"))
     time.sleep(1.0)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import shlex
 import subprocess
 import time
@@ -93,7 +92,6 @@ def xterm(
             "-e",
             f"sh -c {shlex.quote(script)}",
         ],
-        env={**os.environ, "XTERM_LOCALE": "C.UTF-8"},
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )

@@ -1,36 +1,48 @@
-"""The `taskerino` command: parse, call the library, format. No logic of its own."""
+"""The `taskerino` command: parse, call the front door, format. No logic of its own.
+
+Every error ends here in one place: an expected one (`TaskerinoError`) is one `error:` line
+with exit status 2 (bad input) or 1; anything unexpected is one line naming the log file
+that holds its traceback, exit 1. No traceback ever reaches the terminal.
+"""
 
 from __future__ import annotations
 
 import json
 import logging
+import os
 import signal
 import sys
+import tempfile
 import threading
 import time
+import traceback
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import asdict
+from pathlib import Path
 from types import FrameType
-from typing import Any, NoReturn, cast
+from typing import NoReturn, cast
 
 import click
 
 from .errors import InvalidInput, NotFound, RecorderError, TaskerinoError
-from .models import SessionConfig, SessionStatus, SessionSummary, to_dict
-from .recording.validate import parse_fps, parse_number, parse_size
-from .sessions import SessionManager, StartRequest
+from .models import SessionStatus, to_dict
+from .rules import check_query, check_session_id, parse_duration, printable, record_config
+from .sessions import StartRequest, Taskerino
 
 STATUSES = ("active", "paused", "completed", "interrupted")
+ERROR_LOG = "errors.log"
 
 
 def _fail(message: str, code: int) -> NoReturn:
-    click.echo(f"error: {message}", err=True)
+    click.echo(f"error: {printable(message)}", err=True)
     sys.exit(code)
 
 
 def main() -> None:
     logging.basicConfig(level=logging.WARNING, format="taskerino: %(message)s")
+    # Errors raised where nobody can catch them (a callback from C, a finalizer) go to the
+    # log file too, never as a traceback on the terminal.
+    sys.unraisablehook = _unraisable
     try:
         cli.main(standalone_mode=False, prog_name="taskerino")
     except click.exceptions.Exit as exc:
@@ -38,13 +50,51 @@ def main() -> None:
     except click.exceptions.Abort:
         _fail("aborted", 1)
     except click.ClickException as exc:
-        _fail(exc.format_message().replace("\n", " "), 2)
+        _fail(exc.format_message(), 2)
     except (InvalidInput, NotFound) as exc:
         _fail(str(exc), 2)
     except TaskerinoError as exc:
         _fail(str(exc), 1)
     except KeyboardInterrupt:
         _fail("interrupted", 1)
+    except Exception as exc:  # the one boundary for what nobody expected
+        where = _log_unexpected(exc)
+        _fail(
+            f"unexpected {type(exc).__name__}: {exc} (the details are in {where}; "
+            "please report them)",
+            1,
+        )
+
+
+def _log_unexpected(exc: BaseException) -> Path:
+    """Append the traceback to the log in the data folder (else the temp folder)."""
+    text = "".join(traceback.format_exception(exc))
+    stamp = time.strftime("%Y-%m-%dT%H:%M:%S%z")
+    candidates = [os.environ.get("TASKERINO_LOG_DIR"), _HOME_SEEN[0], tempfile.gettempdir()]
+    for folder in candidates:
+        if not folder:
+            continue
+        path = Path(folder) / ERROR_LOG
+        try:
+            with path.open("a", encoding="utf-8", errors="backslashreplace") as log:
+                log.write(f"--- {stamp} taskerino {' '.join(sys.argv[1:])!r}\n{text}\n")
+        except OSError:
+            continue
+        return path
+    return Path(tempfile.gettempdir()) / ERROR_LOG
+
+
+def _unraisable(info: sys.UnraisableHookArgs) -> None:
+    if info.exc_value is not None:
+        where = _log_unexpected(info.exc_value)
+        click.echo(
+            f"taskerino: {type(info.exc_value).__name__} in the background: "
+            f"{printable(str(info.exc_value))} (details in {where})",
+            err=True,
+        )
+
+
+_HOME_SEEN: list[str | None] = [None]  # the data folder once opened, for the error log
 
 
 def _dump(data: object, indent: int | None = 2) -> None:
@@ -52,12 +102,14 @@ def _dump(data: object, indent: int | None = 2) -> None:
 
 
 @contextmanager
-def _manager(ctx: click.Context) -> Iterator[SessionManager]:
-    manager = SessionManager.open(ctx.obj["home"])
+def _library(ctx: click.Context) -> Iterator[Taskerino]:
+    options = ctx.obj
+    library = Taskerino.open(options["home"], store=options["store"], media=options["media"])
+    _HOME_SEEN[0] = str(library.home)
     try:
-        yield manager
+        yield library
     finally:
-        manager.close()
+        library.close()
 
 
 @click.group(help="Record work sessions (screenshots, screen video, audio) and review them.")
@@ -68,51 +120,46 @@ def _manager(ctx: click.Context) -> Iterator[SessionManager]:
     envvar="TASKERINO_HOME",
     help="Data folder (default: the platform's user data folder).",
 )
+@click.option(
+    "--store",
+    type=str,
+    default=None,
+    envvar="TASKERINO_STORE",
+    help="Metadata store URL (default: SQLite in the data folder).",
+)
+@click.option(
+    "--media",
+    type=str,
+    default=None,
+    envvar="TASKERINO_MEDIA",
+    help="Media store URL (default: the data folder's blobs/).",
+)
 @click.pass_context
-def cli(ctx: click.Context, home: str | None) -> None:
-    ctx.obj = {"home": home}
+def cli(ctx: click.Context, home: str | None, store: str | None, media: str | None) -> None:
+    ctx.obj = {"home": home, "store": store, "media": media}
 
 
 # --- sources --------------------------------------------------------------------------
 @cli.command(help="List displays, windows and audio devices that can be recorded.")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 def sources(as_json: bool) -> None:
-    from .capture import get_backend
-
-    backend = get_backend()
-    try:
-        displays = [asdict(d) for d in backend.displays()]
-        windows = [asdict(w) for w in backend.windows()]
-    finally:
-        backend.close()
-    audio = _audio_devices()
+    found = Taskerino.sources()  # needs no data folder
     if as_json:
-        _dump({"displays": displays, "windows": windows, "audio": audio})
+        _dump(found)
         return
     click.echo("Displays:")
-    for d in displays:
+    for d in found["displays"]:
         primary = " (primary)" if d["primary"] else ""
         click.echo(
             f"  {d['id']:<12} {d['width']}x{d['height']}+{d['x']}+{d['y']}  {d['name']}{primary}"
         )
     click.echo("Windows:")
-    for w in windows:
+    for w in found["windows"]:
         click.echo(f"  {w['id']:<18} {w['width']}x{w['height']}  {w['app']}: {w['title']}")
-    if audio:
+    if found["audio"]:
         click.echo("Audio:")
-        for a in audio:
+        for a in found["audio"]:
             click.echo(f"  {a['id']:<30} {a['kind']:<8} {a['name']}")
-
-
-def _audio_devices() -> list[dict[str, Any]]:
-    try:
-        from .capture.audio import list_audio_devices
-    except ImportError:
-        return []
-    try:
-        return [asdict(d) for d in list_audio_devices()]
-    except TaskerinoError:
-        return []
 
 
 # --- record ---------------------------------------------------------------------------
@@ -167,24 +214,19 @@ def record(
     as_json: bool,
 ) -> None:
     # Everything is checked before the data folder is touched.
-    seconds = parse_number(duration, "duration") if duration is not None else None
-    width, height = parse_size(size)
-    balance_value = parse_number(balance, "balance")
-    if balance_value != int(balance_value) or balance_value > 100:
-        raise InvalidInput(f"balance must be a whole number from 0 to 100, got {balance!r}")
-    config = SessionConfig(
+    seconds = parse_duration(duration) if duration is not None else None
+    config = record_config(
         screenshots=screenshots,
-        screenshot_interval=parse_number(screenshot_interval, "screenshot interval"),
-        video=video or bool(sources_),
-        sources=list(sources_),
+        screenshot_interval=screenshot_interval,
+        video=video,
+        sources=sources_,
         compositor=compositor,
-        fps=parse_fps(fps) if (video or sources_) else 15,
-        width=width,
-        height=height,
-        audio=audio or mic is not None,
+        fps=fps,
+        size=size,
+        audio=audio,
         system_audio=system_audio,
         mic=mic,
-        balance=int(balance_value),
+        balance=balance,
     )
     stop = threading.Event()
 
@@ -193,17 +235,17 @@ def record(
 
     previous = {s: signal.signal(s, on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
     try:
-        with _manager(ctx) as manager:
-            session = manager.start(StartRequest(name=name, description=description, config=config))
+        with _library(ctx) as library:
+            session = library.start(StartRequest(name=name, description=description, config=config))
             if not as_json:
                 click.echo(
                     f"recording session {session.id} ({session.name}); Ctrl-C to end", err=True
                 )
             deadline = None if seconds is None else time.monotonic() + seconds
-            _watch(manager, session.id, stop, deadline, quiet=as_json)
-            ended = manager.end(session.id)
+            _watch(library, session.id, stop, deadline, quiet=as_json)
+            ended = library.end(session.id)
             if as_json:
-                _dump(_session_json(manager, ended.id))
+                _dump(library.session_json(ended.id))
             else:
                 click.echo(
                     f"session {ended.id} {ended.status}: "
@@ -211,12 +253,18 @@ def record(
                     f"{len(ended.screenshots)} screenshots",
                     err=True,
                 )
-            failures = manager.failures.get(ended.id)
-            if failures:
+            failures = library.failures(ended.id)
+            if failures and ended.status == "completed":
                 raise RecorderError(
                     "recording stopped early: "
                     + "; ".join(failures)
                     + f" (session {ended.id} was ended with what was recorded)"
+                )
+            if failures:
+                raise RecorderError(
+                    "; ".join(failures)
+                    + f" (session {ended.id} keeps its files and is recovered with what was"
+                    " recorded by the next taskerino command once there is room)"
                 )
     finally:
         for sig, handler in previous.items():
@@ -224,7 +272,7 @@ def record(
 
 
 def _watch(
-    manager: SessionManager,
+    library: Taskerino,
     session_id: str,
     stop: threading.Event,
     deadline: float | None,
@@ -236,13 +284,13 @@ def _watch(
     while not stop.is_set():
         if deadline is not None and time.monotonic() >= deadline:
             return
-        if manager.wait(session_id, 0.1):
+        if library.wait(session_id, 0.1):
             return  # ended from elsewhere
-        if manager.registry.get(session_id).failures():
+        if library.failures(session_id):
             return  # a recorder stopped: end now with what was recorded
         if show and time.monotonic() - last >= 1.0:
             last = time.monotonic()
-            s = manager.stats(session_id)
+            s = library.stats(session_id)
             click.echo(
                 f"\r{s.state:<9} fps {s.fps:5.1f}/{s.target_fps:<4.0f} "
                 f"dropped {s.frames_dropped} ({s.drop_rate:.1%}) {s.health:<8} "
@@ -260,34 +308,19 @@ def sessions() -> None:
     """The subcommands do the work."""
 
 
-def _summary_json(s: SessionSummary) -> dict[str, Any]:
-    return dict(vars(s))  # flat: asdict's deep copy costs 20 µs a row
-
-
-def _session_json(manager: SessionManager, session_id: str) -> dict[str, Any]:
-    session = manager.get(session_id)
-    data = to_dict(session)
-    attachments = {}
-    for attachment in manager.store.attachments_for(session_id):
-        entry = to_dict(attachment)
-        path = manager.media.local_path(attachment)
-        entry["path"] = str(path) if path else None
-        attachments[attachment.id] = entry
-    data["attachments"] = attachments
-    return data
-
-
 @sessions.command("list", help="Sessions, newest first.")
 @click.option("--status", type=click.Choice(STATUSES), default=None)
 @click.option("--query", default=None, help="Text in name, description or tags.")
 @click.option("--json", "as_json", is_flag=True)
 @click.pass_context
 def sessions_list(ctx: click.Context, status: str | None, query: str | None, as_json: bool) -> None:
-    with _manager(ctx) as manager:
-        rows = manager.list_sessions(status=_status(status), query=query)
-    if as_json:
-        _dump([_summary_json(r) for r in rows], indent=None)  # one line: fast for 10 000
-        return
+    query = None if query is None else check_query(query)
+    with _library(ctx) as library:
+        if as_json:
+            # One line: fast for 10 000.
+            _dump(library.list_json(status=_status(status), query=query), indent=None)
+            return
+        rows = library.list_sessions(status=_status(status), query=query)
     for r in rows:
         duration = f"{r.total_duration:.0f}s" if r.total_duration is not None else "-"
         click.echo(
@@ -307,8 +340,9 @@ def _status(value: str | None) -> SessionStatus | None:
 @click.option("--json", "as_json", is_flag=True)
 @click.pass_context
 def sessions_show(ctx: click.Context, session_id: str, as_json: bool) -> None:
-    with _manager(ctx) as manager:
-        data = _session_json(manager, session_id)
+    session_id = check_session_id(session_id)
+    with _library(ctx) as library:
+        data = library.session_json(session_id)
     if as_json:
         _dump(data)
         return
@@ -332,8 +366,9 @@ def _steer(action: str) -> Callable[..., None]:
     @click.argument("session_id")
     @click.pass_context
     def command(ctx: click.Context, session_id: str) -> None:
-        with _manager(ctx) as manager:
-            session = getattr(manager, action)(session_id)
+        session_id = check_session_id(session_id)
+        with _library(ctx) as library:
+            session = getattr(library, action)(session_id)
         click.echo(f"session {session.id} is {session.status}")
 
     return command
@@ -351,9 +386,10 @@ sessions.command("end", help="End a session (from any process).")(_steer("end"))
 @click.option("--watch", is_flag=True, help="Keep printing once a second until it stops.")
 @click.pass_context
 def stats(ctx: click.Context, session_id: str, as_json: bool, watch: bool) -> None:
-    with _manager(ctx) as manager:
+    session_id = check_session_id(session_id)
+    with _library(ctx) as library:
         while True:
-            s = manager.stats(session_id)
+            s = library.stats(session_id)
             if as_json:
                 click.echo(json.dumps(to_dict(s)))
             else:
@@ -370,10 +406,11 @@ def stats(ctx: click.Context, session_id: str, as_json: bool, watch: bool) -> No
 
 @cli.command(help="Check the database and the media files.")
 @click.option("--json", "as_json", is_flag=True)
+@click.option("--deep", is_flag=True, help="Also check every file's contents against its hash.")
 @click.pass_context
-def doctor(ctx: click.Context, as_json: bool) -> None:
-    with _manager(ctx) as manager:
-        problems = manager.doctor()
+def doctor(ctx: click.Context, as_json: bool, deep: bool) -> None:
+    with _library(ctx) as library:
+        problems = library.doctor(deep=deep)
     if as_json:
         _dump({"ok": not problems, "problems": problems})
     else:

@@ -54,6 +54,12 @@ def resolve_home(flag: str | Path | None = None) -> Layout:
     silently start a new, empty library. The platform default is created on first use.
     """
     named = flag if flag is not None else os.environ.get(HOME_ENV) or None
+    if named is not None and not str(named).strip():
+        raise InvalidInput("data folder must not be empty: pass an existing folder with --home")
+    if named is not None:
+        from .rules import check_text
+
+        check_text(str(named), "data folder", 4096)
     if named is None:
         home = default_home()
         home.mkdir(parents=True, exist_ok=True)

@@ -14,7 +14,7 @@ import time
 from contextlib import ExitStack
 
 from .models import SessionConfig
-from .sessions import SessionManager, StartRequest
+from .sessions import StartRequest, Taskerino
 from .virtual import VirtualDisplay
 
 BUSY_TERMINAL = (
@@ -40,8 +40,7 @@ def main(argv: list[str] | None = None) -> int:
                 )
                 stack.callback(term.kill)
                 time.sleep(1.0)
-        manager = SessionManager.open(args.home)
-        stack.callback(manager.close)
+        library = stack.enter_context(Taskerino.open(args.home))
         config = SessionConfig(
             screenshot_interval=3.0,
             video=True,
@@ -50,7 +49,7 @@ def main(argv: list[str] | None = None) -> int:
             width=1920,
             height=1080,
         )
-        session = manager.start(
+        session = library.start(
             StartRequest(
                 name="Taskerino demo",
                 description="A short session recorded by the demo.",
@@ -59,23 +58,23 @@ def main(argv: list[str] | None = None) -> int:
         )
         print(f"recording session {session.id} for {args.seconds:.0f} s ...")
         time.sleep(args.seconds / 2)
-        manager.add_context_item(session.id, "note", "halfway through the demo")
+        library.add_note(session.id, "halfway through the demo")
         time.sleep(args.seconds / 2)
-        ended = manager.end(session.id)
+        ended = library.end(session.id)
         print(f"\n{ended.name} [{ended.status}] {ended.total_duration:.1f} s")
-        print(f"  data folder: {manager.layout.home}")
+        print(f"  data folder: {library.home}")
         for shot in ended.screenshots:
-            path = manager.media.local_path(manager.store.get_attachment(shot.attachment_id))
+            path = library.attachment_path(library.attachment(shot.attachment_id))
             print(f"  screenshot at {shot.media_offset:5.1f} s: {path}")
         if ended.video and ended.video.full_video_attachment_id:
-            video = manager.store.get_attachment(ended.video.full_video_attachment_id)
+            video = library.attachment(ended.video.full_video_attachment_id)
             print(
                 f"  video {ended.video.width}x{ended.video.height} "
-                f"{ended.video.duration:.1f} s: {manager.media.local_path(video)}"
+                f"{ended.video.duration:.1f} s: {library.attachment_path(video)}"
             )
         for item in ended.context_items:
             print(f"  {item.type} at {item.media_offset:5.1f} s: {item.content}")
-        problems = manager.doctor()
+        problems = library.doctor()
         print("  doctor: " + ("ok" if not problems else "; ".join(problems)))
     return 0
 

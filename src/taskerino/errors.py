@@ -32,6 +32,11 @@ class StorageError(TaskerinoError):
     """The store or blob store could not read or write (corrupt, full, unwritable)."""
 
 
+class LeaseLost(StorageError):
+    """A worker's lease on a job expired or was taken over: the worker must stop, and the
+    call that raised this changed nothing."""
+
+
 class CaptureError(TaskerinoError):
     """A screen, window or audio source could not be captured."""
 

@@ -24,8 +24,15 @@ ContextItemType = Literal["note", "task", "marker"]
 ChunkingStatus = Literal["pending", "processing", "complete", "error"]
 RecordingState = Literal["recording", "paused", "stopped"]
 Health = Literal["healthy", "warning", "critical"]
+JobState = Literal["queued", "running", "done", "failed"]
 
 LIVE_STATUSES: tuple[SessionStatus, ...] = ("active", "paused")
+
+
+def on_timeline(seconds: float) -> float:
+    """The one rounding rule of media offsets and durations: milliseconds. Rounding is
+    monotonic, so an offset read before the end is never past the rounded end."""
+    return round(seconds, 3)
 
 
 def new_id() -> str:
@@ -212,6 +219,31 @@ class RecordingStats:
     health: Health = "healthy"
     updated_at: str = field(default_factory=utc_now)
     audio: dict[str, float] = field(default_factory=dict)
+
+
+@dataclass
+class Job:
+    """A unit of enrichment work on one session (spec §5); see `JobQueue` in the store.
+
+    `run_at` (not to be claimed before) and `lease_until` (the worker's lease ends) are unix
+    seconds: deadlines compared with the worker's clock, like the `now` the queue is given.
+    `created_at` and `finished_at` are ISO 8601 UTC, like every other record time.
+    `lease_owner` and `lease_until` are set while the job runs and None otherwise;
+    `attempt` counts the claims (a clean release gives its claim back); `last_error` is the
+    error of the latest failed attempt, kept also once the job is done or failed.
+    """
+
+    id: str
+    kind: str
+    session_id: str
+    state: JobState = "queued"
+    attempt: int = 0
+    lease_owner: str | None = None
+    lease_until: float | None = None
+    run_at: float = 0.0
+    last_error: str | None = None
+    created_at: str = field(default_factory=utc_now)
+    finished_at: str | None = None
 
 
 def drop_rate(processed: int, dropped: int) -> float:

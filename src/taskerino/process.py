@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import socket
+import time
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
@@ -25,16 +26,25 @@ def _start_token(pid: int) -> str | None:
     return fields[19]
 
 
+# A process on another machine is presumed dead after this long without a heartbeat.
+HEARTBEAT_STALE = 30.0
+
+
 @dataclass(frozen=True)
 class ProcessOwner:
     host: str
     pid: int
     token: str
 
-    def is_alive(self) -> bool:
+    def is_alive(self, heartbeat: float | None = None, now: float | None = None) -> bool:
+        """The one answer to "is this owner still alive": on this host its pid and start
+        token; on another host its heartbeat (unix time), fresh within HEARTBEAT_STALE.
+        An owner on another host that sends no heartbeat (a blob write) is presumed alive.
+        """
         if self.host != socket.gethostname():
-            # Another machine: the caller falls back on heartbeats.
-            return True
+            if heartbeat is None:
+                return True
+            return (time.time() if now is None else now) - heartbeat < HEARTBEAT_STALE
         if Path("/proc").is_dir():
             return _start_token(self.pid) == self.token
         try:

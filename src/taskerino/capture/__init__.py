@@ -9,9 +9,12 @@ from __future__ import annotations
 
 import os
 import sys
+from collections.abc import Callable
 
 from ..errors import CaptureError
-from .base import CaptureBackend, DisplayInfo, Frame, Source, WindowInfo
+from ..frame import Frame
+from ..rules import TEST_SOURCE_PREFIX, is_test_source
+from .base import CaptureBackend, DisplayInfo, Source, WindowInfo
 from .ids import SourceId, parse_source_id, validate_sources
 
 __all__ = [
@@ -22,6 +25,7 @@ __all__ = [
     "SourceId",
     "WindowInfo",
     "get_backend",
+    "open_source",
     "parse_source_id",
     "validate_sources",
 ]
@@ -47,8 +51,18 @@ def get_backend(display: str | None = None) -> CaptureBackend:
         hint = " (on Wayland, run under XWayland)" if os.environ.get("WAYLAND_DISPLAY") else ""
         raise CaptureError(
             "no X display: set DISPLAY (e.g. DISPLAY=:0) to the X server to "
-            f"capture{hint}, or pass --display"
+            f"capture{hint}, or record only test:NAME sources and audio"
         )
     from .x11 import X11Backend  # lazily: mss and Xlib are needed only here
 
     return X11Backend(name)
+
+
+def open_source(source_id: str, backend: Callable[[], CaptureBackend]) -> Source:
+    """Open a validated source id. `test:` sources are synthetic: this is the one place
+    that tells them apart, so they never need a screen (`backend` is not called)."""
+    if is_test_source(source_id):
+        from .synthetic import TestPatternSource
+
+        return TestPatternSource(source_id[len(TEST_SOURCE_PREFIX) :])
+    return backend().open(source_id)

@@ -10,10 +10,7 @@ from __future__ import annotations
 import abc
 from dataclasses import dataclass
 
-import numpy as np
-import numpy.typing as npt
-
-Frame = npt.NDArray[np.uint8]
+from ..frame import Frame
 
 
 @dataclass(frozen=True)

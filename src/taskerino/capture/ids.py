@@ -72,10 +72,11 @@ def parse_source_id(text: str) -> SourceId:
     return SourceId("test", rest)
 
 
-def validate_sources(ids: Sequence[str], backend: CaptureBackend) -> list[str]:
+def validate_sources(ids: Sequence[str], backend: CaptureBackend | None) -> list[str]:
     """Parse `ids`, check that each exists on `backend` and none repeats; canonical ids out.
 
-    How many sources a recording may have is checked by the recorder, not here.
+    `test:` sources need no screen, so `backend` may be None when all sources are synthetic.
+    How many sources a recording may have is the rule book's business, not checked here.
     """
     parsed = [parse_source_id(text) for text in ids]
     seen: set[str] = set()
@@ -88,7 +89,10 @@ def validate_sources(ids: Sequence[str], backend: CaptureBackend) -> list[str]:
                 f"source {text!r} is given twice; each source may appear once", source=text
             )
         seen.add(canonical)
+        if sid.kind != "test" and backend is None:
+            raise InvalidInput(f"source {text!r} needs a screen to capture", source=text)
         if sid.kind == "display":
+            assert backend is not None
             if displays is None:
                 displays = {d.id: f"{d.name} {d.width}x{d.height}" for d in backend.displays()}
             if canonical not in displays:
@@ -98,6 +102,7 @@ def validate_sources(ids: Sequence[str], backend: CaptureBackend) -> list[str]:
                     source=text,
                 )
         elif sid.kind == "window":
+            assert backend is not None
             if windows is None:
                 windows = {w.id for w in backend.windows()}
             if canonical not in windows:

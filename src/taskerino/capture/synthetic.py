@@ -16,7 +16,8 @@ import cv2
 import numpy as np
 
 from ..errors import InvalidInput
-from .base import Frame, Source
+from ..frame import Frame
+from .base import Source
 
 # BGR, the channel order of the frames.
 COLOURS: dict[str, tuple[int, int, int]] = {

@@ -24,9 +24,9 @@ from Xlib.protocol import request
 from Xlib.xobject.drawable import Window
 
 from ..errors import CaptureError, InvalidInput
-from .base import CaptureBackend, DisplayInfo, Frame, Source, WindowInfo
+from ..frame import Frame
+from .base import CaptureBackend, DisplayInfo, Source, WindowInfo
 from .ids import parse_source_id, validate_sources
-from .synthetic import TestPatternSource
 
 T = TypeVar("T")
 Region = dict[str, int]  # mss region: left, top, width, height
@@ -280,7 +280,7 @@ class X11Backend(CaptureBackend):
         canonical = validate_sources([source_id], self)[0]
         sid = parse_source_id(canonical)
         if sid.kind == "test":
-            return TestPatternSource(str(sid.value))
+            raise InvalidInput(f"{canonical} is synthetic: open it with capture.open_source")
         if sid.kind == "display":
             info = next(d for d in self.displays() if d.id == canonical)
             return _DisplaySource(

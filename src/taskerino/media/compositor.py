@@ -13,11 +13,9 @@ from collections.abc import Sequence
 import cv2
 import numpy as np
 
-from taskerino.capture.base import Frame
 from taskerino.errors import InvalidInput
-
-COMPOSITORS = ("passthrough", "grid", "side-by-side")
-MAX_SOURCES = 4
+from taskerino.frame import Frame
+from taskerino.rules import check_compositor, check_size
 
 Rect = tuple[int, int, int, int]  # x, y, w, h
 
@@ -58,26 +56,8 @@ class Compositor:
     """
 
     def __init__(self, kind: str, n_sources: int, width: int, height: int, ring: int = 0) -> None:
-        if kind not in COMPOSITORS:
-            raise InvalidInput(
-                f"unknown compositor {kind!r}; allowed: {', '.join(COMPOSITORS)}", kind=kind
-            )
-        if not 1 <= n_sources <= MAX_SOURCES:
-            raise InvalidInput(
-                f"{n_sources} video sources; allowed: 1 to {MAX_SOURCES}", n_sources=n_sources
-            )
-        if kind == "passthrough" and n_sources != 1:
-            raise InvalidInput(
-                f"passthrough takes exactly one source, got {n_sources}; "
-                "use grid or side-by-side for several",
-                n_sources=n_sources,
-            )
-        if width < 2 or height < 2 or width % 2 or height % 2:
-            raise InvalidInput(
-                f"output size {width}x{height}; allowed: positive even numbers",
-                width=width,
-                height=height,
-            )
+        check_compositor(kind, n_sources)  # the rule book: raises InvalidInput
+        check_size(width, height)
         if ring == 1 or ring < 0:
             raise InvalidInput(f"ring {ring}; allowed: 0 (fresh output) or at least 2")
         self.kind = kind

@@ -20,7 +20,6 @@ recall on decoded frames within 0.2 points of the raw screen: bench/results/vide
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable
 from fractions import Fraction
 from pathlib import Path
@@ -29,9 +28,10 @@ from typing import Any
 import av
 import cv2
 
-from taskerino.capture.base import Frame
 from taskerino.errors import InvalidInput, StorageError
+from taskerino.frame import Frame
 from taskerino.media.chunks import ChunkInfo
+from taskerino.rules import check_size, parse_fps
 
 TIME_BASE = Fraction(1, 90000)
 # Fragments are cut every 0.5 s (also between keyframes) and each packet is flushed:
@@ -126,10 +126,8 @@ class ChunkedEncoder:
         x264_params: str = "me=umh",
         keepalive_interval: float = 0.25,
     ) -> None:
-        if width < 2 or height < 2 or width % 2 or height % 2:
-            raise InvalidInput(f"video size {width}x{height}; allowed: positive even numbers")
-        if not 1 <= fps <= 60:
-            raise InvalidInput(f"fps {fps}; allowed: 1 to 60")
+        check_size(width, height)
+        parse_fps(fps)
         if chunk_seconds <= 0:
             raise InvalidInput(f"chunk_seconds {chunk_seconds}; allowed: above 0")
         folder.mkdir(parents=True, exist_ok=True)
@@ -154,7 +152,6 @@ class ChunkedEncoder:
         self.chunks: list[ChunkInfo] = []
         self.frames_encoded = 0  # frames given to `encode`
         self.frames_repeated = 0  # frames re-sent by `keepalive`
-        self.encode_seconds = 0.0  # wall time spent in encode/keepalive
         self._closed_bytes = 0
         self._chunk: _Chunk | None = None
         self._last_pts: int | None = None
@@ -178,7 +175,6 @@ class ChunkedEncoder:
 
     def encode(self, frame: Frame, media_time: float) -> None:
         """Encode one frame shown from `media_time` (seconds, strictly increasing)."""
-        started = time.perf_counter()
         if frame.shape != (self.height, self.width, 4):
             raise InvalidInput(
                 f"frame of shape {frame.shape}; the encoder takes "
@@ -189,7 +185,6 @@ class ChunkedEncoder:
         self._send(yuv, media_time)
         self._last_yuv = yuv
         self.frames_encoded += 1
-        self.encode_seconds += time.perf_counter() - started
 
     def keepalive(self, media_time: float) -> bool:
         """Re-send the last frame if none was sent for `keepalive_interval`; True if sent.
@@ -202,10 +197,8 @@ class ChunkedEncoder:
             return False
         if media_time - float(self._last_pts * TIME_BASE) < self.keepalive_interval:
             return False
-        started = time.perf_counter()
         self._send(self._last_yuv, media_time)
         self.frames_repeated += 1
-        self.encode_seconds += time.perf_counter() - started
         return True
 
     def _send(self, yuv: Any, media_time: float) -> None:

@@ -11,9 +11,10 @@ import logging
 import threading
 from pathlib import Path
 
-from ..capture.audio import AudioCapture, SegmentInfo, join_audio, recover_segments, validate_audio
+from ..capture.audio import AudioCapture, validate_audio
 from ..errors import TaskerinoError
-from ..models import Attachment, Session, SessionAudioSegment, new_id, utc_now
+from ..media.audio import RATE, SegmentInfo, join_audio, recover_segments
+from ..models import Attachment, Session, SessionAudioSegment, new_id, on_timeline, utc_now
 from ..store.media import MediaLibrary, sha256_file
 from .base import Finisher, Recorder, RecordingContext
 
@@ -44,6 +45,7 @@ class AudioRecorder(Recorder):
         self._lock = threading.Lock()
         self._failure: str | None = None
         self._stopped = False
+        self._segments: list[Path] = []  # the stored segments' bytes, in order
         self.joined: Path | None = None  # the session's audio once stopped
 
     def prepare(self, ctx: RecordingContext) -> None:
@@ -81,7 +83,9 @@ class AudioRecorder(Recorder):
         ctx = self._ctx
         assert ctx is not None
         try:
-            store_segment(ctx.media, ctx.session_id, info)
+            path = store_segment(ctx.media, ctx.session_id, info)
+            if path is not None:
+                self._segments.append(path)
         except (TaskerinoError, OSError) as exc:
             self._failure = f"could not store audio segment {info.index}: {exc}"
 
@@ -92,8 +96,8 @@ class AudioRecorder(Recorder):
             self._stopped = True
         ctx = self._ctx
         self._capture.stop()  # reports the last partial segment through _store_segment
-        self.joined = join_session_audio(ctx.media, ctx.session_id, ctx.staging)
-        return attach_audio(ctx.media, self.joined)
+        finisher, self.joined = join_and_attach(ctx.media, self._segments, ctx.staging)
+        return finisher
 
     def stats(self) -> dict[str, float]:
         capture = self._capture
@@ -102,64 +106,67 @@ class AudioRecorder(Recorder):
         return {
             "audio_level_dbfs": capture.level_dbfs,
             "audio_overruns": float(capture.overruns),
+            "audio_seconds_lost": capture.frames_lost / RATE,
             "audio_seconds": capture.seconds_recorded,
         }
 
 
-def store_segment(media: MediaLibrary, session_id: str, info: SegmentInfo) -> None:
+def store_segment(media: MediaLibrary, session_id: str, info: SegmentInfo) -> Path | None:
+    """Store a closed segment with its row; return where its bytes now are."""
+
     def add_row(attachment: Attachment) -> None:
         media.store.add_audio_segment(
             SessionAudioSegment(
                 id=new_id(),
                 session_id=session_id,
                 timestamp=utc_now(),
-                media_offset=round(info.media_offset, 6),
+                media_offset=on_timeline(info.media_offset),
                 duration=info.duration,
                 attachment_id=attachment.id,
             )
         )
 
-    media.ingest(
+    attachment = media.ingest(
         info.path, "audio", f"audio-{info.index:05d}.flac", duration=info.duration, then=add_row
     )
+    return media.local_path(attachment)
 
 
-def join_session_audio(media: MediaLibrary, session_id: str, folder: Path) -> Path | None:
-    """All the session's stored segments, in order, joined into one FLAC file in `folder`."""
-    session = media.store.get_session(session_id)
-    paths = []
-    for segment in session.audio_segments:
-        path = media.local_path(media.store.get_attachment(segment.attachment_id))
-        if path is not None:
-            paths.append(path)
-    if not paths:
-        return None
+def join_and_attach(
+    media: MediaLibrary, segments: list[Path], folder: Path
+) -> tuple[Finisher | None, Path | None]:
+    """Join the segments into the session's one audio file, put it in the blob store, and
+    return a finisher that attaches it plus where its bytes are (for the video to mux)."""
+    if not segments:
+        return None, None
     out = folder / JOINED_NAME
     try:
-        join_audio(paths, out)
+        folder.mkdir(parents=True, exist_ok=True)
+        join_audio(segments, out)
     except (TaskerinoError, OSError, RuntimeError) as exc:
         log.error("could not join the audio segments: %s", exc)
-        return None
-    return out
-
-
-def attach_audio(media: MediaLibrary, joined: Path | None) -> Finisher | None:
-    """A finisher that attaches the joined audio as the session's playable audio."""
-    if joined is None:
-        return None
-    staged = media.stage(joined, "audio", JOINED_NAME, duration=None)
+        return None, None
+    staged = media.stage(out, "audio", JOINED_NAME, duration=None, move=True)
 
     def attach(session: Session) -> None:
         session.audio_attachment_id = media.commit(staged).id
 
-    return attach
+    return attach, media.local_path(staged) or None
 
 
-def salvage_audio(session: Session, folder: Path, media: MediaLibrary) -> Finisher | None:
-    """Recovery: store the segments a dead recorder left (the partial one salvaged)."""
+def salvage_audio(
+    session: Session, folder: Path, media: MediaLibrary
+) -> tuple[Finisher | None, Path | None]:
+    """Recovery: store the segments a dead recorder left (the partial one salvaged), join
+    all of them; returns the finisher and the joined file, as `join_and_attach` does."""
     known = {s.attachment_id for s in session.audio_segments}
+    segments = [
+        path
+        for s in session.audio_segments
+        if (path := media.local_path(media.store.get_attachment(s.attachment_id))) is not None
+    ]
     offset = max((s.media_offset + s.duration for s in session.audio_segments), default=0.0)
-    for info in recover_segments(folder):
+    for info in recover_segments(folder) if folder.is_dir() else []:
         if info.path.is_file():
             # Killed after a segment's row committed but before its file was removed?
             existing = media.store.attachment_by_hash(sha256_file(info.path))
@@ -167,11 +174,12 @@ def salvage_audio(session: Session, folder: Path, media: MediaLibrary) -> Finish
                 info.path.unlink()
                 continue
             # Offsets of the files left behind follow the segments already stored.
-            store_segment(
+            path = store_segment(
                 media,
                 session.id,
                 SegmentInfo(info.path, info.index, offset, info.duration, info.frames),
             )
+            if path is not None:
+                segments.append(path)
             offset += info.duration
-    joined = join_session_audio(media, session.id, folder)
-    return attach_audio(media, joined)
+    return join_and_attach(media, segments, folder)

@@ -9,7 +9,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..models import Session
+from ..models import Session, on_timeline
 from ..store.base import Store
 from ..store.media import MediaLibrary
 
@@ -29,15 +29,26 @@ class MediaClock:
         self._started = now() - offset
         self._paused_at: float | None = None
         self._paused_total = 0.0
+        self._ended_at: float | None = None
         self.last_change = self._started  # monotonic time of the last pause or resume
 
     def offset(self, at: float | None = None) -> float:
-        """The media offset of monotonic time `at` (default: now); frozen while paused."""
+        """The media offset of monotonic time `at` (default: now); still while paused and
+        after the end, so nothing can be placed past the end of the timeline."""
         with self._lock:
             t = self._now() if at is None else at
             if self._paused_at is not None:
                 t = min(t, self._paused_at)
+            if self._ended_at is not None:
+                t = min(t, self._ended_at)
             return max(0.0, t - self._started - self._paused_total)
+
+    def end(self) -> float:
+        """Stop the timeline for good; returns its final offset, on the timeline's rounding."""
+        with self._lock:
+            if self._ended_at is None:
+                self._ended_at = self._paused_at if self._paused_at is not None else self._now()
+        return on_timeline(self.offset())
 
     def monotonic_of(self, offset: float) -> float:
         """The monotonic time at which the media timeline reached `offset` (last stretch)."""
@@ -83,6 +94,8 @@ class Recorder(abc.ABC):
     """
 
     kind: str
+    # Recorders whose final result this one uses at stop: they are stopped first.
+    depends_on: tuple[Recorder, ...] = ()
 
     @abc.abstractmethod
     def prepare(self, ctx: RecordingContext) -> None: ...

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import threading
-import time
 from collections.abc import Iterator
 
 from ..errors import NotFound
@@ -21,7 +20,6 @@ class LiveRecording:
         self.end_lock = threading.Lock()  # one ending at a time; the second waits and sees it
         self.stopped = False
         self.ended = threading.Event()  # set once the session is completed in the store
-        self._started = time.monotonic()
 
     def pause(self) -> None:
         self.clock.pause()
@@ -34,10 +32,11 @@ class LiveRecording:
             recorder.resume()
 
     def stop(self) -> list[Finisher]:
-        """Stop every recorder (all of them, even when one fails) and collect finishers."""
+        """Stop every recorder (all of them, even when one fails), each after the ones it
+        depends on, and collect their finishers."""
         finishers: list[Finisher] = []
         errors: list[BaseException] = []
-        for recorder in self.recorders:
+        for recorder in stop_order(self.recorders):
             try:
                 finisher = recorder.stop()
             except Exception as exc:
@@ -83,6 +82,21 @@ class LiveRecording:
         )
 
 
+def stop_order(recorders: list[Recorder]) -> list[Recorder]:
+    """`recorders` with every recorder after those it depends on."""
+    ordered: list[Recorder] = []
+
+    def visit(recorder: Recorder) -> None:
+        if recorder not in ordered:
+            for dependency in recorder.depends_on:
+                visit(dependency)
+            ordered.append(recorder)
+
+    for recorder in recorders:
+        visit(recorder)
+    return ordered
+
+
 class RecordingRegistry:
     """Every live recording of this process, by session id, for as long as it runs."""
 
@@ -111,6 +125,3 @@ class RecordingRegistry:
     def __iter__(self) -> Iterator[LiveRecording]:
         with self._lock:
             return iter(list(self._live.values()))
-
-
-REGISTRY = RecordingRegistry()

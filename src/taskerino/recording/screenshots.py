@@ -10,9 +10,9 @@ import cv2
 import numpy as np
 
 from ..capture import CaptureBackend, get_backend
-from ..capture.base import Frame
 from ..errors import CaptureError, StorageError
-from ..models import SessionScreenshot, new_id, utc_now
+from ..frame import Frame
+from ..models import SessionScreenshot, new_id, on_timeline, utc_now
 from .base import Finisher, Recorder, RecordingContext
 
 MAX_SIZE = (1920, 1080)
@@ -126,7 +126,7 @@ class ScreenshotRecorder(Recorder):
                     id=new_id(),
                     session_id=ctx.session_id,
                     timestamp=timestamp,
-                    media_offset=offset,
+                    media_offset=on_timeline(offset),
                     attachment_id=attachment_id,
                     hash=digest,
                 )

@@ -20,20 +20,19 @@ import logging
 import queue
 import threading
 import time
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
-from ..capture import CaptureBackend, get_backend
-from ..capture.base import Frame, Source
-from ..capture.synthetic import TestPatternSource
+from ..capture import CaptureBackend, get_backend, open_source
+from ..capture.base import Source
 from ..errors import StorageError, TaskerinoError
+from ..frame import Frame
 from ..media import ChunkedEncoder, ChunkInfo, Compositor, join_chunks, salvage_chunk
-from ..models import Attachment, Session, SessionVideo, SessionVideoChunk, new_id
+from ..models import Attachment, Session, SessionVideo, SessionVideoChunk, new_id, on_timeline
 from ..store.media import MediaLibrary
-from .audio import JOINED_NAME
+from .audio import AudioRecorder
 from .base import Finisher, Recorder, RecordingContext
 
 log = logging.getLogger("taskerino.video")
@@ -101,7 +100,7 @@ class VideoRecorder(Recorder):
         width: int,
         height: int,
         backend: CaptureBackend | None = None,
-        audio: Callable[[], Path | None] | None = None,
+        audio: AudioRecorder | None = None,
         chunk_seconds: float = CHUNK_SECONDS,
     ) -> None:
         self.source_ids = sources
@@ -110,7 +109,10 @@ class VideoRecorder(Recorder):
         self.width = width
         self.height = height
         self.chunk_seconds = chunk_seconds
-        self.audio = audio  # the session's joined audio, asked for at stop
+        # The session's audio goes into the video: it must have stopped (and joined its
+        # segments) before this recorder joins its chunks.
+        self.audio = audio
+        self.depends_on = (audio,) if audio is not None else ()
         self._backend = backend
         self._own_backend = False
         self._sources: list[Source] = []
@@ -119,6 +121,7 @@ class VideoRecorder(Recorder):
         self._composed = _DropQueue(QUEUE_DEPTH)
         self._captured = _DropQueue(QUEUE_DEPTH)
         self._chunks: queue.Queue[ChunkInfo | None] = queue.Queue()
+        self._stored: dict[int, Path] = {}  # chunk index -> its bytes, as stored
         self._stop = threading.Event()
         self._paused = threading.Event()
         self._threads: list[threading.Thread] = []
@@ -152,12 +155,13 @@ class VideoRecorder(Recorder):
         )
 
     def _open(self, source_id: str) -> Source:
-        if source_id.startswith("test:"):
-            return TestPatternSource(source_id.partition(":")[2])
+        return open_source(source_id, self._screen)
+
+    def _screen(self) -> CaptureBackend:
         if self._backend is None:
             self._backend = get_backend()
             self._own_backend = True
-        return self._backend.open(source_id)
+        return self._backend
 
     def begin(self) -> None:
         ctx = self._ctx
@@ -212,8 +216,9 @@ class VideoRecorder(Recorder):
         if ctx is None or video is None:
             return None
         # After a failure (disk full) the last chunk was not closed: keep what it holds.
-        chunks = store_leftover_chunks(ctx.media, ctx.session_id, ctx.staging)
-        audio = self.audio() if self.audio else None
+        self._stored.update(store_leftover_chunks(ctx.media, video.id, ctx.staging, self._stored))
+        chunks = [self._stored[i] for i in sorted(self._stored)]
+        audio = self.audio.joined if self.audio is not None else None
         return finish_video(ctx.media, video, chunks, ctx.staging, audio)
 
     def _close_sources(self) -> None:
@@ -308,7 +313,9 @@ class VideoRecorder(Recorder):
         assert ctx is not None and video is not None
         while (info := self._chunks.get()) is not None:
             try:
-                store_chunk(ctx.media, video.id, info)
+                path = store_chunk(ctx.media, video.id, info)
+                if path is not None:
+                    self._stored[info.index] = path
             except (TaskerinoError, OSError) as exc:
                 self._fail(f"could not store video chunk {info.index}: {exc}")
 
@@ -332,8 +339,9 @@ class VideoRecorder(Recorder):
         }
 
 
-def store_chunk(media: MediaLibrary, video_id: str, info: ChunkInfo) -> None:
-    """Move a closed chunk into the blob store with its row, in one transaction."""
+def store_chunk(media: MediaLibrary, video_id: str, info: ChunkInfo) -> Path | None:
+    """Move a closed chunk into the blob store with its row, in one transaction; return
+    where its bytes now are (None when the blob store is not on this disk)."""
 
     def add_row(attachment: Attachment) -> None:
         media.store.add_video_chunk(
@@ -342,36 +350,36 @@ def store_chunk(media: MediaLibrary, video_id: str, info: ChunkInfo) -> None:
                 video_id=video_id,
                 attachment_id=attachment.id,
                 index=info.index,
-                start_offset=info.start_offset,
-                end_offset=info.end_offset,
+                start_offset=on_timeline(info.start_offset),
+                end_offset=on_timeline(info.end_offset),
                 frames=info.frames,
                 bytes=info.bytes,
             )
         )
 
-    media.ingest(
+    attachment = media.ingest(
         info.path,
         "video",
         f"chunk-{info.index:05d}.mp4",
         duration=info.end_offset - info.start_offset,
         then=add_row,
     )
+    return media.local_path(attachment)
 
 
 def finish_video(
     media: MediaLibrary,
     video: SessionVideo,
-    chunk_attachments: list[str],
+    chunks: list[Path],
     staging: Path,
     audio: Path | None,
 ) -> Finisher | None:
-    """Join the stored chunks into one playable file; the finisher attaches it."""
-    paths = []
-    for attachment_id in chunk_attachments:
-        path = media.local_path(media.store.get_attachment(attachment_id))
-        if path is not None:
-            paths.append(path)
-    if not paths:
+    """Join the stored chunks (in order) into one playable file; the finisher attaches it.
+
+    The chunks are read where the blob store keeps them and the joined file is written
+    once, hashed once and renamed into the blob store: no bytes are copied twice.
+    """
+    if not chunks:
 
         def no_video(session: Session) -> None:
             video.chunking_status = "error"
@@ -380,7 +388,8 @@ def finish_video(
         return no_video
     out = staging / "full.mp4"
     try:
-        info = join_chunks(paths, out, audio)
+        staging.mkdir(parents=True, exist_ok=True)
+        info = join_chunks(chunks, out, audio)
     except TaskerinoError as exc:
         log.error("could not join the video chunks: %s", exc)
 
@@ -402,35 +411,42 @@ def finish_video(
     def attach(session: Session) -> None:
         attachment = media.commit(staged)
         video.full_video_attachment_id = attachment.id
-        video.duration = info.duration
+        video.duration = on_timeline(info.duration)
         video.chunking_status = "complete"
         media.store.save_video(video)
 
     return attach
 
 
-def store_leftover_chunks(media: MediaLibrary, session_id: str, folder: Path) -> list[str]:
-    """Store the chunk files still in `folder` (cut short ones salvaged up to their damaged
-    tail); return the attachment ids of all the session's chunks, in order."""
-    video = media.store.get_session(session_id).video
-    if video is None:
-        return []
-    stored = {c.index for c in video.chunks}
-    for path in sorted(folder.glob("chunk-*.mp4")):
+def store_leftover_chunks(
+    media: MediaLibrary, video_id: str, folder: Path, stored: dict[int, Path]
+) -> dict[int, Path]:
+    """Store the chunk files still in `folder` that are not in `stored` (cut short ones
+    salvaged up to their damaged tail); return the newly stored ones by index."""
+    added: dict[int, Path] = {}
+    for path in sorted(folder.glob("chunk-*.mp4")) if folder.is_dir() else []:
         info = salvage_chunk(path)
-        if info is None or info.index in stored:
+        if info is None or info.index in stored or info.index in added:
             path.unlink(missing_ok=True)
             continue
-        store_chunk(media, video.id, info)
-        stored.add(info.index)
-    video = media.store.get_session(session_id).video
-    return [c.attachment_id for c in video.chunks] if video else []
+        where = store_chunk(media, video_id, info)
+        if where is not None:
+            added[info.index] = where
+    return added
 
 
-def salvage_video(session: Session, folder: Path, media: MediaLibrary) -> Finisher | None:
-    """Recovery: store the chunks a dead recorder left, then join them all."""
+def salvage_video(
+    session: Session, folder: Path, media: MediaLibrary, audio: Path | None
+) -> Finisher | None:
+    """Recovery: store the chunks a dead recorder left, then join them all with `audio`
+    (the session's salvaged audio, if any)."""
     if session.video is None:
         return None
-    chunks = store_leftover_chunks(media, session.id, folder)
-    audio = folder.parent / "audio" / JOINED_NAME  # left by salvage_audio, which runs first
-    return finish_video(media, session.video, chunks, folder, audio if audio.is_file() else None)
+    stored: dict[int, Path] = {}
+    for chunk in session.video.chunks:
+        path = media.local_path(media.store.get_attachment(chunk.attachment_id))
+        if path is not None:
+            stored[chunk.index] = path
+    stored.update(store_leftover_chunks(media, session.video.id, folder, stored))
+    chunks = [stored[i] for i in sorted(stored)]
+    return finish_video(media, session.video, chunks, folder, audio)

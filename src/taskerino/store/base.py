@@ -1,26 +1,49 @@
 """The storage contract. Every back end (SQLite, PostgreSQL; folder, S3) implements it whole.
 
+`Store` (metadata) is made of parts, each a small interface of its own so that a back end
+can implement and test them one at a time:
+
+- `Transactional` — `transaction()` and `close()`, shared by every part;
+- `SessionRows` — sessions, their children and their attachments;
+- `LiveCoordination` — who records a live session, heartbeats, stats, commands;
+- `BlobIntents` — blob writes in flight (the other half is `MediaLibrary`);
+- `Settings` — small JSON values by key;
+- `JobQueue` — enrichment jobs with leases, retries and backoff.
+
+`BlobStore` (media bytes) stands alone.
+
 Rules every implementation keeps:
 - Each write method is atomic on its own; `transaction()` groups several into one
-  all-or-nothing change, nests (savepoints) and rolls back on any exception.
+  all-or-nothing change, nests (savepoints) and rolls back on any exception. A method of
+  any part called inside `transaction()` joins it.
 - Inside `transaction()`, what `session_for_update` read cannot change underneath the
   caller until the transaction ends, also from another process: read-modify-write of a
   session happens there, never as load-then-save.
-- Readers never see a half-written change.
+- Readers never see a half-written change, and never wait for a writer to finish.
+- Errors: `NotFound` when a named row does not exist (also a parent row a write refers
+  to), `InvalidInput` when an argument is not allowed, `StorageError` for everything the
+  back end could not do (a conflicting id, busy past its timeout, disk full, a damaged
+  database, a closed store). Nothing else escapes, also not for a damaged database. A
+  failed write changed nothing.
 """
 
 from __future__ import annotations
 
 import abc
-from collections.abc import Iterator
+import random
+import re
+from collections.abc import Iterator, Sequence
 from contextlib import AbstractContextManager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import BinaryIO
+from typing import BinaryIO, Self
 
+from ..errors import InvalidInput
 from ..models import (
     Attachment,
     ContextItem,
+    Job,
+    JobState,
     RecordingStats,
     Session,
     SessionAudioSegment,
@@ -31,6 +54,20 @@ from ..models import (
     SessionVideoChunk,
 )
 from ..process import ProcessOwner
+
+_DIGEST = re.compile(r"[0-9a-f]{64}")
+
+
+def is_digest(text: str) -> bool:
+    """Whether `text` is a SHA-256 as every store writes it: 64 lowercase hex digits."""
+    return _DIGEST.fullmatch(text) is not None
+
+
+def check_digest(digest: str) -> str:
+    """`digest` itself; InvalidInput unless it is a SHA-256 (64 lowercase hex digits)."""
+    if not is_digest(digest):
+        raise InvalidInput(f"invalid digest {digest!r}: expected 64 lowercase hex digits")
+    return digest
 
 
 @dataclass(frozen=True)
@@ -51,34 +88,93 @@ class BlobIntent:
     owner: ProcessOwner
 
 
-class Store(abc.ABC):
-    """Session metadata: sessions and their children, attachments, settings, live state."""
+@dataclass(frozen=True)
+class Backoff:
+    """How long a failed job waits before its next attempt.
 
-    # --- transactions -------------------------------------------------------------------
+    After attempt n the ceiling is `base · factor^(n-1)` seconds, at most `cap`; the delay
+    is the ceiling shortened by a random part of up to `jitter` of it, so that jobs that
+    failed together do not all come back together. `rng` is injectable for tests.
+    """
+
+    base: float = 10.0
+    factor: float = 2.0
+    cap: float = 3600.0
+    jitter: float = 0.5
+    rng: random.Random = field(default_factory=random.Random, compare=False, repr=False)
+
+    def __post_init__(self) -> None:
+        if not (0 < self.base <= self.cap and self.factor >= 1 and 0 <= self.jitter <= 1):
+            raise InvalidInput(
+                "backoff needs 0 < base <= cap, factor >= 1 and jitter between 0 and 1, "
+                f"not base={self.base}, cap={self.cap}, factor={self.factor}, "
+                f"jitter={self.jitter}"
+            )
+
+    def ceiling(self, attempt: int) -> float:
+        """The longest delay after attempt `attempt` (1 for the first)."""
+        try:
+            return min(self.cap, self.base * self.factor ** max(0, attempt - 1))
+        except OverflowError:
+            return self.cap
+
+    def delay(self, attempt: int) -> float:
+        """A delay in `[(1 - jitter) · ceiling, ceiling]`."""
+        return self.ceiling(attempt) * (1 - self.jitter * self.rng.random())
+
+
+class Transactional(abc.ABC):
+    """What every part of the store shares: one transaction spans all of them."""
+
     @abc.abstractmethod
     def transaction(self) -> AbstractContextManager[None]:
-        """All-or-nothing block; nests with savepoints; rolls back on any exception."""
+        """An all-or-nothing block around any calls to this store's methods.
+
+        Nested blocks are savepoints: an exception leaving an inner block undoes only that
+        block (and propagates). An exception leaving the outermost block undoes all of it.
+        Only one transaction at a time is open per store object; another thread entering
+        waits for it, and so does another process (its write lock is taken at the start,
+        so a read-modify-write inside is serialised). Readers in other threads and
+        processes are not held up and do not see the block's changes before it commits.
+
+        Raises StorageError when the transaction cannot start or commit (busy past the
+        timeout, disk full, damaged database, closed store); nothing was changed then.
+        """
 
     @abc.abstractmethod
     def close(self) -> None:
-        """Release connections; safe to call twice."""
+        """Release every connection and handle. Safe to call twice; after it every other
+        method raises StorageError (`integrity_problems` reports it instead)."""
+
+
+class SessionRows(Transactional):
+    """Sessions, their children (screenshots, audio segments, video, chunks, context
+    items) and the attachments they reference."""
 
     # --- sessions -----------------------------------------------------------------------
     @abc.abstractmethod
     def create_session(self, session: Session) -> None:
-        """Insert a new session row (children are added with their own methods)."""
+        """Insert the session's own fields (its children are added with their own methods;
+        any in `session` are ignored). StorageError if the id is already used; NotFound if
+        `audio_attachment_id` names no attachment."""
 
     @abc.abstractmethod
     def get_session(self, session_id: str) -> Session:
-        """The whole session with its children, read consistently. NotFound if absent."""
+        """The session with all its children, from one consistent snapshot: screenshots,
+        audio segments and context items by media offset, video chunks by index, chapters
+        by start offset. NotFound if absent."""
 
     @abc.abstractmethod
     def session_for_update(self, session_id: str) -> Session:
-        """Like get_session, locking the session for the enclosing transaction."""
+        """Like get_session, and no other writer can change the session until the enclosing
+        transaction ends. StorageError outside `transaction()`; NotFound if absent."""
 
     @abc.abstractmethod
     def update_session(self, session: Session) -> None:
-        """Write the session's own fields (status, times, config, tags, enrichment)."""
+        """Write the session's own fields (everything but its children), by id.
+
+        NotFound if the session does not exist, or `audio_attachment_id` names no
+        attachment."""
 
     @abc.abstractmethod
     def list_sessions(
@@ -87,121 +183,290 @@ class Store(abc.ABC):
         query: str | None = None,
         limit: int | None = None,
     ) -> list[SessionSummary]:
-        """Newest first; `query` matches name, description and tags (case-insensitive)."""
-
-    @abc.abstractmethod
-    def live_sessions(self) -> list[LiveSession]:
-        """Sessions whose status is active or paused."""
-
-    @abc.abstractmethod
-    def set_recorder(self, session_id: str, owner: ProcessOwner | None) -> None:
-        """Record which process records the session (None: nobody)."""
-
-    @abc.abstractmethod
-    def heartbeat(self, session_id: str, at: float) -> None:
-        """The recorder is alive at unix time `at`."""
+        """Summaries (no children, but their counts), newest `start_time` first, the later
+        created first among equal times. `status` keeps one status; `query` keeps sessions
+        whose name, description or tags contain it, case-insensitive, taken literally
+        (`%` and `_` are no wildcards); `limit` keeps the first that many."""
 
     # --- children -----------------------------------------------------------------------
     @abc.abstractmethod
-    def add_screenshot(self, shot: SessionScreenshot) -> None: ...
+    def add_screenshot(self, shot: SessionScreenshot) -> None:
+        """Insert. NotFound if its session or attachment does not exist; StorageError if
+        the id is already used."""
 
     @abc.abstractmethod
     def update_screenshot(self, shot: SessionScreenshot) -> None:
-        """Write `user_comment`, `flagged`, `ocr_text`, `analysis_status`."""
+        """Write `user_comment`, `flagged`, `ocr_text` and `analysis_status` (the other
+        fields never change). NotFound if the screenshot does not exist."""
 
     @abc.abstractmethod
-    def add_audio_segment(self, segment: SessionAudioSegment) -> None: ...
+    def add_audio_segment(self, segment: SessionAudioSegment) -> None:
+        """Insert. NotFound if its session or attachment does not exist; StorageError if
+        the id is already used."""
 
     @abc.abstractmethod
     def save_video(self, video: SessionVideo) -> None:
-        """Insert or update the session's video row (not its chunks or chapters)."""
+        """Insert the session's video row, or update it when the id exists: then only
+        `full_video_attachment_id`, `duration` and `chunking_status` change. Its chunks and
+        chapters are not written here. NotFound if the session or the full video's
+        attachment does not exist; StorageError if the session already has another video."""
 
     @abc.abstractmethod
-    def add_video_chunk(self, chunk: SessionVideoChunk) -> None: ...
+    def add_video_chunk(self, chunk: SessionVideoChunk) -> None:
+        """Insert. NotFound if its video or attachment does not exist; StorageError if the
+        id, or the index within its video, is already used."""
 
     @abc.abstractmethod
-    def add_context_item(self, item: ContextItem) -> None: ...
+    def add_context_item(self, item: ContextItem) -> None:
+        """Insert a note, task or marker. NotFound if its session does not exist;
+        StorageError if the id is already used."""
 
     # --- attachments --------------------------------------------------------------------
     @abc.abstractmethod
     def add_attachment(self, attachment: Attachment) -> Attachment:
-        """Insert; when one with the same hash exists, return that one instead."""
+        """Insert the row and return it; when a row with the same hash exists, nothing is
+        inserted and that row is returned instead (its id is the one to reference).
+
+        InvalidInput if `hash` is not a SHA-256 (64 lowercase hex digits); StorageError if
+        the id is already used by a row with another hash."""
 
     @abc.abstractmethod
     def get_attachment(self, attachment_id: str) -> Attachment:
         """NotFound if absent."""
 
     @abc.abstractmethod
-    def attachment_by_hash(self, digest: str) -> Attachment | None: ...
+    def attachment_by_hash(self, digest: str) -> Attachment | None:
+        """The row holding this content, or None."""
 
     @abc.abstractmethod
     def attachments_for(self, session_id: str) -> list[Attachment]:
-        """Every attachment a session references (screenshots, audio, video, chunks)."""
+        """Every attachment the session references (screenshots, audio segments, its joined
+        audio, full video, video chunks), each once, in no particular order. Empty for an
+        unknown session."""
 
     @abc.abstractmethod
     def attachment_hashes(self) -> set[str]:
         """The hashes of all attachment rows."""
 
-    @abc.abstractmethod
-    def delete_attachment(self, attachment_id: str) -> None: ...
+
+class LiveCoordination(Transactional):
+    """What processes tell each other about live sessions: who records one, whether it
+    still lives, how the recording goes, and what it is asked to do."""
 
     @abc.abstractmethod
-    def add_blob_intent(self, intent: BlobIntent) -> None: ...
+    def live_sessions(self) -> list[LiveSession]:
+        """Sessions whose status is active or paused, in no particular order."""
 
     @abc.abstractmethod
-    def remove_blob_intent(self, digest: str, owner: ProcessOwner) -> None: ...
+    def set_recorder(self, session_id: str, owner: ProcessOwner | None) -> None:
+        """Record which process records the session (None: nobody). NotFound if the session
+        does not exist."""
 
     @abc.abstractmethod
-    def blob_intents(self) -> list[BlobIntent]: ...
-
-    # --- live state between processes ---------------------------------------------------
-    @abc.abstractmethod
-    def write_stats(self, stats: RecordingStats) -> None: ...
+    def heartbeat(self, session_id: str, at: float) -> None:
+        """The recorder is alive at unix time `at`. NotFound if the session does not exist."""
 
     @abc.abstractmethod
-    def read_stats(self, session_id: str) -> RecordingStats | None: ...
+    def write_stats(self, stats: RecordingStats) -> None:
+        """Replace the session's latest recording stats with `stats`, every field kept.
+        NotFound if the session does not exist."""
+
+    @abc.abstractmethod
+    def read_stats(self, session_id: str) -> RecordingStats | None:
+        """The stats last written for the session, equal to what was written; None if none
+        were."""
 
     @abc.abstractmethod
     def push_command(self, session_id: str, command: str) -> None:
-        """Ask the recorder of a session (maybe in another process) to pause/resume/end."""
+        """Queue a command (pause, resume, end: the store does not interpret it) for the
+        recorder of a session, maybe in another process. NotFound if the session does not
+        exist."""
 
     @abc.abstractmethod
     def take_commands(self, session_id: str) -> list[str]:
-        """Pop the pending commands for a session, oldest first."""
+        """Remove and return the session's pending commands, oldest first. Two callers never
+        get the same command. Cheap when there is none: this is polled several times a
+        second."""
 
-    # --- settings and health ------------------------------------------------------------
-    @abc.abstractmethod
-    def get_setting(self, key: str) -> object | None: ...
+
+class BlobIntents(Transactional):
+    """Blob writes in flight, so that recovery can tell a dead writer's leftover from a
+    live writer's work (see `MediaLibrary`)."""
 
     @abc.abstractmethod
-    def set_setting(self, key: str, value: object) -> None: ...
+    def add_blob_intent(self, intent: BlobIntent) -> None:
+        """Record the intent; recording the same one again changes nothing."""
+
+    @abc.abstractmethod
+    def remove_blob_intent(self, digest: str, owner: ProcessOwner) -> None:
+        """Forget the owner's intent for the digest; absent is fine. Other owners' intents
+        for the same digest stay."""
+
+    @abc.abstractmethod
+    def blob_intents(self) -> list[BlobIntent]:
+        """Every recorded intent, in no particular order."""
+
+
+class Settings(Transactional):
+    """Small values by key, kept as JSON."""
+
+    @abc.abstractmethod
+    def get_setting(self, key: str) -> object | None:
+        """The value last set (as JSON gives it back: tuples come back as lists); None when
+        never set."""
+
+    @abc.abstractmethod
+    def set_setting(self, key: str, value: object) -> None:
+        """Set or replace. InvalidInput if the value cannot be written as JSON."""
+
+
+class JobQueue(Transactional):
+    """Enrichment jobs (spec §5), claimed by workers with a lease.
+
+    A job is `queued` until a worker claims it, then `running` under the worker's lease
+    until the worker completes it (`done`), fails it (`queued` again after a backoff, or
+    `failed` after its last attempt) or releases it (`queued`). A worker renews its lease
+    while it works; a lease that runs out lets another worker claim the job again (the
+    first worker died or stalled), and from then on the first worker's calls on the job
+    raise LeaseLost and change nothing — so two workers never finish the same job.
+
+    Time comes from the `now` arguments (unix seconds), never from the store's clock, so
+    every worker must use a clock close to the others'. `owner` is any text that tells
+    workers apart. Claims are atomic across threads, processes and machines. Every method
+    joins an enclosing `transaction()`: a stage's results and its `complete_job` commit
+    together, and a LeaseLost raised there undoes the results too.
+    """
+
+    @abc.abstractmethod
+    def enqueue_job(self, session_id: str, kind: str, *, now: float) -> Job:
+        """A new queued job, due at `now` — unless the session already has an active
+        (queued or running) job of that kind: then that job, unchanged. A done or failed
+        job does not count: the kind may be run again.
+
+        NotFound if the session does not exist; InvalidInput if `kind` is empty."""
+
+    @abc.abstractmethod
+    def claim_job(
+        self,
+        owner: str,
+        *,
+        lease_seconds: float,
+        now: float,
+        kinds: Sequence[str] | None = None,
+        max_attempts: int | None = None,
+    ) -> Job | None:
+        """Take the job due first and run it under a lease until `now + lease_seconds`;
+        None when no job is due.
+
+        Due are queued jobs whose `run_at` is not after `now`, and running jobs whose lease
+        has run out (their worker stalled or died); among them the smallest `run_at` first,
+        then the first enqueued. `kinds` limits the claim to those kinds. The claim adds one
+        to `attempt`. With `max_attempts`, a running job whose lease ran out after its last
+        attempt is not claimed again but marked failed (its worker kept dying on it).
+
+        InvalidInput if `lease_seconds` is not positive or `max_attempts` is below 1."""
+
+    @abc.abstractmethod
+    def renew_job(self, job_id: str, owner: str, *, lease_seconds: float, now: float) -> bool:
+        """Extend the owner's lease to `now + lease_seconds`. False, changing nothing, when
+        the owner holds no lease on the job any more (it ran out or was taken over).
+
+        NotFound if the job does not exist; InvalidInput if `lease_seconds` is not
+        positive."""
+
+    @abc.abstractmethod
+    def complete_job(self, job_id: str, owner: str, *, now: float) -> None:
+        """Mark the job done at `now` and end the lease.
+
+        LeaseLost if the owner's lease ran out (also if nobody took it over yet) or is
+        another's; NotFound if the job does not exist."""
+
+    @abc.abstractmethod
+    def fail_job(
+        self,
+        job_id: str,
+        owner: str,
+        error: str,
+        *,
+        now: float,
+        max_attempts: int,
+        backoff: Backoff,
+    ) -> Job:
+        """Record `error` as the job's `last_error` and end the lease; the job as it is now.
+
+        When `attempt` is below `max_attempts` the job is queued again, due at
+        `now + backoff.delay(attempt)`; else it is `failed` (finished at `now`).
+        LeaseLost and NotFound as for `complete_job`; InvalidInput if `max_attempts` is
+        below 1."""
+
+    @abc.abstractmethod
+    def release_job(self, job_id: str, owner: str) -> None:
+        """Give the job back unfinished (a worker shutting down cleanly): queued again, due
+        at once, and the claim does not count as an attempt.
+
+        LeaseLost if the job is not running under this owner's lease (a lease that ran out
+        but was not taken over may still be released); NotFound if the job does not
+        exist."""
+
+    @abc.abstractmethod
+    def get_job(self, job_id: str) -> Job:
+        """NotFound if absent."""
+
+    @abc.abstractmethod
+    def list_jobs(self, state: JobState | None = None, session_id: str | None = None) -> list[Job]:
+        """Jobs in the order they were enqueued, optionally only those in one state or of
+        one session."""
+
+
+class Store(SessionRows, LiveCoordination, BlobIntents, Settings, JobQueue):
+    """Session metadata: all the parts above, sharing one transaction."""
+
+    @classmethod
+    @abc.abstractmethod
+    def from_url(cls, url: str) -> Self:
+        """Open the store a URL names (the registry hands each back end the URLs of its
+        schemes). InvalidInput if the URL is malformed; StorageError if the store cannot be
+        opened."""
 
     @abc.abstractmethod
     def integrity_problems(self) -> list[str]:
-        """Database-level problems (corruption, broken references); empty when healthy."""
+        """Database-level problems (damage, broken references), each a sentence; empty when
+        healthy. Never raises for a damaged database: the damage is the answer."""
 
 
 class BlobStore(abc.ABC):
-    """Media bytes addressed by their SHA-256. Names from users never become paths."""
+    """Media bytes addressed by their SHA-256 (64 lowercase hex digits). Every method given
+    another digest raises InvalidInput, so that names from users never become paths.
+    StorageError when the bytes cannot be read or written."""
+
+    @classmethod
+    @abc.abstractmethod
+    def from_url(cls, url: str) -> Self:
+        """Open the blob store a URL names. InvalidInput if the URL is malformed;
+        StorageError if the store cannot be opened."""
 
     @abc.abstractmethod
     def put_file(self, source: Path, digest: str, *, move: bool = False) -> int:
         """Store the file's bytes under `digest` (temp name, fsync, rename); return the size.
 
-        With `move` the source may be consumed (renamed into place when on the same disk),
-        else it is left as it is. An existing blob with the same digest is kept.
-        """
+        The digest is the caller's word for the content: it is not recomputed. With `move`
+        the source may be consumed (renamed into place when on the same disk), else it is
+        left as it is. An existing blob with the same digest is kept and the source is then
+        left alone. Once this returns the bytes survive a crash. A failure leaves no blob
+        and at most a temporary file that `remove_stale_temp` removes."""
 
     @abc.abstractmethod
-    def exists(self, digest: str) -> bool: ...
+    def exists(self, digest: str) -> bool:
+        """Whether a blob is stored under the digest."""
 
     @abc.abstractmethod
     def open(self, digest: str) -> BinaryIO:
-        """Read the bytes; NotFound if absent."""
+        """The bytes, for reading (the caller closes it). NotFound if absent."""
 
     @abc.abstractmethod
     def local_path(self, digest: str) -> Path | None:
-        """The file holding the bytes when they are on this machine's disk, else None."""
+        """The file that holds or would hold the bytes when blobs live on this machine's
+        disk, else None (the path may not exist: check `exists`)."""
 
     @abc.abstractmethod
     def delete(self, digest: str) -> None:
@@ -209,8 +474,10 @@ class BlobStore(abc.ABC):
 
     @abc.abstractmethod
     def digests(self) -> Iterator[str]:
-        """Every stored digest."""
+        """Every stored digest, each once, in no particular order (temporary files of
+        writes in flight are not blobs)."""
 
     @abc.abstractmethod
     def remove_stale_temp(self) -> list[str]:
-        """Delete temporary files left by dead writers; return what was removed."""
+        """Delete the temporary files of writers that are gone (a live writer's are kept);
+        return the names removed."""

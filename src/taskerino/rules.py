@@ -1,0 +1,260 @@
+"""The one rule book: every limit and allowed value, and the parsers that enforce them.
+
+The CLI, the web API and the library all check input here, so a limit is defined once and
+every message says what is wrong and what is allowed. Nothing here touches a device or the
+disk; checks that need the screen or the sound server (does display:3 exist?) live with the
+capture code and are run by `sessions.configure`.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+import unicodedata
+from collections.abc import Iterable
+
+from .errors import InvalidInput
+from .models import SessionConfig
+
+MAX_SOURCES = 4
+COMPOSITORS = ("passthrough", "grid", "side-by-side")
+MAX_SIZE = (7680, 4320)
+DEFAULT_SIZE = (1920, 1080)
+FPS_RANGE = (1, 60)
+DEFAULT_FPS = 15
+BALANCE_RANGE = (0, 100)
+SCREENSHOT_INTERVAL_RANGE = (1.0, 24 * 3600.0)
+MAX_DURATION = 31 * 24 * 3600.0  # a month: longer is a typo, and overflows timers
+TEST_SOURCE_PREFIX = "test:"
+
+MAX_NAME = 200
+MAX_DESCRIPTION = 10_000
+MAX_NOTE = 10_000
+MAX_TAGS = 50
+MAX_TAG = 64
+MAX_QUERY = 500
+CONTEXT_ITEM_TYPES = ("note", "task", "marker")
+
+
+_CONTROL = ("Cc", "Zl", "Zp")
+
+
+def printable(text: str) -> str:
+    """`text` on one line: control characters, line separators and bytes that were not
+    valid UTF-8 shown as escapes, so a message can never break a line or a terminal."""
+    return "".join(
+        c.encode("unicode_escape").decode("ascii")
+        if unicodedata.category(c) in (*_CONTROL, "Cs")
+        else c
+        for c in text
+    )
+
+
+def is_test_source(source_id: str) -> bool:
+    """`test:NAME` sources are synthetic pictures: they need no screen."""
+    return source_id.startswith(TEST_SOURCE_PREFIX)
+
+
+def parse_number(
+    text: object, what: str, *, minimum: float = 0.0, maximum: float = math.inf
+) -> float:
+    """A finite number from `minimum` to `maximum`, from a flag value or a JSON field."""
+    if isinstance(text, bool):
+        raise InvalidInput(f"{what} must be a number, got {text!r}")
+    try:
+        value = float(text)  # type: ignore[arg-type]
+    except (TypeError, ValueError, OverflowError):
+        raise InvalidInput(f"{what} must be a number, got {_show(text)}") from None
+    if not math.isfinite(value) or value < minimum or value > maximum:
+        allowed = f">= {minimum:g}" if maximum == math.inf else f"from {minimum:g} to {maximum:g}"
+        raise InvalidInput(f"{what} must be a number {allowed}, got {_show(text)}")
+    return value
+
+
+def parse_whole(text: object, what: str, low: int, high: int) -> int:
+    value = parse_number(text, what)
+    if value != int(value) or not low <= value <= high:
+        raise InvalidInput(f"{what} must be a whole number from {low} to {high}, got {_show(text)}")
+    return int(value)
+
+
+def parse_fps(text: object) -> int:
+    return parse_whole(text, "fps", *FPS_RANGE)
+
+
+def parse_balance(text: object) -> int:
+    return parse_whole(text, "balance (0 = all microphone, 100 = all system audio)", *BALANCE_RANGE)
+
+
+def parse_interval(text: object) -> float:
+    low, high = SCREENSHOT_INTERVAL_RANGE
+    value = parse_number(text, "screenshot interval (seconds)")
+    if value < low:
+        raise InvalidInput(
+            f"screenshot interval must be at least {low:g} second, got {_show(text)}"
+        )
+    if value > high:
+        raise InvalidInput(
+            f"screenshot interval must be at most {high:g} seconds (a day), got {_show(text)}"
+        )
+    return value
+
+
+def parse_duration(text: object) -> float:
+    return parse_number(text, "duration (seconds)", minimum=0.0, maximum=MAX_DURATION)
+
+
+def parse_size(text: object) -> tuple[int, int]:
+    match = re.fullmatch(r"\s*(-?\d{1,9})\s*[xX]\s*(-?\d{1,9})\s*", str(text))
+    if not match:
+        raise InvalidInput(f"size must look like WIDTHxHEIGHT (e.g. 1920x1080), got {_show(text)}")
+    width, height = int(match[1]), int(match[2])
+    check_size(width, height)
+    return width, height
+
+
+def check_size(width: int, height: int) -> None:
+    if width <= 0 or height <= 0 or width % 2 or height % 2:
+        raise InvalidInput(
+            f"size must be positive even numbers (e.g. 1920x1080), got {width}x{height}"
+        )
+    if width > MAX_SIZE[0] or height > MAX_SIZE[1]:
+        raise InvalidInput(
+            f"size must be at most {MAX_SIZE[0]}x{MAX_SIZE[1]}, got {width}x{height}"
+        )
+
+
+def check_compositor(kind: str | None, n_sources: int) -> str:
+    """The compositor for `n_sources` sources (default: passthrough for one, else grid)."""
+    if not 1 <= n_sources <= MAX_SOURCES:
+        raise InvalidInput(
+            f"at most {MAX_SOURCES} video sources can be composited, got {n_sources}"
+            if n_sources > MAX_SOURCES
+            else "a video needs at least one source"
+        )
+    kind = kind or ("passthrough" if n_sources == 1 else "grid")
+    if kind not in COMPOSITORS:
+        raise InvalidInput(f"unknown compositor {_show(kind)}: use one of {', '.join(COMPOSITORS)}")
+    if kind == "passthrough" and n_sources != 1:
+        raise InvalidInput(
+            f"the passthrough compositor takes exactly one source, got {n_sources}: "
+            "use grid or side-by-side for several"
+        )
+    return kind
+
+
+def check_text(value: object, what: str, limit: int, *, allow_empty: bool = True) -> str:
+    """Text from a user: a string of valid Unicode, no control characters, within `limit`.
+
+    Bytes that were not valid UTF-8 on the command line arrive as lone surrogates; they
+    cannot be stored or printed, so they are refused here rather than crash later.
+    """
+    if not isinstance(value, str):
+        raise InvalidInput(f"{what} must be text, got {type(value).__name__}")
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        raise InvalidInput(f"{what} is not valid UTF-8 text: use plain Unicode text") from None
+    if any((ord(c) < 32 and c not in "\t\n\r") or c == "\x7f" for c in value):
+        raise InvalidInput(f"{what} must not hold control characters")
+    if len(value) > limit:
+        raise InvalidInput(f"{what} is too long: at most {limit} characters, got {len(value)}")
+    if not allow_empty and not value.strip():
+        raise InvalidInput(f"{what} must not be empty")
+    return value
+
+
+def check_tags(tags: Iterable[object]) -> list[str]:
+    result: list[str] = []
+    for tag in tags:
+        text = check_text(tag, "a tag", MAX_TAG, allow_empty=False).strip()
+        if text not in result:
+            result.append(text)
+    if len(result) > MAX_TAGS:
+        raise InvalidInput(f"at most {MAX_TAGS} tags, got {len(result)}")
+    return result
+
+
+def check_session_id(value: object) -> str:
+    """A session id as given by a user: refused early when it cannot be one."""
+    text = check_text(value, "session id", 64, allow_empty=False)
+    if not re.fullmatch(r"[0-9A-Za-z_-]{1,64}", text):
+        raise InvalidInput(
+            f"session id {_show(text)} is malformed: ids are letters and digits "
+            "(see 'taskerino sessions list')"
+        )
+    return text
+
+
+def check_query(value: object) -> str:
+    return check_text(value, "query", MAX_QUERY)
+
+
+def record_config(
+    *,
+    screenshots: object = True,
+    screenshot_interval: object = 120,
+    video: object = False,
+    sources: Iterable[object] = (),
+    compositor: object = None,
+    fps: object = DEFAULT_FPS,
+    size: object = None,
+    audio: object = False,
+    system_audio: object = False,
+    mic: object = None,
+    balance: object = 50,
+) -> SessionConfig:
+    """A session configuration from raw values (flags or a JSON body), checked as a whole.
+
+    Only what needs no device is checked here; `sessions.configure` then checks that the
+    sources and audio devices exist.
+    """
+    source_list = [check_text(s, "source id", 100, allow_empty=False) for s in sources]
+    wants_video = _flag(video, "video") or bool(source_list)
+    width, height = parse_size(size) if size is not None else DEFAULT_SIZE
+    mic_text = None if mic is None else check_text(mic, "microphone device", 300)
+    config = SessionConfig(
+        screenshots=_flag(screenshots, "screenshots"),
+        screenshot_interval=parse_interval(screenshot_interval),
+        video=wants_video,
+        sources=source_list,
+        compositor=None if compositor is None else check_text(compositor, "compositor", 40),
+        fps=parse_fps(fps) if wants_video else DEFAULT_FPS,
+        width=width,
+        height=height,
+        audio=_flag(audio, "audio") or mic_text is not None,
+        system_audio=_flag(system_audio, "system audio"),
+        mic=mic_text,
+        balance=parse_balance(balance),
+    )
+    return check_config(config)
+
+
+def check_config(config: SessionConfig) -> SessionConfig:
+    """The device-free checks of a whole configuration; canonical values filled in."""
+    if not (config.screenshots or config.video or config.audio or config.system_audio):
+        raise InvalidInput(
+            "nothing to record: enable screenshots, --video, --audio or --system-audio"
+        )
+    config.screenshot_interval = parse_interval(config.screenshot_interval)
+    config.balance = parse_balance(config.balance)
+    if config.video:
+        config.fps = parse_fps(config.fps)
+        check_size(config.width, config.height)
+        config.sources = list(config.sources) or ["display:1"]
+        config.compositor = check_compositor(config.compositor, len(config.sources))
+    return config
+
+
+def _flag(value: object, what: str) -> bool:
+    if not isinstance(value, bool):
+        raise InvalidInput(f"{what} must be true or false, got {_show(value)}")
+    return value
+
+
+def _show(value: object) -> str:
+    """A value for an error message: quoted, cut short, never unprintable."""
+    text = repr(value)
+    if len(text) > 60:
+        text = text[:57] + "..."
+    return printable(text)

@@ -1,0 +1,95 @@
+"""The back ends every contract test runs against.
+
+A back end joins by adding one entry to `STORE_BACKENDS` or `BLOB_BACKENDS`: a context
+manager that, given a fresh temporary folder, makes an empty store and yields how to reach
+it (its URL), cleaning up afterwards. Tests open stores from the URL, also in other
+processes.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager, contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from urllib.parse import quote
+
+import pytest
+
+from taskerino.store import BlobStore, Store, open_blob_store, open_store
+
+ODD_NAME = "folder with spaces – ünïcødé ✓"
+DEAD_PID = 999_999_999  # above any pid_max: no process has it
+
+
+@dataclass(frozen=True)
+class StoreBackend:
+    url: str
+
+    def open(self) -> Store:
+        """A new store object on the same data (its own connections, like another client)."""
+        return open_store(self.url, Path("never-used.db"))
+
+
+@dataclass(frozen=True)
+class BlobBackend:
+    url: str
+    # Leaves what a writer killed in the middle of `put_file` leaves; returns its name.
+    leave_dead_writers_temp: Callable[[], str]
+
+    def open(self) -> BlobStore:
+        return open_blob_store(self.url, Path("never-used"))
+
+
+@contextmanager
+def sqlite_file(folder: Path) -> Iterator[StoreBackend]:
+    folder.mkdir(parents=True, exist_ok=True)
+    yield StoreBackend("sqlite://" + quote(str(folder / "taskerino.db")))
+
+
+@contextmanager
+def blob_folder(folder: Path) -> Iterator[BlobBackend]:
+    root = folder / "blobs"
+
+    def leave_dead_writers_temp() -> str:
+        name = f"{DEAD_PID}-1-{uuid.uuid4().hex}"
+        (root / ".tmp").mkdir(parents=True, exist_ok=True)
+        (root / ".tmp" / name).write_bytes(b"half of it")
+        return name
+
+    yield BlobBackend("file://" + quote(str(root)), leave_dead_writers_temp)
+
+
+STORE_BACKENDS: dict[str, Callable[[Path], AbstractContextManager[StoreBackend]]] = {
+    "sqlite file": sqlite_file,
+    "sqlite file, odd folder": lambda tmp: sqlite_file(tmp / ODD_NAME),
+}
+BLOB_BACKENDS: dict[str, Callable[[Path], AbstractContextManager[BlobBackend]]] = {
+    "folder": blob_folder,
+    "folder with spaces": lambda tmp: blob_folder(tmp / ODD_NAME),
+}
+
+
+@pytest.fixture(params=list(STORE_BACKENDS))
+def store_backend(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[StoreBackend]:
+    with STORE_BACKENDS[request.param](tmp_path) as backend:
+        yield backend
+
+
+@pytest.fixture
+def store(store_backend: StoreBackend) -> Iterator[Store]:
+    opened = store_backend.open()
+    yield opened
+    opened.close()
+
+
+@pytest.fixture(params=list(BLOB_BACKENDS))
+def blob_backend(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[BlobBackend]:
+    with BLOB_BACKENDS[request.param](tmp_path) as backend:
+        yield backend
+
+
+@pytest.fixture
+def blobs(blob_backend: BlobBackend) -> BlobStore:
+    return blob_backend.open()

@@ -1,0 +1,919 @@
+"""The Store contract (see `taskerino.store.base`), run against every back end in conftest."""
+
+from __future__ import annotations
+
+import multiprocessing
+import random
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import replace
+from itertools import count
+from queue import Queue
+from typing import Any
+
+import pytest
+
+from taskerino.errors import InvalidInput, LeaseLost, NotFound, StorageError
+from taskerino.models import (
+    Attachment,
+    ContextItem,
+    RecordingStats,
+    Session,
+    SessionAudioSegment,
+    SessionConfig,
+    SessionScreenshot,
+    SessionVideo,
+    SessionVideoChunk,
+    new_id,
+)
+from taskerino.process import ProcessOwner, current_owner
+from taskerino.store import Store
+from taskerino.store.base import Backoff, BlobIntent
+
+from .conftest import StoreBackend
+
+_digests = count(1)
+
+
+def digest() -> str:
+    """A new, valid SHA-256-shaped digest."""
+    return f"{next(_digests):064x}"
+
+
+def make_session(name: str = "s", start: str = "2026-01-01T00:00:00.000Z") -> Session:
+    return Session(id=new_id(), name=name, start_time=start)
+
+
+def make_attachment(hash: str | None = None) -> Attachment:
+    hash = digest() if hash is None else hash
+    return Attachment(new_id(), "image", "x.webp", "image/webp", 3, hash)
+
+
+def stored_session(store: Store, name: str = "s") -> Session:
+    session = make_session(name)
+    store.create_session(session)
+    return session
+
+
+def shot(session: Session, attachment: Attachment, offset: float = 1.0) -> SessionScreenshot:
+    return SessionScreenshot(new_id(), session.id, "t", offset, attachment.id, attachment.hash)
+
+
+def _increment(url: str, session_id: str, n: int) -> None:
+    """Read-modify-write `total_paused` n times, each in its own transaction."""
+    store = StoreBackend(url).open()
+    for _ in range(n):
+        with store.transaction():
+            s = store.session_for_update(session_id)
+            s.total_paused += 1
+            store.update_session(s)
+    store.close()
+
+
+def _claim_all(url: str, owner: str, start: Any, out: Any) -> None:
+    """Claim and complete jobs until none is left; report which (process or thread)."""
+    store = StoreBackend(url).open()
+    claimed = []
+    try:
+        start.wait(60)
+        while (job := store.claim_job(owner, lease_seconds=3600, now=1000.0)) is not None:
+            store.complete_job(job.id, owner, now=1000.0)
+            claimed.append(job.id)
+    finally:
+        store.close()
+        out.put((owner, claimed))
+
+
+class FixedRandom(random.Random):
+    """`random()` answers the given values in turn."""
+
+    def __init__(self, *values: float) -> None:
+        super().__init__(0)
+        self.values = list(values)
+
+    def random(self) -> float:
+        return self.values.pop(0)
+
+
+LEASE = 30.0
+NO_BACKOFF = Backoff(base=1.0, cap=1.0, jitter=0.0)
+
+
+class TestStoreContract:
+    # --- transactions -------------------------------------------------------------------
+    def test_a_transaction_commits_all_together(self, store: Store) -> None:
+        session = make_session()
+        with store.transaction():
+            store.create_session(session)
+            att = store.add_attachment(make_attachment())
+            store.add_screenshot(shot(session, att))
+        assert len(store.get_session(session.id).screenshots) == 1
+
+    @pytest.mark.parametrize("error", [RuntimeError, KeyboardInterrupt, NotFound])
+    def test_any_exception_rolls_everything_back(
+        self, store: Store, error: type[BaseException]
+    ) -> None:
+        kept = stored_session(store, "kept")
+        session = make_session()
+        with pytest.raises(error), store.transaction():
+            store.create_session(session)
+            store.add_attachment(make_attachment("b" * 64))
+            kept.name = "changed"
+            store.update_session(kept)
+            store.set_setting("k", 1)
+            raise error("boom")
+        assert [s.name for s in store.list_sessions()] == ["kept"]
+        assert store.attachment_hashes() == set()
+        assert store.get_setting("k") is None
+        # The store is usable afterwards.
+        store.create_session(session)
+        assert len(store.list_sessions()) == 2
+
+    def test_nested_transactions_are_savepoints(self, store: Store) -> None:
+        outer, inner, innermost = make_session("outer"), make_session("inner"), make_session("x")
+        with store.transaction():
+            store.create_session(outer)
+            with pytest.raises(ValueError), store.transaction():
+                store.create_session(inner)
+                with store.transaction():
+                    store.create_session(innermost)
+                raise ValueError
+            with store.transaction():
+                store.set_setting("k", {"v": 1})
+                with pytest.raises(ValueError), store.transaction():
+                    store.set_setting("k", {"v": 2})
+                    raise ValueError
+            # Inside, the outer transaction sees its own writes.
+            assert store.get_session(outer.id).name == "outer"
+        assert [s.name for s in store.list_sessions()] == ["outer"]
+        assert store.get_setting("k") == {"v": 1}
+
+    def test_an_error_from_the_store_inside_a_transaction_can_be_caught(self, store: Store) -> None:
+        session = make_session()
+        with store.transaction():
+            store.create_session(session)
+            with pytest.raises(NotFound):
+                store.add_context_item(ContextItem(new_id(), "nope", "t", 0.0, "note", "x"))
+            store.add_context_item(ContextItem(new_id(), session.id, "t", 0.0, "note", "x"))
+        assert len(store.get_session(session.id).context_items) == 1
+
+    def test_other_clients_see_a_transaction_only_once_committed(
+        self, store: Store, store_backend: StoreBackend
+    ) -> None:
+        other = store_backend.open()
+        try:
+            session = make_session()
+            with store.transaction():
+                store.create_session(session)
+                assert other.list_sessions() == []
+                with pytest.raises(NotFound):
+                    other.get_session(session.id)
+            assert other.get_session(session.id).id == session.id
+        finally:
+            other.close()
+
+    def test_a_transaction_in_one_thread_is_not_joined_by_another(self, store: Store) -> None:
+        inside, release = threading.Event(), threading.Event()
+        errors: list[BaseException] = []
+
+        def rolled_back() -> None:
+            try:
+                with store.transaction():
+                    store.create_session(make_session("rolled back"))
+                    inside.set()
+                    release.wait(10)
+                    raise RuntimeError("undo")
+            except RuntimeError:
+                pass
+            except BaseException as exc:
+                errors.append(exc)
+
+        thread = threading.Thread(target=rolled_back)
+        thread.start()
+        assert inside.wait(10)
+        writer = threading.Thread(target=lambda: store.create_session(make_session("kept")))
+        writer.start()
+        release.set()
+        thread.join(10)
+        writer.join(10)
+        assert errors == []
+        assert [s.name for s in store.list_sessions()] == ["kept"]
+
+    def test_read_modify_write_in_two_processes_loses_no_update(
+        self, store: Store, store_backend: StoreBackend
+    ) -> None:
+        session = stored_session(store)
+        ctx = multiprocessing.get_context("spawn")
+        procs = [
+            ctx.Process(target=_increment, args=(store_backend.url, session.id, 100))
+            for _ in range(2)
+        ]
+        for p in procs:
+            p.start()
+        _increment(store_backend.url, session.id, 100)
+        for p in procs:
+            p.join(120)
+        assert [p.exitcode for p in procs] == [0, 0]
+        assert store.get_session(session.id).total_paused == 300
+
+    def test_session_for_update_needs_a_transaction(self, store: Store) -> None:
+        session = stored_session(store)
+        with pytest.raises(StorageError):
+            store.session_for_update(session.id)
+        with store.transaction():
+            assert store.session_for_update(session.id).id == session.id
+            with pytest.raises(NotFound):
+                store.session_for_update("nope")
+
+    def test_close_is_safe_twice_and_final(self, store_backend: StoreBackend) -> None:
+        store = store_backend.open()
+        session = stored_session(store)
+        store.close()
+        store.close()
+        with pytest.raises(StorageError):
+            store.get_session(session.id)
+        with pytest.raises(StorageError):
+            store.create_session(make_session())
+        with pytest.raises(StorageError), store.transaction():
+            pass
+        reopened = store_backend.open()
+        assert reopened.get_session(session.id).id == session.id
+        reopened.close()
+
+    # --- sessions -----------------------------------------------------------------------
+    def test_session_round_trip(self, store: Store) -> None:
+        audio = store.add_attachment(make_attachment())
+        session = Session(
+            id=new_id(),
+            name="first ✓",
+            start_time="2026-01-01T10:00:00.000Z",
+            description="what I did",
+            status="paused",
+            end_time=None,
+            paused_at="2026-01-01T10:05:00.000Z",
+            total_paused=1.5,
+            total_duration=None,
+            config=SessionConfig(video=True, sources=["display:1"], fps=30, mic="default"),
+            audio_attachment_id=audio.id,
+            tags=["a", "b"],
+            enrichment={"ocr": "done"},
+        )
+        store.create_session(session)
+        assert store.get_session(session.id) == session
+
+    def test_children_come_back_in_timeline_order(self, store: Store) -> None:
+        session = stored_session(store)
+        att = store.add_attachment(make_attachment())
+        for offset in (3.0, 1.0, 2.0):
+            store.add_screenshot(shot(session, att, offset))
+            store.add_audio_segment(
+                SessionAudioSegment(new_id(), session.id, "t", offset, 1.0, att.id)
+            )
+            store.add_context_item(ContextItem(new_id(), session.id, "t", offset, "note", "x"))
+        video = SessionVideo(new_id(), session.id, 640, 360, 15, ["test:red"], "passthrough")
+        store.save_video(video)
+        for index in (2, 0, 1):
+            store.add_video_chunk(
+                SessionVideoChunk(new_id(), video.id, att.id, index, index, index + 1, 15, 3)
+            )
+        loaded = store.get_session(session.id)
+        assert [s.media_offset for s in loaded.screenshots] == [1.0, 2.0, 3.0]
+        assert [a.media_offset for a in loaded.audio_segments] == [1.0, 2.0, 3.0]
+        assert [c.media_offset for c in loaded.context_items] == [1.0, 2.0, 3.0]
+        assert loaded.video is not None
+        assert [c.index for c in loaded.video.chunks] == [0, 1, 2]
+        assert loaded.video.sources == ["test:red"] and loaded.video.chapters == []
+
+    def test_create_session_refuses_a_used_id_and_a_missing_attachment(self, store: Store) -> None:
+        session = stored_session(store, "first")
+        with pytest.raises(StorageError):
+            store.create_session(replace(session, name="second"))
+        with pytest.raises(NotFound, match="attachment"):
+            store.create_session(replace(make_session(), audio_attachment_id="nope"))
+        assert [s.name for s in store.list_sessions()] == ["first"]
+
+    def test_unknown_session_is_not_found(self, store: Store) -> None:
+        with pytest.raises(NotFound):
+            store.get_session("nope")
+        with pytest.raises(NotFound):
+            store.update_session(make_session())
+
+    def test_update_session_writes_own_fields_only(self, store: Store) -> None:
+        session = stored_session(store)
+        att = store.add_attachment(make_attachment())
+        store.add_screenshot(shot(session, att))
+        changed = replace(
+            store.get_session(session.id),
+            name="renamed",
+            status="completed",
+            end_time="2026-01-01T01:00:00.000Z",
+            total_duration=3600.0,
+            tags=["x"],
+            enrichment={"ocr": "failed: no tesseract"},
+            audio_attachment_id=att.id,
+            screenshots=[],
+        )
+        store.update_session(changed)
+        loaded = store.get_session(session.id)
+        assert len(loaded.screenshots) == 1
+        assert replace(loaded, screenshots=[]) == changed
+        with pytest.raises(NotFound, match="attachment"):
+            store.update_session(replace(changed, audio_attachment_id="nope"))
+
+    def test_list_newest_first_with_filters(self, store: Store) -> None:
+        for i in range(5):
+            s = make_session(f"name {i}", f"2026-01-0{i + 1}T00:00:00.000Z")
+            s.status = "completed" if i % 2 else "active"
+            store.create_session(s)
+        rows = store.list_sessions()
+        assert [r.name for r in rows] == [f"name {i}" for i in reversed(range(5))]
+        assert {r.name for r in store.list_sessions(status="completed")} == {"name 1", "name 3"}
+        assert [r.name for r in store.list_sessions(query="E 3")] == ["name 3"]
+        assert [r.name for r in store.list_sessions(status="active", limit=2)] == [
+            "name 4",
+            "name 2",
+        ]
+        assert len(store.list_sessions(limit=2)) == 2
+
+    def test_list_ties_and_literal_queries(self, store: Store) -> None:
+        first = make_session("100% done_ok")
+        second = make_session("plain")
+        second.description = "about 100% of it"
+        third = make_session("tagged")
+        third.tags = ["Client-X"]
+        for s in (first, second, third):
+            store.create_session(s)
+        assert [r.name for r in store.list_sessions()] == ["tagged", "plain", "100% done_ok"]
+        assert [r.name for r in store.list_sessions(query="100%")] == ["plain", "100% done_ok"]
+        assert [r.name for r in store.list_sessions(query="e_o")] == ["100% done_ok"]
+        assert store.list_sessions(query="0%_") == []
+        assert [r.name for r in store.list_sessions(query="client-x")] == ["tagged"]
+
+    def test_list_counts_children(self, store: Store) -> None:
+        session = stored_session(store)
+        att = store.add_attachment(make_attachment())
+        store.add_screenshot(shot(session, att))
+        store.add_screenshot(shot(session, att))
+        store.add_audio_segment(SessionAudioSegment(new_id(), session.id, "t", 0.0, 1.0, att.id))
+        (row,) = store.list_sessions()
+        assert (row.screenshot_count, row.audio_segment_count, row.has_video) == (2, 1, False)
+        store.save_video(SessionVideo(new_id(), session.id, 64, 64, 15, [], "passthrough"))
+        (row,) = store.list_sessions()
+        assert row.has_video and row.tags == [] and row.id == session.id
+
+    # --- children -----------------------------------------------------------------------
+    def test_children_need_their_parents(self, store: Store) -> None:
+        session = stored_session(store)
+        att = store.add_attachment(make_attachment())
+        ghost = make_session()
+        with pytest.raises(NotFound, match="session"):
+            store.add_screenshot(shot(ghost, att))
+        with pytest.raises(NotFound, match="attachment"):
+            store.add_screenshot(shot(session, make_attachment()))
+        with pytest.raises(NotFound, match="session"):
+            store.add_audio_segment(SessionAudioSegment(new_id(), "nope", "t", 0, 1, att.id))
+        with pytest.raises(NotFound, match="attachment"):
+            store.add_audio_segment(SessionAudioSegment(new_id(), session.id, "t", 0, 1, "no"))
+        with pytest.raises(NotFound, match="session"):
+            store.add_context_item(ContextItem(new_id(), "nope", "t", 0.0, "note", "x"))
+        with pytest.raises(NotFound, match="session"):
+            store.save_video(SessionVideo(new_id(), "nope", 64, 64, 15, [], "passthrough"))
+        video = SessionVideo(new_id(), session.id, 64, 64, 15, [], "passthrough")
+        with pytest.raises(NotFound, match="attachment"):
+            store.save_video(replace(video, full_video_attachment_id="nope"))
+        with pytest.raises(NotFound, match="video"):
+            store.add_video_chunk(SessionVideoChunk(new_id(), "nope", att.id, 0, 0, 1, 1, 1))
+        store.save_video(video)
+        with pytest.raises(NotFound, match="attachment"):
+            store.add_video_chunk(SessionVideoChunk(new_id(), video.id, "nope", 0, 0, 1, 1, 1))
+        loaded = store.get_session(session.id)
+        assert loaded.screenshots == [] and loaded.audio_segments == []
+        assert loaded.context_items == [] and loaded.video == video
+
+    def test_children_refuse_a_used_id(self, store: Store) -> None:
+        session = stored_session(store)
+        att = store.add_attachment(make_attachment())
+        first = shot(session, att)
+        store.add_screenshot(first)
+        with pytest.raises(StorageError):
+            store.add_screenshot(replace(first, media_offset=9.0))
+        item = ContextItem(new_id(), session.id, "t", 0.0, "note", "x")
+        store.add_context_item(item)
+        with pytest.raises(StorageError):
+            store.add_context_item(replace(item, content="y"))
+        segment = SessionAudioSegment(new_id(), session.id, "t", 0.0, 1.0, att.id)
+        store.add_audio_segment(segment)
+        with pytest.raises(StorageError):
+            store.add_audio_segment(segment)
+        loaded = store.get_session(session.id)
+        assert loaded.screenshots == [first] and loaded.context_items == [item]
+        assert loaded.audio_segments == [segment]
+
+    def test_update_screenshot_changes_the_review_fields_only(self, store: Store) -> None:
+        session = stored_session(store)
+        att = store.add_attachment(make_attachment())
+        original = shot(session, att, 4.0)
+        store.add_screenshot(original)
+        edited = replace(
+            original,
+            media_offset=99.0,
+            user_comment="look",
+            flagged=True,
+            ocr_text="text",
+            analysis_status="done",
+        )
+        store.update_screenshot(edited)
+        (loaded,) = store.get_session(session.id).screenshots
+        assert loaded == replace(edited, media_offset=4.0)
+        with pytest.raises(NotFound):
+            store.update_screenshot(replace(edited, id="nope"))
+
+    def test_save_video_inserts_then_updates_its_progress(self, store: Store) -> None:
+        session = stored_session(store)
+        full = store.add_attachment(make_attachment())
+        video = SessionVideo(new_id(), session.id, 640, 360, 15, ["display:1"], "passthrough")
+        store.save_video(video)
+        done = replace(
+            video,
+            full_video_attachment_id=full.id,
+            duration=12.5,
+            chunking_status="complete",
+            width=1,  # fixed at insert: not updated
+        )
+        store.save_video(done)
+        assert store.get_session(session.id).video == replace(done, width=640)
+        with pytest.raises(StorageError):
+            store.save_video(replace(video, id=new_id()))  # a second video for the session
+
+    def test_a_chunk_index_is_used_once_per_video(self, store: Store) -> None:
+        session = stored_session(store)
+        att = store.add_attachment(make_attachment())
+        video = SessionVideo(new_id(), session.id, 64, 64, 15, [], "passthrough")
+        store.save_video(video)
+        chunk = SessionVideoChunk(new_id(), video.id, att.id, 0, 0.0, 1.0, 15, 3)
+        store.add_video_chunk(chunk)
+        with pytest.raises(StorageError):
+            store.add_video_chunk(replace(chunk, id=new_id()))
+        loaded = store.get_session(session.id).video
+        assert loaded is not None and loaded.chunks == [chunk]
+
+    # --- attachments --------------------------------------------------------------------
+    def test_attachments_deduplicate_by_hash(self, store: Store) -> None:
+        hash = digest()
+        first = store.add_attachment(make_attachment(hash))
+        second = store.add_attachment(replace(make_attachment(hash), name="other.webp"))
+        assert second == first
+        assert store.get_attachment(first.id) == first
+        assert store.attachment_by_hash(hash) == first
+        assert store.attachment_hashes() == {hash}
+
+    def test_attachment_lookups(self, store: Store) -> None:
+        att = Attachment(new_id(), "video", "v.mp4", "video/mp4", 1234, digest(), duration=2.5)
+        att = replace(att, width=640, height=360)
+        assert store.add_attachment(att) == att
+        assert store.get_attachment(att.id) == att
+        with pytest.raises(NotFound):
+            store.get_attachment("missing")
+        assert store.attachment_by_hash(digest()) is None
+
+    @pytest.mark.parametrize("bad", ["A" * 64, "a" * 63, "../" + "a" * 61, "", "g" * 64])
+    def test_an_attachment_hash_must_be_a_sha256(self, store: Store, bad: str) -> None:
+        with pytest.raises(InvalidInput):
+            store.add_attachment(make_attachment(bad))
+        assert store.attachment_hashes() == set()
+
+    def test_an_attachment_id_is_used_once(self, store: Store) -> None:
+        first = store.add_attachment(make_attachment())
+        with pytest.raises(StorageError):
+            store.add_attachment(replace(first, hash=digest()))
+        assert store.attachment_hashes() == {first.hash}
+
+    def test_attachments_for_a_session(self, store: Store) -> None:
+        session, other = stored_session(store), stored_session(store)
+        atts = [store.add_attachment(make_attachment()) for _ in range(6)]
+        shared, shot_att, audio_att, full, chunk_att, joined = atts
+        store.add_screenshot(shot(session, shot_att))
+        store.add_screenshot(shot(session, shared))
+        store.add_screenshot(shot(other, shared))
+        store.add_audio_segment(SessionAudioSegment(new_id(), session.id, "t", 0, 1, audio_att.id))
+        video = SessionVideo(new_id(), session.id, 64, 64, 15, [], "passthrough")
+        store.save_video(replace(video, full_video_attachment_id=full.id))
+        store.add_video_chunk(SessionVideoChunk(new_id(), video.id, chunk_att.id, 0, 0, 1, 1, 1))
+        store.add_video_chunk(SessionVideoChunk(new_id(), video.id, shared.id, 1, 1, 2, 1, 1))
+        session.audio_attachment_id = joined.id
+        store.update_session(session)
+        found = store.attachments_for(session.id)
+        assert sorted(a.id for a in found) == sorted(a.id for a in atts)
+        assert [a.id for a in store.attachments_for(other.id)] == [shared.id]
+        assert store.attachments_for("nope") == []
+        assert store.attachment_hashes() == {a.hash for a in atts}
+
+    # --- live coordination --------------------------------------------------------------
+    def test_live_sessions_and_recorder(self, store: Store) -> None:
+        active, paused, done = stored_session(store), stored_session(store), make_session()
+        paused.status = "paused"
+        store.update_session(paused)
+        done.status = "completed"
+        store.create_session(done)
+        me, other = current_owner(), ProcessOwner("elsewhere", 42, "7")
+        store.set_recorder(active.id, me)
+        store.heartbeat(active.id, 123.5)
+        store.set_recorder(paused.id, other)
+        live = {s.id: s for s in store.live_sessions()}
+        assert set(live) == {active.id, paused.id}
+        assert (live[active.id].owner, live[active.id].heartbeat) == (me, 123.5)
+        assert (live[paused.id].owner, live[paused.id].status) == (other, "paused")
+        assert live[paused.id].heartbeat is None
+        store.set_recorder(active.id, None)
+        store.heartbeat(active.id, 200.0)
+        (now_active,) = [s for s in store.live_sessions() if s.id == active.id]
+        assert (now_active.owner, now_active.heartbeat) == (None, 200.0)
+        active.status = "completed"
+        store.update_session(active)
+        assert [s.id for s in store.live_sessions()] == [paused.id]
+
+    def test_live_state_of_an_unknown_session_is_not_found(self, store: Store) -> None:
+        with pytest.raises(NotFound):
+            store.set_recorder("nope", current_owner())
+        with pytest.raises(NotFound):
+            store.heartbeat("nope", 1.0)
+        with pytest.raises(NotFound):
+            store.write_stats(RecordingStats("nope"))
+        with pytest.raises(NotFound):
+            store.push_command("nope", "end")
+        assert store.read_stats("nope") is None
+        assert store.take_commands("nope") == []
+
+    def test_stats_round_trip_and_replace(self, store: Store) -> None:
+        s = stored_session(store)
+        assert store.read_stats(s.id) is None
+        stats = RecordingStats(
+            s.id,
+            state="paused",
+            frames_captured=700,
+            frames_processed=690,
+            frames_dropped=10,
+            drop_rate=10 / 700,
+            fps=14.9,
+            target_fps=15.0,
+            bytes_written=123_456_789,
+            bitrate_kbps=812.5,
+            encode_lag_ms=3.25,
+            health="warning",
+            updated_at="2026-01-01T00:00:01.250Z",
+            audio={"mic_level": -23.5},
+        )
+        store.write_stats(stats)
+        assert store.read_stats(s.id) == stats
+        store.write_stats(RecordingStats(s.id, frames_captured=1))
+        latest = store.read_stats(s.id)
+        assert latest is not None and latest.frames_captured == 1 and latest.audio == {}
+
+    def test_commands_are_taken_once_oldest_first(self, store: Store) -> None:
+        s, other = stored_session(store), stored_session(store)
+        assert store.take_commands(s.id) == []
+        for command in ("pause", "resume", "end"):
+            store.push_command(s.id, command)
+        store.push_command(other.id, "pause")
+        assert store.take_commands(s.id) == ["pause", "resume", "end"]
+        assert store.take_commands(s.id) == []
+        assert store.take_commands(other.id) == ["pause"]
+
+    def test_commands_cross_clients_and_are_taken_by_one(
+        self, store: Store, store_backend: StoreBackend
+    ) -> None:
+        s = stored_session(store)
+        clients = [store_backend.open() for _ in range(3)]
+        try:
+            for i in range(30):
+                clients[i % 3].push_command(s.id, f"c{i}")
+            taken: list[list[str]] = [[] for _ in clients]
+
+            deadline = time.monotonic() + 20
+
+            def take(i: int) -> None:
+                while sum(map(len, taken)) < 30 and time.monotonic() < deadline:
+                    taken[i].extend(clients[i].take_commands(s.id))
+
+            threads = [threading.Thread(target=take, args=(i,)) for i in range(3)]
+            for t in threads:
+                t.start()
+            for t in threads:
+                t.join(30)
+            everything = [c for commands in taken for c in commands]
+            assert sorted(everything) == sorted(f"c{i}" for i in range(30))
+            for commands in taken:
+                assert commands == sorted(commands, key=lambda c: int(c[1:]))
+        finally:
+            for client in clients:
+                client.close()
+
+    # --- blob intents -------------------------------------------------------------------
+    def test_blob_intents(self, store: Store) -> None:
+        owner, other = ProcessOwner("h", 1, "2"), ProcessOwner("h", 3, "4")
+        hash = digest()
+        store.add_blob_intent(BlobIntent(hash, owner))
+        store.add_blob_intent(BlobIntent(hash, owner))
+        store.add_blob_intent(BlobIntent(hash, other))
+        assert sorted(store.blob_intents(), key=lambda i: i.owner.pid) == [
+            BlobIntent(hash, owner),
+            BlobIntent(hash, other),
+        ]
+        store.remove_blob_intent(hash, owner)
+        store.remove_blob_intent(hash, owner)
+        assert store.blob_intents() == [BlobIntent(hash, other)]
+
+    # --- settings -----------------------------------------------------------------------
+    def test_settings(self, store: Store) -> None:
+        assert store.get_setting("missing") is None
+        value = {"exclude": ["*bank*"], "budget": 10**12, "ratio": 0.5, "on": True, "n": None}
+        store.set_setting("privacy", value)
+        assert store.get_setting("privacy") == value
+        store.set_setting("privacy", (1, "two"))
+        assert store.get_setting("privacy") == [1, "two"]
+
+    @pytest.mark.parametrize("bad", [object(), float("nan"), {1: {2}}])
+    def test_a_setting_must_be_json(self, store: Store, bad: object) -> None:
+        store.set_setting("k", "kept")
+        with pytest.raises(InvalidInput):
+            store.set_setting("k", bad)
+        assert store.get_setting("k") == "kept"
+
+    # --- health -------------------------------------------------------------------------
+    def test_healthy_store_has_no_problems(self, store: Store) -> None:
+        session = stored_session(store)
+        att = store.add_attachment(make_attachment())
+        store.add_screenshot(shot(session, att))
+        assert store.integrity_problems() == []
+
+    # --- jobs ---------------------------------------------------------------------------
+    def test_enqueue_keeps_one_active_job_per_session_and_kind(self, store: Store) -> None:
+        s, other = stored_session(store), stored_session(store)
+        job = store.enqueue_job(s.id, "ocr", now=10.0)
+        assert (job.state, job.attempt, job.run_at, job.kind) == ("queued", 0, 10.0, "ocr")
+        assert job.created_at == "1970-01-01T00:00:10.000Z" and job.finished_at is None
+        assert store.enqueue_job(s.id, "ocr", now=20.0) == job
+        transcribe = store.enqueue_job(s.id, "transcribe", now=20.0)
+        elsewhere = store.enqueue_job(other.id, "ocr", now=20.0)
+        assert len({job.id, transcribe.id, elsewhere.id}) == 3
+        claimed = store.claim_job("w1", lease_seconds=LEASE, now=30.0)
+        assert claimed is not None and claimed.id == job.id
+        assert store.enqueue_job(s.id, "ocr", now=31.0).id == job.id, "running is active"
+        store.complete_job(job.id, "w1", now=32.0)
+        again = store.enqueue_job(s.id, "ocr", now=33.0)
+        assert again.id != job.id and again.state == "queued"
+        assert store.get_job(job.id).state == "done"
+        assert len(store.list_jobs()) == 4
+
+    def test_enqueue_needs_a_session_and_a_kind(self, store: Store) -> None:
+        with pytest.raises(NotFound):
+            store.enqueue_job("nope", "ocr", now=0.0)
+        with pytest.raises(InvalidInput):
+            store.enqueue_job(stored_session(store).id, "", now=0.0)
+        assert store.list_jobs() == []
+
+    def test_claims_take_the_oldest_due_job_first(self, store: Store) -> None:
+        sessions = [stored_session(store) for _ in range(3)]
+        jobs = [store.enqueue_job(s.id, "ocr", now=10.0 + i) for i, s in enumerate(sessions)]
+        later = store.enqueue_job(sessions[0].id, "index", now=50.0)
+        assert store.claim_job("w", lease_seconds=LEASE, now=9.0) is None, "nothing due yet"
+        claimed = [store.claim_job("w", lease_seconds=LEASE, now=20.0) for _ in range(4)]
+        assert [j.id if j else None for j in claimed] == [j.id for j in jobs] + [None]
+        first = claimed[0]
+        assert first is not None
+        assert (first.state, first.attempt, first.lease_owner) == ("running", 1, "w")
+        assert first.lease_until == 20.0 + LEASE and isinstance(first.lease_until, float)
+        assert isinstance(first.run_at, float)
+        assert store.get_job(first.id) == first
+        again = store.claim_job("w", lease_seconds=LEASE, now=49.9)
+        assert again is None, "the index job is not due, the others' leases still run"
+        again = store.claim_job("w", lease_seconds=LEASE, now=50.0)
+        assert again is not None and again.id == jobs[0].id, "lease ran out: due since 10"
+        again = store.claim_job("w", lease_seconds=LEASE, now=50.0)
+        assert again is not None and again.id == jobs[1].id
+        again = store.claim_job("w", lease_seconds=LEASE, now=50.0)
+        assert again is not None and again.id == jobs[2].id
+        again = store.claim_job("w", lease_seconds=LEASE, now=50.0)
+        assert again is not None and again.id == later.id
+
+    def test_claims_can_be_limited_to_kinds(self, store: Store) -> None:
+        s = stored_session(store)
+        ocr = store.enqueue_job(s.id, "ocr", now=1.0)
+        index = store.enqueue_job(s.id, "index", now=2.0)
+        assert store.claim_job("w", lease_seconds=LEASE, now=5.0, kinds=[]) is None
+        got = store.claim_job("w", lease_seconds=LEASE, now=5.0, kinds=["index", "chapters"])
+        assert got is not None and got.id == index.id
+        assert store.claim_job("w", lease_seconds=LEASE, now=5.0, kinds=["index"]) is None
+        got = store.claim_job("w", lease_seconds=LEASE, now=5.0)
+        assert got is not None and got.id == ocr.id
+
+    def test_a_stalled_job_is_picked_again_once_its_lease_runs_out(self, store: Store) -> None:
+        job = store.enqueue_job(stored_session(store).id, "ocr", now=0.0)
+        first = store.claim_job("w1", lease_seconds=LEASE, now=100.0)
+        assert first is not None and first.attempt == 1
+        assert store.claim_job("w2", lease_seconds=LEASE, now=129.9) is None
+        second = store.claim_job("w2", lease_seconds=LEASE, now=130.0)
+        assert second is not None and second.id == job.id
+        assert (second.attempt, second.lease_owner, second.lease_until) == (2, "w2", 160.0)
+
+    def test_a_late_worker_changes_nothing(self, store: Store) -> None:
+        job = store.enqueue_job(stored_session(store).id, "ocr", now=0.0)
+        store.claim_job("w1", lease_seconds=LEASE, now=0.0)
+        # Ran out, nobody took it over yet: still refused.
+        before = store.get_job(job.id)
+        with pytest.raises(LeaseLost, match="ran out"):
+            store.complete_job(job.id, "w1", now=LEASE)
+        with pytest.raises(LeaseLost):
+            store.fail_job(job.id, "w1", "x", now=LEASE, max_attempts=5, backoff=NO_BACKOFF)
+        assert store.renew_job(job.id, "w1", lease_seconds=LEASE, now=LEASE) is False
+        assert store.get_job(job.id) == before
+        # Taken over: refused too, and the new owner is untouched.
+        store.claim_job("w2", lease_seconds=LEASE, now=40.0)
+        taken = store.get_job(job.id)
+        with pytest.raises(LeaseLost, match="w2 took it over"):
+            store.complete_job(job.id, "w1", now=41.0)
+        with pytest.raises(LeaseLost):
+            store.fail_job(job.id, "w1", "x", now=41.0, max_attempts=5, backoff=NO_BACKOFF)
+        with pytest.raises(LeaseLost):
+            store.release_job(job.id, "w1")
+        assert store.renew_job(job.id, "w1", lease_seconds=LEASE, now=41.0) is False
+        assert store.get_job(job.id) == taken
+        store.complete_job(job.id, "w2", now=42.0)
+        done = store.get_job(job.id)
+        assert (done.state, done.finished_at, done.lease_owner, done.lease_until) == (
+            "done",
+            "1970-01-01T00:00:42.000Z",
+            None,
+            None,
+        )
+        with pytest.raises(LeaseLost, match="done"):
+            store.complete_job(job.id, "w2", now=43.0)
+
+    def test_unknown_jobs_are_not_found(self, store: Store) -> None:
+        with pytest.raises(NotFound):
+            store.get_job("nope")
+        with pytest.raises(NotFound):
+            store.complete_job("nope", "w", now=0.0)
+        with pytest.raises(NotFound):
+            store.fail_job("nope", "w", "x", now=0.0, max_attempts=3, backoff=NO_BACKOFF)
+        with pytest.raises(NotFound):
+            store.renew_job("nope", "w", lease_seconds=LEASE, now=0.0)
+        with pytest.raises(NotFound):
+            store.release_job("nope", "w")
+
+    def test_renew_extends_the_lease(self, store: Store) -> None:
+        job = store.enqueue_job(stored_session(store).id, "ocr", now=0.0)
+        store.claim_job("w1", lease_seconds=LEASE, now=0.0)
+        assert store.renew_job(job.id, "w1", lease_seconds=LEASE, now=20.0) is True
+        assert store.get_job(job.id).lease_until == 50.0
+        assert store.renew_job(job.id, "w2", lease_seconds=LEASE, now=21.0) is False
+        assert store.claim_job("w2", lease_seconds=LEASE, now=45.0) is None
+        store.complete_job(job.id, "w1", now=49.0)
+        assert store.get_job(job.id).state == "done"
+
+    def test_failures_back_off_with_jitter_then_fail_for_good(self, store: Store) -> None:
+        job = store.enqueue_job(stored_session(store).id, "transcribe", now=0.0)
+        backoff = Backoff(base=10.0, factor=2.0, cap=1000.0, jitter=0.5, rng=FixedRandom(0, 1))
+        now = 0.0
+        store.claim_job("w", lease_seconds=LEASE, now=now)
+        failed = store.fail_job(job.id, "w", "boom 1", now=now, max_attempts=3, backoff=backoff)
+        assert (failed.state, failed.run_at, failed.last_error) == ("queued", 10.0, "boom 1")
+        assert (failed.lease_owner, failed.lease_until, failed.attempt) == (None, None, 1)
+        assert store.get_job(job.id) == failed
+        assert store.claim_job("w", lease_seconds=LEASE, now=9.9) is None
+        now = 10.0
+        assert store.claim_job("w", lease_seconds=LEASE, now=now) is not None
+        failed = store.fail_job(job.id, "w", "boom 2", now=now, max_attempts=3, backoff=backoff)
+        assert failed.run_at == now + 20.0 * 0.5  # the second ceiling, fully jittered
+        now = failed.run_at
+        claimed = store.claim_job("w", lease_seconds=LEASE, now=now)
+        assert claimed is not None and claimed.attempt == 3
+        failed = store.fail_job(job.id, "w", "boom 3", now=now, max_attempts=3, backoff=backoff)
+        assert (failed.state, failed.last_error) == ("failed", "boom 3")
+        assert failed.finished_at == "1970-01-01T00:00:20.000Z"
+        assert store.get_job(job.id) == failed
+        assert store.claim_job("w", lease_seconds=LEASE, now=10_000.0) is None
+        assert store.enqueue_job(job.session_id, "transcribe", now=30.0).id != job.id
+
+    def test_backoff_grows_and_is_jittered_within_bounds(self) -> None:
+        backoff = Backoff(base=2.0, factor=3.0, cap=500.0, jitter=0.25, rng=random.Random(7))
+        ceilings = [backoff.ceiling(n) for n in range(1, 8)]
+        assert ceilings == [2.0, 6.0, 18.0, 54.0, 162.0, 486.0, 500.0]
+        assert backoff.ceiling(10_000) == 500.0
+        for attempt, ceiling in enumerate(ceilings, 1):
+            delays = [backoff.delay(attempt) for _ in range(200)]
+            assert all(0.75 * ceiling <= d <= ceiling for d in delays)
+            assert len(set(delays)) > 100, "jitter spreads the delays"
+        with pytest.raises(InvalidInput):
+            Backoff(base=0)
+        with pytest.raises(InvalidInput):
+            Backoff(jitter=1.5)
+
+    def test_release_gives_the_job_back(self, store: Store) -> None:
+        job = store.enqueue_job(stored_session(store).id, "ocr", now=0.0)
+        store.claim_job("w1", lease_seconds=LEASE, now=5.0)
+        with pytest.raises(LeaseLost):
+            store.release_job(job.id, "w2")
+        store.release_job(job.id, "w1")
+        released = store.get_job(job.id)
+        assert (released.state, released.attempt, released.lease_owner) == ("queued", 0, None)
+        assert released.lease_until is None
+        again = store.claim_job("w2", lease_seconds=LEASE, now=6.0)
+        assert again is not None and (again.id, again.attempt) == (job.id, 1)
+        with pytest.raises(LeaseLost, match="w2"):
+            store.release_job(job.id, "w1")
+
+    def test_a_job_whose_workers_keep_dying_fails(self, store: Store) -> None:
+        job = store.enqueue_job(stored_session(store).id, "ocr", now=0.0)
+        now = 0.0
+        for attempt in (1, 2):
+            claimed = store.claim_job("w", lease_seconds=LEASE, now=now, max_attempts=2)
+            assert claimed is not None and claimed.attempt == attempt
+            now += LEASE  # the worker died: its lease runs out
+        assert store.claim_job("w", lease_seconds=LEASE, now=now, max_attempts=2) is None
+        failed = store.get_job(job.id)
+        assert failed.state == "failed" and failed.lease_owner is None
+        assert failed.last_error is not None and "ran out of its lease" in failed.last_error
+
+    def test_complete_commits_with_the_stages_results(self, store: Store) -> None:
+        s = stored_session(store)
+        job = store.enqueue_job(s.id, "ocr", now=0.0)
+        store.claim_job("w", lease_seconds=LEASE, now=0.0)
+        with pytest.raises(RuntimeError), store.transaction():
+            s.enrichment = {"ocr": "done"}
+            store.update_session(s)
+            store.complete_job(job.id, "w", now=1.0)
+            raise RuntimeError("crash before commit")
+        assert store.get_job(job.id).state == "running"
+        assert store.get_session(s.id).enrichment == {}
+        # A lost lease undoes the results written with it.
+        with pytest.raises(LeaseLost), store.transaction():
+            store.update_session(s)
+            store.complete_job(job.id, "w", now=LEASE + 1)
+        assert store.get_session(s.id).enrichment == {}
+        store.claim_job("w", lease_seconds=LEASE, now=LEASE + 1)
+        with store.transaction():
+            store.update_session(s)
+            store.complete_job(job.id, "w", now=LEASE + 2)
+        assert store.get_job(job.id).state == "done"
+        assert store.get_session(s.id).enrichment == {"ocr": "done"}
+
+    def test_list_jobs_filters(self, store: Store) -> None:
+        s, other = stored_session(store), stored_session(store)
+        a = store.enqueue_job(s.id, "ocr", now=0.0)
+        b = store.enqueue_job(other.id, "ocr", now=0.0)
+        c = store.enqueue_job(s.id, "index", now=0.0)
+        store.claim_job("w", lease_seconds=LEASE, now=0.0)
+        assert [j.id for j in store.list_jobs()] == [a.id, b.id, c.id]
+        assert [j.id for j in store.list_jobs(session_id=s.id)] == [a.id, c.id]
+        assert [j.id for j in store.list_jobs(state="queued")] == [b.id, c.id]
+        assert [j.id for j in store.list_jobs(state="running", session_id=other.id)] == []
+
+    def test_bad_lease_and_attempt_limits_are_refused(self, store: Store) -> None:
+        job = store.enqueue_job(stored_session(store).id, "ocr", now=0.0)
+        with pytest.raises(InvalidInput):
+            store.claim_job("w", lease_seconds=0, now=0.0)
+        with pytest.raises(InvalidInput):
+            store.claim_job("w", lease_seconds=LEASE, now=0.0, max_attempts=0)
+        assert store.get_job(job.id).state == "queued"
+        store.claim_job("w", lease_seconds=LEASE, now=0.0)
+        with pytest.raises(InvalidInput):
+            store.renew_job(job.id, "w", lease_seconds=-1, now=0.0)
+        with pytest.raises(InvalidInput):
+            store.fail_job(job.id, "w", "x", now=0.0, max_attempts=0, backoff=NO_BACKOFF)
+        assert store.get_job(job.id).state == "running"
+
+    @pytest.mark.parametrize("workers", ["processes", "threads"])
+    def test_concurrent_claims_never_share_a_job(
+        self, store: Store, store_backend: StoreBackend, workers: str
+    ) -> None:
+        sessions = [stored_session(store) for _ in range(40)]
+        with store.transaction():
+            jobs = {
+                store.enqueue_job(s.id, kind, now=0.0).id
+                for s in sessions
+                for kind in ("ocr", "transcribe", "chapters", "index", "thumbnails")
+            }
+        assert len(jobs) == 200
+        owners = [f"worker-{i}" for i in range(4)]
+        start: Any
+        out: Any
+        runners: list[Any]
+        if workers == "processes":
+            ctx = multiprocessing.get_context("spawn")
+            start, out = ctx.Barrier(len(owners)), ctx.Queue()
+            make: Callable[..., Any] = ctx.Process
+        else:
+            start, out = threading.Barrier(len(owners)), Queue()
+            make = threading.Thread
+        runners = [make(target=_claim_all, args=(store_backend.url, o, start, out)) for o in owners]
+        for runner in runners:
+            runner.start()
+        results = dict(out.get(timeout=120) for _ in owners)
+        for runner in runners:
+            runner.join(60)
+        claimed = [job_id for owner in owners for job_id in results[owner]]
+        assert len(claimed) == len(set(claimed)), "a job was claimed twice"
+        assert set(claimed) == jobs
+        assert all(j.state == "done" and j.attempt == 1 for j in store.list_jobs())
