@@ -379,7 +379,9 @@ def _focused_window(d: xdisplay.Display, toplevels: dict[int, int]) -> tuple[str
         if len(toplevels) > 256:
             toplevels.clear()
         toplevels[start] = wid
-    return (klass[1] if len(klass) > 1 else ""), title
+    # WM_CLASS is "instance\0class\0": the class names the application, as in `windows`.
+    app = (klass[1] or klass[0]) if len(klass) > 1 else ""
+    return app, title
 
 
 class _DisplaySource(Source):
