@@ -43,3 +43,7 @@ class CaptureError(TaskerinoError):
 
 class RecorderError(TaskerinoError):
     """A recorder failed to start or stopped with an error."""
+
+
+class EnrichmentError(TaskerinoError):
+    """An enrichment stage (OCR, transcription, chapters) could not run or read its input."""

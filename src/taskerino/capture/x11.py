@@ -20,6 +20,7 @@ from Xlib import X
 from Xlib import display as xdisplay
 from Xlib import error as xerror
 from Xlib.ext import randr
+from Xlib.protocol import request
 from Xlib.xobject.drawable import Window
 
 from ..errors import CaptureError, InvalidInput
@@ -116,6 +117,9 @@ class X11Backend(CaptureBackend):
         self.display_name = name
         self._mss: _PerThread[mss.MSS] = _PerThread(self._new_mss, lambda m: m.close())
         self._xlib: _PerThread[xdisplay.Display] = _PerThread(self._new_xlib, lambda d: d.close())
+        # Focused window -> its top-level window, for `focused_window` (window ids are the
+        # server's, the same on every thread's connection).
+        self._toplevels: dict[int, int] = {}
         # Fail here, with a clear message, if the server is unreachable. mss first: a failed
         # Xlib connect leaks its sockets (ResourceWarning), a failed xcb connect does not.
         try:
@@ -231,6 +235,22 @@ class X11Backend(CaptureBackend):
             name = window.get_wm_name()
         return str(name or "")
 
+    def focused_window(self) -> tuple[str, str] | None:
+        """(application, title) of the window with the keyboard focus; None if none has it.
+
+        Cheap enough to call every second: one round trip finds the focused window
+        (`_NET_ACTIVE_WINDOW` when a window manager sets it, else the input focus), and
+        one more reads its title and class. The top-level window of an inner focus
+        window is found once by walking up the tree, then remembered.
+        """
+        d = self._xlib.get()
+        try:
+            return _focused_window(d, self._toplevels)
+        except xerror.XError:  # the window went away while we looked
+            return None
+        except _CONNECTION_ERRORS as e:
+            raise CaptureError(f"lost the X display {self.display_name}: {e}") from e
+
     # Capture
 
     def grab_region(self, region: Region) -> Frame:
@@ -292,6 +312,76 @@ class X11Backend(CaptureBackend):
     def close(self) -> None:
         self._mss.close_all()
         self._xlib.close_all()
+
+
+def _get_property(d: xdisplay.Display, wid: int, atom: int) -> request.GetProperty:
+    """A GetProperty request, sent but not waited for (its `reply()` waits)."""
+    return request.GetProperty(
+        display=d.display,
+        defer=True,
+        delete=False,
+        window=wid,
+        property=atom,
+        type=X.AnyPropertyType,
+        long_offset=0,
+        long_length=1024,
+    )
+
+
+def _value(prop: request.GetProperty) -> Any:
+    """The data of a GetProperty reply (bytes or a sequence of numbers); None if unset."""
+    prop.reply()
+    if prop.property_type == X.NONE:
+        return None
+    _format, data = prop.value  # (8, 16 or 32, data)
+    return data
+
+
+def _text(d: xdisplay.Display, prop: request.GetProperty) -> str:
+    data = _value(prop)
+    if not data:
+        return ""
+    raw = data if isinstance(data, bytes) else str(data).encode()
+    utf8 = prop.property_type == d.get_atom("UTF8_STRING")
+    return raw.decode("utf-8" if utf8 else "latin-1", errors="replace")
+
+
+def _focused_window(d: xdisplay.Display, toplevels: dict[int, int]) -> tuple[str, str] | None:
+    root = d.screen().root
+    names = [d.get_atom(a) for a in ("_NET_ACTIVE_WINDOW", "_NET_WM_NAME", "WM_NAME", "WM_CLASS")]
+    active_atom, net_name, wm_name, wm_class = names
+    # Both asked at once: one round trip.
+    active = _get_property(d, root.id, active_atom)
+    focus = request.GetInputFocus(display=d.display, defer=True)
+    active_ids = _value(active)
+    focus.reply()
+    wid = 0
+    if active_ids:
+        wid = int(active_ids[0])
+    elif not isinstance(focus.focus, int):  # an int is X.NONE or X.PointerRoot
+        wid = int(focus.focus.id)
+    if wid in (X.NONE, X.PointerRoot, root.id):
+        return None
+    start = wid
+    wid = toplevels.get(start, wid)
+    while True:
+        # Title and class at once: one round trip.
+        props = [_get_property(d, wid, atom) for atom in (net_name, wm_name, wm_class)]
+        title = _text(d, props[0]) or _text(d, props[1])
+        klass = _text(d, props[2]).split("\0")
+        if title or len(klass) > 1:
+            break
+        parent = d.create_resource_object("window", wid).query_tree().parent
+        if isinstance(parent, int) or parent.id in (X.NONE, root.id):
+            break  # a top-level window with neither name nor class
+        wid = parent.id
+    if wid != start:
+        if len(toplevels) > 256:
+            toplevels.clear()
+        toplevels[start] = wid
+    # WM_CLASS is "instance\0class\0": the class names the application, as in `windows`.
+    app = (klass[1] or klass[0]) if len(klass) > 1 else ""
+    return app, title
 
 
 class _DisplaySource(Source):
