@@ -18,11 +18,11 @@ from ...models import (
     SessionSummary,
     SessionVideo,
     SessionVideoChunk,
-    VideoChapter,
     from_dict,
 )
 from ..base import SessionRows, check_digest
 from ._connection import SQLiteBase
+from ._enrichment import load_activity, load_chapters, load_ocr, load_transcript, unreferenced
 
 SUMMARY = """
 SELECT s.id, s.name, s.status, s.start_time, s.end_time, s.total_duration,
@@ -78,7 +78,7 @@ class SQLiteSessionRows(SQLiteBase, SessionRows):
             s.total_duration,
             json.dumps(vars(s.config)),
             json.dumps(s.tags),
-            json.dumps(s.enrichment),
+            json.dumps({stage: vars(status) for stage, status in s.enrichment.items()}),
             s.schema_version,
             s.audio_attachment_id,
         )
@@ -150,6 +150,9 @@ class SQLiteSessionRows(SQLiteBase, SessionRows):
                 (session_id,),
             )
         ]
+        session.activity = load_activity(db, session_id)
+        session.transcript = load_transcript(db, session_id)
+        session.ocr = load_ocr(db, session_id, words=False)
         session.video = self._load_video(db, session_id)
         return session
 
@@ -182,14 +185,7 @@ class SQLiteSessionRows(SQLiteBase, SessionRows):
                 (video.id,),
             )
         ]
-        video.chapters = [
-            from_dict(VideoChapter, _json(r[0], dict))
-            for r in db.execute(
-                "SELECT data FROM chapters WHERE session_id=?"
-                " ORDER BY json_extract(data, '$.start_offset')",
-                (session_id,),
-            )
-        ]
+        video.chapters = load_chapters(db, session_id)
         return video
 
     def list_sessions(
@@ -388,7 +384,8 @@ class SQLiteSessionRows(SQLiteBase, SessionRows):
                 " UNION SELECT full_video_attachment_id FROM videos WHERE session_id=:s"
                 " UNION SELECT audio_attachment_id FROM sessions WHERE id=:s"
                 " UNION SELECT c.attachment_id FROM video_chunks c"
-                "   JOIN videos v ON v.id = c.video_id WHERE v.session_id=:s)",
+                "   JOIN videos v ON v.id = c.video_id WHERE v.session_id=:s"
+                " UNION SELECT thumbnail_attachment_id FROM video_chapters WHERE session_id=:s)",
                 {"s": session_id},
             ).fetchall()
         return [Attachment(*r) for r in rows]
@@ -396,3 +393,11 @@ class SQLiteSessionRows(SQLiteBase, SessionRows):
     def attachment_hashes(self) -> set[str]:
         with self._reading() as db:
             return {r[0] for r in db.execute("SELECT hash FROM attachments")}
+
+    def delete_attachment(self, attachment_id: str) -> Attachment | None:
+        rows = self._write_returning(
+            f"DELETE FROM attachments WHERE id=?1 AND {unreferenced('?1')}"
+            f" RETURNING {_ATTACHMENT_COLUMNS}",
+            (attachment_id,),
+        )
+        return Attachment(*rows[0]) if rows else None
