@@ -16,7 +16,18 @@ from pathlib import Path
 import pytest
 
 from taskerino.errors import StorageError
-from taskerino.models import Session, new_id
+from taskerino.models import (
+    ActivityEvent,
+    Attachment,
+    ContextItem,
+    OcrText,
+    Session,
+    SessionScreenshot,
+    SessionVideo,
+    TranscriptLine,
+    VideoChapter,
+    new_id,
+)
 from taskerino.process import ProcessOwner, current_owner
 from taskerino.store import FolderBlobStore, SQLiteStore, Store
 from taskerino.store.base import BlobIntent
@@ -202,4 +213,157 @@ def test_a_version_1_database_is_migrated_in_place(tmp_path: Path) -> None:
     check = sqlite3.connect(path)
     assert check.execute("PRAGMA user_version").fetchone() == (DB_VERSION,)
     check.close()
-    assert DB_VERSION == len(MIGRATIONS) == 2
+    assert DB_VERSION == len(MIGRATIONS) == 3
+
+
+def test_a_version_2_database_gets_its_text_indexed_and_chapters_moved(tmp_path: Path) -> None:
+    path = tmp_path / "t.db"
+    old = sqlite3.connect(path, isolation_level=None)
+    old.execute("PRAGMA journal_mode=WAL")
+    old.executescript(MIGRATIONS[0] + MIGRATIONS[1])
+    old.execute("PRAGMA user_version=2")
+    old.executescript(
+        """
+        INSERT INTO sessions (id, name, description, status, start_time, end_time,
+            enrichment, schema_version)
+        VALUES ('old', 'Walrus review', 'with the penguin team', 'completed',
+            '2025-01-01T00:00:00.000Z', '2025-01-01T01:00:00.000Z',
+            '{"ocr": "done", "chapters": "failed: no video"}', 1);
+        INSERT INTO attachments (id, type, name, mime_type, size, hash, created_at)
+        VALUES ('a', 'image', 'x.webp', 'image/webp', 3, '%s', 't');
+        INSERT INTO screenshots (id, session_id, timestamp, media_offset, attachment_id, hash,
+            user_comment)
+        VALUES ('p', 'old', 't', 12.5, 'a', 'h', 'a narwhal'),
+            ('q', 'old', 't', 13, 'a', 'h', NULL);
+        INSERT INTO context_items (id, session_id, timestamp, media_offset, type, content)
+        VALUES ('n', 'old', 't', 3.0, 'task', 'call the plumber');
+        INSERT INTO videos (id, session_id, width, height, fps, sources, compositor,
+            chunking_status)
+        VALUES ('v', 'old', 640, 360, 15, '[]', 'grid', 'complete');
+        INSERT INTO chapters (id, session_id, data) VALUES
+            ('c2', 'old', '{"start_offset": 60, "end_offset": 90, "title": "Later"}'),
+            ('c1', 'old', '{"id": "c1", "start_offset": 0, "end_offset": 60, "title": "First",
+              "key_topics": ["x"], "thumbnail_attachment_id": "a", "confidence": 0.5}');
+        """
+        % ("a" * 64)
+    )
+    old.close()
+    store = SQLiteStore(path)
+    try:
+        session = store.get_session("old")
+        assert session.enrichment["ocr"].status == "done"
+        assert session.enrichment["chapters"].error == "no video"
+        assert session.video is not None
+        assert [(c.id, c.title, c.key_topics) for c in session.video.chapters] == [
+            ("c1", "First", ["x"]),
+            ("c2", "Later", []),
+        ]
+        assert session.video.chapters[0].thumbnail_attachment_id == "a"
+        found = {q: [(h.kind, h.item_id) for h in store.search(q)] for q in ("walrus", "penguin")}
+        assert found == {"walrus": [("session", "old")], "penguin": [("session", "old")]}
+        assert [(h.kind, h.item_id) for h in store.search("plumber")] == [("note", "n")]
+        assert [(h.kind, h.media_offset) for h in store.search("narwhal")] == [("comment", 12.5)]
+        assert store.integrity_problems() == []
+    finally:
+        store.close()
+
+
+def test_opening_an_up_to_date_database_writes_nothing(tmp_path: Path) -> None:
+    path = tmp_path / "t.db"
+    store = SQLiteStore(path)
+    session = make_session("Walrus")
+    store.create_session(session)
+    store.add_context_item(ContextItem(new_id(), session.id, "t", 1.0, "note", "plumber"))
+    store.close()
+    before = path.read_bytes()
+    store = SQLiteStore(path)
+    assert store.get_session(session.id).context_items != []
+    assert [h.kind for h in store.search("walrus OR plumber")] == ["session", "note"]
+    store.close()
+    assert path.read_bytes() == before
+
+
+def test_rows_deleted_underneath_leave_the_index(tmp_path: Path, store: Store) -> None:
+    """The index follows deletes too, however they happen (here: the database's own
+    cascade when a session row goes)."""
+    gone, kept = make_session("Walrus gone"), make_session("Walrus kept")
+    for session in (gone, kept):
+        store.create_session(session)
+        att = store.add_attachment(
+            Attachment(new_id(), "image", "x", "image/webp", 1, new_id() + new_id())
+        )
+        shot = SessionScreenshot(new_id(), session.id, "t", 1.0, att.id, att.hash, "walrus shot")
+        store.add_screenshot(shot)
+        store.add_context_item(ContextItem(new_id(), session.id, "t", 2.0, "note", "walrus note"))
+        store.add_activity(ActivityEvent(new_id(), session.id, "t", 3.0, "Code", "walrus.py"))
+        store.replace_ocr(session.id, [OcrText(new_id(), session.id, 4.0, shot.id, "walrus")])
+        store.replace_transcript(
+            session.id, [TranscriptLine(new_id(), session.id, 5.0, 6.0, "walrus", "mic")]
+        )
+    assert len(store.search("walrus")) == 12
+    db = sqlite3.connect(tmp_path / "t.db", isolation_level=None)
+    db.execute("PRAGMA foreign_keys=ON")
+    db.execute("DELETE FROM screenshots WHERE session_id=?", (kept.id,))
+    db.execute("DELETE FROM sessions WHERE id=?", (gone.id,))
+    db.close()
+    hits = store.search("walrus")
+    assert {h.session_id for h in hits} == {kept.id}
+    assert sorted(h.kind for h in hits) == ["activity", "note", "ocr", "session", "transcript"]
+    (ocr,) = store.get_session(kept.id).ocr
+    assert ocr.screenshot_id is None, "the OCR text outlives its screenshot"
+    check = sqlite3.connect(tmp_path / "t.db")
+    assert check.execute("SELECT count(*) FROM search_items").fetchone() == (5,)
+    assert check.execute("SELECT count(*) FROM search_index").fetchone() == (5,)
+    check.close()
+
+
+def _thumbnail(tmp_path: Path, media: MediaLibrary, content: bytes) -> Attachment:
+    f = tmp_path / "thumb.webp"
+    f.write_bytes(content)
+    return media.ingest(f, "image", "thumb.webp")
+
+
+def test_discard_deletes_unused_thumbnails_row_and_blob(tmp_path: Path, store: Store) -> None:
+    blobs = FolderBlobStore(tmp_path / "blobs")
+    media = MediaLibrary(store, blobs)
+    session = make_session()
+    store.create_session(session)
+    store.save_video(SessionVideo(new_id(), session.id, 64, 64, 15, [], "grid"))
+    first, second = (_thumbnail(tmp_path, media, c) for c in (b"first", b"second"))
+
+    def chapter(thumbnail: Attachment) -> VideoChapter:
+        return VideoChapter(
+            new_id(), session.id, 0.0, 1.0, "t", thumbnail_attachment_id=thumbnail.id
+        )
+
+    store.replace_chapters(session.id, [chapter(first)])
+    with store.transaction():
+        unused = store.replace_chapters(session.id, [chapter(second)])
+    assert unused == [first.id]
+    assert media.discard([*unused, second.id, "nope"]) == [first.hash]
+    assert not blobs.exists(first.hash) and store.attachment_by_hash(first.hash) is None
+    assert blobs.exists(second.hash) and store.attachment_by_hash(second.hash) == second
+    assert media.orphans() == ([], []) and store.blob_intents() == []
+
+
+def test_a_discard_killed_half_way_is_finished_by_recovery(
+    tmp_path: Path, store: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    blobs = FolderBlobStore(tmp_path / "blobs")
+    media = MediaLibrary(store, blobs)
+    unused = _thumbnail(tmp_path, media, b"unused")
+    dead = ProcessOwner(current_owner().host, 999999999, "1")
+    monkeypatch.setattr("taskerino.store.media.current_owner", lambda: dead)
+
+    def killed(digest: str) -> None:
+        raise KeyboardInterrupt("killed")
+
+    monkeypatch.setattr(blobs, "delete", killed)
+    with pytest.raises(KeyboardInterrupt):
+        media.discard([unused.id])
+    monkeypatch.undo()
+    # The row is gone, the blob is left with the dead process's intent: not an orphan for
+    # long, since every open of the store sweeps it.
+    assert store.attachment_by_hash(unused.hash) is None and blobs.exists(unused.hash)
+    assert media.sweep() == [unused.hash]
+    assert media.orphans() == ([], []) and not blobs.exists(unused.hash)

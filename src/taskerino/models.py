@@ -2,7 +2,8 @@
 
 `to_dict`/`from_dict` are generic over the dataclass fields: a field missing from a stored
 record gets its default, an unknown field is ignored, and `schema_version` selects the
-migrations in `MIGRATIONS` that bring an old record up to date before it is loaded.
+migrations in `MIGRATIONS` that bring an old record up to date before it is loaded (a record
+without `schema_version` predates it: version 1).
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Literal, TypeVar, get_args, get_origin
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 
 SessionStatus = Literal["active", "paused", "completed", "interrupted"]
 AttachmentType = Literal["video", "image", "audio", "file"]
@@ -25,6 +26,12 @@ ChunkingStatus = Literal["pending", "processing", "complete", "error"]
 RecordingState = Literal["recording", "paused", "stopped"]
 Health = Literal["healthy", "warning", "critical"]
 JobState = Literal["queued", "running", "done", "failed"]
+StageState = Literal["pending", "running", "done", "failed"]
+TranscriptSource = Literal["mic", "system", "mixed"]
+SearchKind = Literal["ocr", "transcript", "activity", "note", "comment", "session"]
+
+STAGE_STATES: tuple[StageState, ...] = ("pending", "running", "done", "failed")
+TRANSCRIPT_SOURCES: tuple[TranscriptSource, ...] = ("mic", "system", "mixed")
 
 LIVE_STATUSES: tuple[SessionStatus, ...] = ("active", "paused")
 
@@ -145,6 +152,77 @@ class ContextItem:
 
 
 @dataclass
+class ActivityEvent:
+    """The focused window from `media_offset` on (stored when it changes)."""
+
+    id: str
+    session_id: str
+    timestamp: str
+    media_offset: float
+    app: str
+    title: str
+
+
+@dataclass
+class OcrWord:
+    """A word OCR found, with its box in pixels of the picture it was read from."""
+
+    text: str
+    x: int
+    y: int
+    w: int
+    h: int
+
+
+@dataclass
+class OcrText:
+    """The text OCR read from a screenshot (`screenshot_id`) or a video key frame (None)."""
+
+    id: str
+    session_id: str
+    media_offset: float
+    screenshot_id: str | None
+    text: str
+    words: list[OcrWord] = field(default_factory=list)
+
+
+@dataclass
+class TranscriptLine:
+    id: str
+    session_id: str
+    start_offset: float
+    end_offset: float
+    text: str
+    source: TranscriptSource = "mixed"
+
+
+@dataclass
+class StageStatus:
+    """Where an enrichment stage of a session stands; `error` says why it failed."""
+
+    status: StageState = "pending"
+    error: str | None = None
+    updated_at: str = field(default_factory=utc_now)
+
+
+@dataclass
+class SearchHit:
+    """One match of a search: where it is (`session_id`, `media_offset`: 0 for the session
+    itself), what matched (`kind`, `item_id`: the row of that kind, the session's id for a
+    session hit), `snippet` with each match in `[` `]`, and for OCR hits the boxes of the
+    words that matched. `score` orders hits of one search: higher is better."""
+
+    session_id: str
+    kind: SearchKind
+    media_offset: float
+    snippet: str
+    item_id: str
+    session_name: str
+    score: float
+    words: list[OcrWord] = field(default_factory=list)
+
+
+@dataclass
 class SessionConfig:
     """What was asked for when the session started."""
 
@@ -181,8 +259,13 @@ class Session:
     # The session's audio joined into one playable file (also muxed into the video).
     audio_attachment_id: str | None = None
     context_items: list[ContextItem] = field(default_factory=list)
+    activity: list[ActivityEvent] = field(default_factory=list)
+    transcript: list[TranscriptLine] = field(default_factory=list)
+    # Without word boxes (`words` empty), to keep a session small; the store's `ocr_for`
+    # gives them.
+    ocr: list[OcrText] = field(default_factory=list)
     tags: list[str] = field(default_factory=list)
-    enrichment: dict[str, str] = field(default_factory=dict)
+    enrichment: dict[str, StageStatus] = field(default_factory=dict)  # by stage name
     schema_version: int = SCHEMA_VERSION
 
 
@@ -263,8 +346,29 @@ def health_for(rate: float) -> Health:
 
 T = TypeVar("T")
 
+
+def _stage_statuses(data: dict[str, Any]) -> dict[str, Any]:
+    """Version 1 kept a stage's status as text ("done", or "failed: why"); version 2 keeps a
+    `StageStatus`. Text that names no state is kept as the error of a pending stage, so
+    that the stage runs again."""
+    statuses: dict[str, Any] = {}
+    when = data.get("end_time") or data.get("start_time") or ""
+    for stage, value in (data.get("enrichment") or {}).items():
+        if not isinstance(value, str):
+            statuses[stage] = value
+            continue
+        state, _, why = value.partition(":")
+        if state.strip() in STAGE_STATES:
+            error = why.strip() or None
+            statuses[stage] = {"status": state.strip(), "error": error, "updated_at": when}
+        else:
+            statuses[stage] = {"status": "pending", "error": value, "updated_at": when}
+    data["enrichment"] = statuses
+    return data
+
+
 # schema_version N -> function that turns a version-N record into a version-N+1 record.
-MIGRATIONS: dict[int, Callable[[dict[str, Any]], dict[str, Any]]] = {}
+MIGRATIONS: dict[int, Callable[[dict[str, Any]], dict[str, Any]]] = {1: _stage_statuses}
 
 
 def to_dict(obj: object) -> dict[str, Any]:
@@ -274,7 +378,7 @@ def to_dict(obj: object) -> dict[str, Any]:
 
 
 def migrate(data: dict[str, Any]) -> dict[str, Any]:
-    version = int(data.get("schema_version", SCHEMA_VERSION))
+    version = int(data.get("schema_version", 1))
     if version > SCHEMA_VERSION:
         # A newer program wrote this; load what we know and keep going.
         return data
@@ -312,8 +416,11 @@ def _convert(hint: Any, value: Any) -> Any:
         (item,) = get_args(hint)
         return [_convert(item, v) for v in value]
     if origin is dict:
-        return dict(value)
+        _, item = get_args(hint)
+        return {k: _convert(item, v) for k, v in value.items()}
     if dataclasses.is_dataclass(hint) and isinstance(hint, type):
+        if not isinstance(value, dict):
+            raise ValueError(f"expected an object for {hint.__name__}, found {value!r:.40}")
         return _build(hint, value)
     if hint is float and isinstance(value, int):
         return float(value)
@@ -361,7 +468,7 @@ class SessionState:
     paused_at: str | None
     total_paused: float
     total_duration: float | None
-    enrichment: dict[str, str] = field(default_factory=dict)
+    enrichment: dict[str, StageStatus] = field(default_factory=dict)
 
     def elapsed(self, now: str) -> float:
         """Seconds recorded by `now` (pauses excluded): where the timeline is."""

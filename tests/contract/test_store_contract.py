@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import multiprocessing
 import random
+import string
 import threading
 import time
 from collections.abc import Callable
@@ -16,16 +17,25 @@ import pytest
 
 from taskerino.errors import InvalidInput, LeaseLost, NotFound, StorageError
 from taskerino.models import (
+    ActivityEvent,
     Attachment,
     ContextItem,
+    OcrText,
+    OcrWord,
     RecordingStats,
+    SearchHit,
     Session,
     SessionAudioSegment,
     SessionConfig,
     SessionScreenshot,
     SessionVideo,
     SessionVideoChunk,
+    StageStatus,
+    TranscriptLine,
+    VideoChapter,
     new_id,
+    parse_time,
+    utc_now,
 )
 from taskerino.process import ProcessOwner, current_owner
 from taskerino.store import Store
@@ -83,6 +93,69 @@ def _claim_all(url: str, owner: str, start: Any, out: Any) -> None:
     finally:
         store.close()
         out.put((owner, claimed))
+
+
+def with_video(store: Store, name: str = "s") -> Session:
+    session = stored_session(store, name)
+    store.save_video(SessionVideo(new_id(), session.id, 640, 360, 15, ["test:red"], "grid"))
+    return session
+
+
+def ocr_text(
+    session: Session, offset: float, text: str, screenshot_id: str | None = None
+) -> OcrText:
+    """An OCR text whose words are its whitespace-separated parts, boxed by their place."""
+    words = [OcrWord(w, 10 * i, int(offset), 9, 12) for i, w in enumerate(text.split())]
+    return OcrText(new_id(), session.id, offset, screenshot_id, text, words)
+
+
+def line(session: Session, start: float, text: str) -> TranscriptLine:
+    return TranscriptLine(new_id(), session.id, start, start + 2.5, text, "mic")
+
+
+def chapter(session: Session, start: float, thumbnail: str | None = None) -> VideoChapter:
+    return VideoChapter(
+        new_id(),
+        session.id,
+        start,
+        start + 60.0,
+        f"Chapter at {start}",
+        summary="what happened",
+        key_topics=["budget", "naïve"],
+        thumbnail_attachment_id=thumbnail,
+        confidence=0.75,
+    )
+
+
+def note(session: Session, offset: float, content: str) -> ContextItem:
+    return ContextItem(new_id(), session.id, "t", offset, "note", content)
+
+
+def kinds(hits: list[SearchHit]) -> list[tuple[str, str]]:
+    return [(h.kind, h.item_id) for h in hits]
+
+
+# Queries FTS5 cannot parse, or that reach past the text: each is InvalidInput.
+HOSTILE_QUERIES = [
+    '"',
+    '"an unclosed phrase',
+    "AND",
+    "budget AND",
+    "NOT budget",
+    "*",
+    "NEAR(",
+    "-",
+    ":",
+    "(budget",
+    "budget)",
+    "e-mail",
+    "session:anything",
+    "",
+    "   ",
+    "nul\x00byte",
+    "x" * 501,
+    "".join(random.Random(7).choices(string.ascii_letters + string.punctuation + " ", k=500)),
+]
 
 
 class FixedRandom(random.Random):
@@ -257,7 +330,7 @@ class TestStoreContract:
             config=SessionConfig(video=True, sources=["display:1"], fps=30, mic="default"),
             audio_attachment_id=audio.id,
             tags=["a", "b"],
-            enrichment={"ocr": "done"},
+            enrichment={"ocr": StageStatus("done", None, "2026-01-01T11:00:00.000Z")},
         )
         store.create_session(session)
         assert store.get_session(session.id) == session
@@ -310,7 +383,7 @@ class TestStoreContract:
             end_time="2026-01-01T01:00:00.000Z",
             total_duration=3600.0,
             tags=["x"],
-            enrichment={"ocr": "failed: no tesseract"},
+            enrichment={"ocr": StageStatus("failed", "no tesseract")},
             audio_attachment_id=att.id,
             screenshots=[],
         )
@@ -841,7 +914,7 @@ class TestStoreContract:
         job = store.enqueue_job(s.id, "ocr", now=0.0)
         store.claim_job("w", lease_seconds=LEASE, now=0.0)
         with pytest.raises(RuntimeError), store.transaction():
-            s.enrichment = {"ocr": "done"}
+            s.enrichment = {"ocr": StageStatus("done")}
             store.update_session(s)
             store.complete_job(job.id, "w", now=1.0)
             raise RuntimeError("crash before commit")
@@ -857,7 +930,7 @@ class TestStoreContract:
             store.update_session(s)
             store.complete_job(job.id, "w", now=LEASE + 2)
         assert store.get_job(job.id).state == "done"
-        assert store.get_session(s.id).enrichment == {"ocr": "done"}
+        assert store.get_session(s.id).enrichment == s.enrichment != {}
 
     def test_list_jobs_filters(self, store: Store) -> None:
         s, other = stored_session(store), stored_session(store)
@@ -917,3 +990,374 @@ class TestStoreContract:
         assert len(claimed) == len(set(claimed)), "a job was claimed twice"
         assert set(claimed) == jobs
         assert all(j.state == "done" and j.attempt == 1 for j in store.list_jobs())
+
+    # --- enrichment rows ----------------------------------------------------------------
+    def test_get_session_loads_what_enrichment_found(self, store: Store) -> None:
+        session = with_video(store)
+        thumb = store.add_attachment(make_attachment())
+        events = [
+            ActivityEvent(new_id(), session.id, "t", offset, "Terminal", f"window {offset}")
+            for offset in (3.0, 1.0, 2.0)
+        ]
+        for event in events:
+            store.add_activity(event)
+        lines = [line(session, 9.0, "later"), line(session, 4.0, "earlier")]
+        store.replace_transcript(session.id, lines)
+        texts = [ocr_text(session, 8.0, "second frame"), ocr_text(session, 5.0, "first frame")]
+        store.replace_ocr(session.id, texts)
+        chapters = [chapter(session, 60.0), chapter(session, 0.0, thumb.id)]
+        store.replace_chapters(session.id, chapters)
+        loaded = store.get_session(session.id)
+        assert loaded.activity == sorted(events, key=lambda e: e.media_offset)
+        assert loaded.transcript == lines[::-1]
+        assert loaded.ocr == [replace(t, words=[]) for t in texts[::-1]], "no word boxes"
+        assert loaded.video is not None and loaded.video.chapters == chapters[::-1]
+        assert store.ocr_for(session.id) == texts[::-1]
+        assert store.ocr_for(session.id)[0].words[1] == OcrWord("frame", 10, 5, 9, 12)
+
+    def test_replace_gives_the_same_rows_when_run_again(self, store: Store) -> None:
+        session, other = with_video(store), with_video(store)
+        thumb = store.add_attachment(make_attachment())
+        texts = [ocr_text(session, float(i), f"frame {i} quokka") for i in range(3)]
+        lines = [line(session, float(i), f"said {i} quokka") for i in range(3)]
+        chapters = [chapter(session, 0.0, thumb.id), chapter(session, 60.0)]
+        theirs = ocr_text(other, 1.0, "quokka elsewhere")
+        store.replace_ocr(other.id, [theirs])
+        for _ in range(3):  # a stage run again after a crash, twice
+            store.replace_ocr(session.id, texts)
+            store.replace_transcript(session.id, lines)
+            store.replace_chapters(session.id, chapters)
+        loaded = store.get_session(session.id)
+        assert loaded.ocr == [replace(t, words=[]) for t in texts]
+        assert loaded.transcript == lines
+        assert loaded.video is not None and loaded.video.chapters == chapters
+        hits = store.search("quokka")
+        assert len(hits) == 7 and len(set(kinds(hits))) == 7, "each row once in the index"
+        # A run with other results (new ids) replaces the old ones whole.
+        store.replace_ocr(session.id, [*texts[:1], ocr_text(session, 7.0, "new wombat")])
+        store.replace_transcript(session.id, [])
+        store.replace_chapters(session.id, [])
+        loaded = store.get_session(session.id)
+        assert [t.text for t in loaded.ocr] == ["frame 0 quokka", "new wombat"]
+        assert loaded.transcript == [] and loaded.video is not None
+        assert loaded.video.chapters == []
+        assert {h.item_id for h in store.search("quokka")} == {texts[0].id, theirs.id}
+        assert [h.kind for h in store.search("wombat")] == ["ocr"]
+        assert store.get_session(other.id).ocr == [replace(theirs, words=[])]
+
+    def test_a_stage_commits_with_its_status_and_job_or_not_at_all(self, store: Store) -> None:
+        session = stored_session(store)
+        store.replace_ocr(session.id, [ocr_text(session, 1.0, "old quokka")])
+        job = store.enqueue_job(session.id, "ocr", now=0.0)
+        store.claim_job("w", lease_seconds=LEASE, now=0.0)
+        with pytest.raises(RuntimeError), store.transaction():
+            store.replace_ocr(session.id, [ocr_text(session, 2.0, "new wombat")])
+            store.set_stage_status(session.id, "ocr", "done")
+            store.complete_job(job.id, "w", now=1.0)
+            assert [h.kind for h in store.search("wombat")] == ["ocr"], "seen inside"
+            raise RuntimeError("killed before the commit")
+        assert [t.text for t in store.get_session(session.id).ocr] == ["old quokka"]
+        assert store.search("wombat") == [] and len(store.search("quokka")) == 1
+        assert store.get_session(session.id).enrichment == {}
+        assert store.get_job(job.id).state == "running"
+        with store.transaction():
+            store.replace_ocr(session.id, [ocr_text(session, 2.0, "new wombat")])
+            store.set_stage_status(session.id, "ocr", "done")
+            store.complete_job(job.id, "w", now=1.0)
+        assert [h.kind for h in store.search("wombat")] == ["ocr"]
+        assert store.search("quokka") == []
+        assert store.get_session(session.id).enrichment["ocr"].status == "done"
+
+    def test_replace_refuses_bad_rows_and_changes_nothing(self, store: Store) -> None:
+        session, other = with_video(store), stored_session(store)
+        att = store.add_attachment(make_attachment())
+        screenshot = shot(session, att)
+        store.add_screenshot(screenshot)
+        kept = ocr_text(session, 1.0, "kept", screenshot.id)
+        store.replace_ocr(session.id, [kept])
+        store.replace_transcript(session.id, [line(session, 0.0, "kept")])
+        store.replace_chapters(session.id, [chapter(session, 0.0, att.id)])
+        before = store.get_session(session.id)
+        with pytest.raises(InvalidInput, match="belongs to session"):
+            store.replace_ocr(session.id, [ocr_text(session, 2.0, "x"), ocr_text(other, 2.0, "y")])
+        with pytest.raises(NotFound, match="session"):
+            store.replace_ocr("nope", [])
+        with pytest.raises(NotFound, match="screenshot"):
+            store.replace_ocr(session.id, [ocr_text(session, 2.0, "x", "no-such-shot")])
+        with pytest.raises(StorageError):
+            store.replace_ocr(session.id, [kept, replace(kept, media_offset=2.0)])  # one id twice
+        with pytest.raises(InvalidInput, match="source"):
+            bad: Any = "speaker"
+            store.replace_transcript(session.id, [replace(line(session, 0.0, "x"), source=bad)])
+        with pytest.raises(InvalidInput, match="before it starts"):
+            store.replace_transcript(session.id, [replace(line(session, 5.0, "x"), end_offset=4.0)])
+        with pytest.raises(NotFound, match="attachment"):
+            store.replace_chapters(session.id, [chapter(session, 0.0, "no-such-attachment")])
+        with pytest.raises(NotFound, match="video"):
+            store.replace_chapters(other.id, [chapter(other, 0.0)])
+        assert store.get_session(session.id) == before
+        assert store.ocr_for(session.id) == [kept]
+        assert [h.item_id for h in store.search("kept", session_id=session.id)] != []
+        with pytest.raises(NotFound):
+            store.ocr_for("nope")
+
+    def test_add_activity(self, store: Store) -> None:
+        session = stored_session(store)
+        event = ActivityEvent(new_id(), session.id, "2026-01-01T00:00:01.000Z", 1.0, "Code", "x")
+        store.add_activity(event)
+        with pytest.raises(StorageError):
+            store.add_activity(replace(event, title="again"))
+        with pytest.raises(NotFound):
+            store.add_activity(replace(event, id=new_id(), session_id="nope"))
+        assert store.get_session(session.id).activity == [event]
+
+    def test_stage_status_round_trip(self, store: Store) -> None:
+        session = stored_session(store)
+        before = utc_now()
+        store.set_stage_status(session.id, "ocr", "running")
+        store.set_stage_status(session.id, "transcribe", "failed", "no model named tiny.xx")
+        store.set_stage_status(session.id, "ocr", "done")
+        loaded = store.get_session(session.id)
+        ocr, transcribe = loaded.enrichment["ocr"], loaded.enrichment["transcribe"]
+        assert (ocr.status, ocr.error) == ("done", None)
+        assert (transcribe.status, transcribe.error) == ("failed", "no model named tiny.xx")
+        assert set(loaded.enrichment) == {"ocr", "transcribe"}
+        assert parse_time(before) <= parse_time(ocr.updated_at) <= parse_time(utc_now())
+        # The session's own fields are untouched, and saving the session keeps the statuses.
+        assert replace(loaded, enrichment={}) == replace(
+            store.get_session(session.id), enrichment={}
+        )
+        loaded.name = "renamed"
+        store.update_session(loaded)
+        assert store.get_session(session.id).enrichment == loaded.enrichment
+
+    @pytest.mark.parametrize(
+        ("stage", "status", "error"),
+        [
+            ("", "done", InvalidInput),
+            ("OCR", "done", InvalidInput),
+            ("a.b", "done", InvalidInput),
+            ("x" * 65, "done", InvalidInput),
+            ("ocr", "finished", InvalidInput),
+            ("ocr", "", InvalidInput),
+        ],
+    )
+    def test_stage_status_refuses_bad_names(
+        self, store: Store, stage: str, status: Any, error: type[Exception]
+    ) -> None:
+        session = stored_session(store)
+        with pytest.raises(error):
+            store.set_stage_status(session.id, stage, status)
+        assert store.get_session(session.id).enrichment == {}
+
+    def test_stage_status_of_an_unknown_session_is_not_found(self, store: Store) -> None:
+        with pytest.raises(NotFound):
+            store.set_stage_status("nope", "ocr", "done")
+
+    def test_chapter_thumbnails_are_attachments_of_the_session(self, store: Store) -> None:
+        session = with_video(store)
+        first, shared, second = (store.add_attachment(make_attachment()) for _ in range(3))
+        store.add_screenshot(shot(session, shared))
+        unused = store.replace_chapters(
+            session.id, [chapter(session, 0.0, first.id), chapter(session, 60.0, shared.id)]
+        )
+        assert unused == []
+        assert {a.id for a in store.attachments_for(session.id)} == {first.id, shared.id}
+        # The first thumbnail is no longer used by anything; the shared one still is.
+        unused = store.replace_chapters(session.id, [chapter(session, 0.0, second.id)])
+        assert unused == [first.id]
+        assert {a.id for a in store.attachments_for(session.id)} == {shared.id, second.id}
+        assert store.attachment_hashes() == {first.hash, shared.hash, second.hash}, "rows kept"
+        assert store.replace_chapters(session.id, [chapter(session, 0.0, second.id)]) == []
+        assert store.delete_attachment(shared.id) is None, "a screenshot uses it"
+        assert store.delete_attachment(second.id) is None, "a chapter uses it"
+        assert store.delete_attachment("nope") is None
+        assert store.delete_attachment(first.id) == first
+        assert store.attachment_hashes() == {shared.hash, second.hash}
+        assert store.replace_chapters(session.id, []) == [second.id]
+
+    # --- search -------------------------------------------------------------------------
+    def test_search_finds_every_kind_with_the_match_marked(self, store: Store) -> None:
+        session = stored_session(store, "Quarterly planning")
+        att = store.add_attachment(make_attachment())
+        commented = replace(shot(session, att, 12.0), user_comment="look at this chart")
+        store.add_screenshot(commented)
+        item = note(session, 3.5, "call the plumber tomorrow")
+        store.add_context_item(item)
+        event = ActivityEvent(new_id(), session.id, "t", 7.0, "LibreOffice", "Invoice draft")
+        store.add_activity(event)
+        text = ocr_text(session, 20.0, "Total revenue grew")
+        store.replace_ocr(session.id, [text])
+        said = line(session, 30.0, "we discussed the budget at length")
+        store.replace_transcript(session.id, [said])
+        expected = {
+            "quarterly": ("session", session.id, 0.0, "[Quarterly] planning"),
+            "plumber": ("note", item.id, 3.5, "call the [plumber] tomorrow"),
+            "chart": ("comment", commented.id, 12.0, "look at this [chart]"),
+            "invoice": ("activity", event.id, 7.0, "[Invoice] draft — LibreOffice"),
+            "libreoffice": ("activity", event.id, 7.0, "Invoice draft — [LibreOffice]"),
+            "revenue": ("ocr", text.id, 20.0, "Total [revenue] grew"),
+            "budget": ("transcript", said.id, 30.0, "we discussed the [budget] at length"),
+        }
+        for query, (kind, item_id, offset, snippet) in expected.items():
+            (hit,) = store.search(query)
+            assert (hit.kind, hit.item_id, hit.media_offset, hit.snippet) == (
+                kind,
+                item_id,
+                offset,
+                snippet,
+            ), query
+            assert (hit.session_id, hit.session_name) == (session.id, "Quarterly planning")
+            assert hit.words == ([text.words[1]] if kind == "ocr" else [])
+
+    def test_ocr_hits_carry_the_boxes_of_the_matched_words(self, store: Store) -> None:
+        session = stored_session(store)
+        text = ocr_text(session, 1.0, "Total revenue grew, while total cost fell: REVENUES up")
+        store.replace_ocr(session.id, [text])
+        w = text.words
+
+        def boxes(query: str) -> list[OcrWord]:
+            (hit,) = store.search(query)
+            return hit.words
+
+        assert boxes("revenue") == [w[1]]
+        assert boxes("rev*") == [w[1], w[7]], "prefixes, any case"
+        assert boxes('"total revenue"') == [w[0], w[1]], "the phrase's own words only"
+        assert boxes("TOTAL") == [w[0], w[4]]
+        assert boxes("cost OR nothing") == [w[5]]
+        assert boxes("grew NOT nothing") == [w[2]]
+        # Words that do not spell the text (a line the engine left out of them): every
+        # word holding a matched word counts.
+        loose = OcrText(new_id(), session.id, 2.0, None, "Header\nbilling total", w[:2])
+        store.replace_ocr(session.id, [loose])
+        (hit,) = store.search("total")
+        assert hit.words == [w[0]]
+
+    def test_search_inside_one_session(self, store: Store) -> None:
+        mine, theirs = stored_session(store, "mine"), stored_session(store, "theirs")
+        for session in (mine, theirs):
+            store.add_context_item(note(session, 1.0, "shared quokka note"))
+            store.replace_transcript(session.id, [line(session, 2.0, "a quokka said")])
+        assert len(store.search("quokka")) == 4
+        hits = store.search("quokka", session_id=mine.id)
+        assert len(hits) == 2 and {h.session_id for h in hits} == {mine.id}
+        assert store.search("quokka", session_id="nope") == []
+        assert store.search("quokka", session_id='x" OR "y') == []
+
+    def test_short_repeated_matches_rank_first(self, store: Store) -> None:
+        session = stored_session(store)
+        filler = " ".join(f"filler{i}" for i in range(40))
+        long = note(session, 1.0, f"budget {filler}")
+        short = note(session, 2.0, "budget review budget")
+        for item in (long, short):
+            store.add_context_item(item)
+        for i in range(10):
+            store.add_context_item(note(session, 10.0 + i, f"unrelated note {i}"))
+        hits = store.search("budget")
+        assert [h.item_id for h in hits] == [short.id, long.id]
+        assert hits[0].score > hits[1].score
+
+    def test_prefix_and_phrase_queries(self, store: Store) -> None:
+        session = stored_session(store)
+        a = note(session, 1.0, "deploy the release candidate")
+        b = note(session, 2.0, "the candidate deploys a release")
+        c = note(session, 3.0, "nothing relevant")
+        for item in (a, b, c):
+            store.add_context_item(item)
+
+        def found(query: str) -> set[str]:
+            return {h.item_id for h in store.search(query)}
+
+        assert found("deploy*") == {a.id, b.id}
+        assert found("deploy") == {a.id}
+        assert found('"release candidate"') == {a.id}
+        assert found('"candidate deploy"*') == {b.id}
+        assert found("release candidate") == {a.id, b.id}, "every word, anywhere"
+        assert found("relevant OR deploys") == {b.id, c.id}
+        assert found("rel* NOT candidate") == {c.id}
+        assert found("(deploy OR nothing) AND release") == {a.id}
+        assert found("zebra") == set()
+        assert found('"..."') == set(), "a phrase of no words finds nothing"
+
+    def test_non_ascii_text_is_found_without_case_and_accents(self, store: Store) -> None:
+        session = stored_session(store, "Ünïcôdé session")
+        cafe = note(session, 1.0, "Rendez-vous au Café de Flore")
+        russian = note(session, 2.0, "Привет, мир")
+        for item in (cafe, russian):
+            store.add_context_item(item)
+        assert [h.item_id for h in store.search("cafe")] == [cafe.id]
+        assert [h.item_id for h in store.search("CAFÉ")] == [cafe.id]
+        assert store.search("café")[0].snippet == "Rendez-vous au [Café] de Flore"
+        assert [h.item_id for h in store.search("привет")] == [russian.id]
+        assert [h.item_id for h in store.search("мир")] == [russian.id]
+        assert [h.kind for h in store.search("unicode")] == ["session"]
+        assert [h.kind for h in store.search("ünï*")] == ["session"]
+
+    def test_what_is_written_is_found_at_once_by_every_client(
+        self, store: Store, store_backend: StoreBackend
+    ) -> None:
+        other = store_backend.open()
+        try:
+            session = stored_session(store, "Morning")
+            assert other.search("plumber") == []
+            item = note(session, 5.0, "call the plumber")
+            store.add_context_item(item)
+            (hit,) = other.search("plumber")
+            assert (hit.kind, hit.item_id, hit.media_offset) == ("note", item.id, 5.0)
+            assert [h.kind for h in other.search("morning")] == ["session"]
+        finally:
+            other.close()
+
+    def test_an_edited_name_is_found_and_the_old_one_is_not(self, store: Store) -> None:
+        session = stored_session(store, "Walrus review")
+        store.add_context_item(note(session, 1.0, "quokka"))
+        session.name = "Narwhal retrospective"
+        session.description = "with the penguin team"
+        store.update_session(session)
+        assert store.search("walrus") == []
+        (hit,) = store.search("narwhal")
+        assert hit.snippet == "[Narwhal] retrospective — with the penguin team"
+        assert [h.kind for h in store.search("penguin")] == ["session"]
+        assert store.search("quokka")[0].session_name == "Narwhal retrospective"
+        store.heartbeat(session.id, 1.0)  # writes of other fields leave the index alone
+        assert len(store.search("narwhal")) == 1
+
+    def test_an_edited_comment_is_found_and_the_old_one_is_not(self, store: Store) -> None:
+        session = stored_session(store)
+        att = store.add_attachment(make_attachment())
+        screenshot = shot(session, att, 4.0)
+        store.add_screenshot(screenshot)
+        assert store.search("walrus") == []
+        store.update_screenshot(replace(screenshot, user_comment="a walrus"))
+        assert [h.item_id for h in store.search("walrus")] == [screenshot.id]
+        store.update_screenshot(replace(screenshot, user_comment="a narwhal"))
+        assert store.search("walrus") == []
+        assert [h.media_offset for h in store.search("narwhal")] == [4.0]
+        store.update_screenshot(replace(screenshot, user_comment=None, flagged=True))
+        assert store.search("narwhal") == []
+
+    def test_search_pages(self, store: Store) -> None:
+        session = stored_session(store)
+        for i in range(7):
+            store.add_context_item(note(session, float(i), "quokka " * (i + 1) + "x " * 20))
+        everything = store.search("quokka")
+        assert len(everything) == 7
+        scores = [h.score for h in everything]
+        assert scores == sorted(scores, reverse=True)
+        pages = [store.search("quokka", limit=3, offset=o) for o in (0, 3, 6, 9)]
+        assert [len(p) for p in pages] == [3, 3, 1, 0]
+        assert [h for p in pages for h in p] == everything
+
+    @pytest.mark.parametrize("query", HOSTILE_QUERIES, ids=range(len(HOSTILE_QUERIES)))
+    def test_a_malformed_query_is_invalid_input(self, store: Store, query: str) -> None:
+        store.add_context_item(note(stored_session(store), 1.0, "budget anything"))
+        with pytest.raises(InvalidInput) as caught:
+            store.search(query)
+        message = str(caught.value)
+        assert "query" in message and len(message) < 700, message
+        assert store.search("budget") != [], "the store is fine afterwards"
+
+    @pytest.mark.parametrize(("limit", "offset"), [(0, 0), (1001, 0), (10, -1)])
+    def test_search_paging_must_make_sense(self, store: Store, limit: int, offset: int) -> None:
+        with pytest.raises(InvalidInput):
+            store.search("budget", limit=limit, offset=offset)

@@ -8,7 +8,10 @@ can implement and test them one at a time:
 - `LiveCoordination` — who records a live session, heartbeats, stats, commands;
 - `BlobIntents` — blob writes in flight (the other half is `MediaLibrary`);
 - `Settings` — small JSON values by key;
-- `JobQueue` — enrichment jobs with leases, retries and backoff.
+- `JobQueue` — enrichment jobs with leases, retries and backoff;
+- `EnrichmentRows` — the activity track and what the enrichment stages found (OCR,
+  transcript, chapters), with each stage's status;
+- `SearchIndex` — full-text search over all of a store's text, kept in step with it.
 
 `BlobStore` (media bytes) stands alone.
 
@@ -40,11 +43,14 @@ from typing import BinaryIO, Self
 
 from ..errors import InvalidInput, NotFound
 from ..models import (
+    ActivityEvent,
     Attachment,
     ContextItem,
     Job,
     JobState,
+    OcrText,
     RecordingStats,
+    SearchHit,
     Session,
     SessionAudioSegment,
     SessionFilter,
@@ -55,6 +61,9 @@ from ..models import (
     SessionSummary,
     SessionVideo,
     SessionVideoChunk,
+    StageState,
+    TranscriptLine,
+    VideoChapter,
 )
 from ..process import ProcessOwner
 
@@ -164,8 +173,9 @@ class SessionRows(Transactional):
     @abc.abstractmethod
     def get_session(self, session_id: str) -> Session:
         """The session with all its children, from one consistent snapshot: screenshots,
-        audio segments and context items by media offset, video chunks by index, chapters
-        by start offset. NotFound if absent."""
+        audio segments, context items, activity and OCR texts by media offset, transcript
+        lines and chapters by start offset, video chunks by index. OCR texts come without
+        their word boxes (`words` empty: see `ocr_for`). NotFound if absent."""
 
     @abc.abstractmethod
     def session_for_update(self, session_id: str) -> Session:
@@ -244,8 +254,8 @@ class SessionRows(Transactional):
     @abc.abstractmethod
     def attachments_for(self, session_id: str) -> list[Attachment]:
         """Every attachment the session references (screenshots, audio segments, its joined
-        audio, full video, video chunks), each once, in no particular order. Empty for an
-        unknown session."""
+        audio, full video, video chunks, chapter thumbnails), each once, in no particular
+        order. Empty for an unknown session."""
 
     @abc.abstractmethod
     def attachment_hashes(self) -> set[str]:
@@ -300,6 +310,12 @@ class SessionRows(Transactional):
             ):
                 return summary.id
         raise NotFound(f"no screenshot {screenshot_id!r}")
+
+    @abc.abstractmethod
+    def delete_attachment(self, attachment_id: str) -> Attachment | None:
+        """Delete the attachment row unless a row of any session references it; the row
+        deleted, or None when it is still referenced (then kept) or absent. Only the row:
+        its blob is the caller's to delete (see `MediaLibrary.discard`)."""
 
 
 class LiveCoordination(Transactional):
@@ -471,7 +487,93 @@ class JobQueue(Transactional):
         one session."""
 
 
-class Store(SessionRows, LiveCoordination, BlobIntents, Settings, JobQueue):
+class EnrichmentRows(Transactional):
+    """The activity track recorded with a session, and what the enrichment stages found.
+
+    Each stage owns its output for a session and writes it whole with one `replace_*`
+    call: running a stage again (after a crash, or with a better engine) leaves exactly the
+    rows of its last run, never duplicates. Inside `transaction()` a stage's results, its
+    status and its job's completion commit together.
+
+    Every row names its session: a row whose `session_id` is not the session being written
+    is InvalidInput. NotFound when the session (or a screenshot or attachment a row refers
+    to) does not exist; StorageError when an id is used twice (a failed call changed
+    nothing).
+    """
+
+    @abc.abstractmethod
+    def add_activity(self, event: ActivityEvent) -> None:
+        """Insert one change of the focused window. NotFound if its session does not exist;
+        StorageError if the id is already used."""
+
+    @abc.abstractmethod
+    def replace_ocr(self, session_id: str, texts: Sequence[OcrText]) -> None:
+        """Make `texts` (with their word boxes) the session's whole OCR output."""
+
+    @abc.abstractmethod
+    def ocr_for(self, session_id: str) -> list[OcrText]:
+        """The session's OCR texts with their word boxes, by media offset. NotFound if the
+        session does not exist."""
+
+    @abc.abstractmethod
+    def replace_transcript(self, session_id: str, lines: Sequence[TranscriptLine]) -> None:
+        """Make `lines` the session's whole transcript. InvalidInput for a line that ends
+        before it starts or whose `source` is not mic, system or mixed."""
+
+    @abc.abstractmethod
+    def replace_chapters(self, session_id: str, chapters: Sequence[VideoChapter]) -> list[str]:
+        """Make `chapters` the whole chapter list of the session's video; NotFound if the
+        session has no video.
+
+        Returns the ids of the thumbnails (attachments) that the replaced chapters used and
+        that no row references any more. Their rows are kept, so that no blob is ever
+        without its row: the caller deletes them after its transaction commits, with
+        `MediaLibrary.discard`. If it never does, they stay as unused attachments: space
+        lost, nothing broken."""
+
+    @abc.abstractmethod
+    def set_stage_status(
+        self, session_id: str, stage: str, status: StageState, error: str | None = None
+    ) -> None:
+        """Set `Session.enrichment[stage]` to `status` with `error` (for a failed stage, why),
+        now. Other stages and the session's other fields are left as they are.
+
+        InvalidInput if `stage` is not a name of lowercase letters, digits, `-` and `_`
+        (at most 64), or `status` is not pending, running, done or failed; NotFound if the
+        session does not exist."""
+
+
+class SearchIndex(Transactional):
+    """Full-text search over the text of every session: OCR texts, transcript lines,
+    activity (window title and application), context items (notes, tasks, markers: kind
+    `note`), screenshot comments (kind `comment`) and session names with their description
+    (kind `session`).
+
+    The index follows every committed change on its own: text written by any method of the
+    store, in this process or another, is found by the next search once it commits, and text
+    replaced or removed is no longer found. Words match case- and accent-insensitively
+    ("Cafe" finds "café").
+    """
+
+    @abc.abstractmethod
+    def search(
+        self, query: str, *, session_id: str | None = None, limit: int = 50, offset: int = 0
+    ) -> list[SearchHit]:
+        """The hits of `query`, best first; with `session_id`, only that session's.
+        `limit` and `offset` page through them.
+
+        A query is words (all must match), `"phrases"` in double quotes, `prefix*`, joined
+        if wanted with AND, OR, NOT (in capitals) and parentheses: the query syntax of
+        SQLite's FTS5 over the one column the text is in. InvalidInput for a query that is
+        empty, malformed (an unbalanced quote or parenthesis, an operator without its
+        operands, a lone `*`, punctuation outside quotes), longer than the rule book
+        allows, or for `limit` outside 1 to 1000 or a negative `offset`; the message says
+        what is allowed. An unknown `session_id` has no hits."""
+
+
+class Store(
+    SessionRows, LiveCoordination, BlobIntents, Settings, JobQueue, EnrichmentRows, SearchIndex
+):
     """Session metadata: all the parts above, sharing one transaction."""
 
     @classmethod

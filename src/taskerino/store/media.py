@@ -11,7 +11,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import mimetypes
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Literal
 
@@ -116,6 +116,31 @@ class MediaLibrary:
         if source == "delete":
             path.unlink(missing_ok=True)
         return attachment
+
+    def discard(self, attachment_ids: Iterable[str]) -> list[str]:
+        """Delete attachments that no row references any more, row and blob (the thumbnails
+        `Store.replace_chapters` returns); still referenced or unknown ones are left alone.
+        Returns the hashes deleted.
+
+        Call it after the transaction that stopped referencing them committed, never inside
+        it: a rollback would bring back rows whose blobs are gone. Each row goes in a
+        transaction that also commits an intent on its blob, held until the blob is deleted,
+        so a crash in between leaves a blob that recovery deletes (its intent names a dead
+        owner and no row claims it), never an orphan.
+        """
+        me = current_owner()
+        removed = []
+        for attachment_id in attachment_ids:
+            with self.store.transaction():
+                attachment = self.store.delete_attachment(attachment_id)
+                if attachment is not None:
+                    self.store.add_blob_intent(BlobIntent(attachment.hash, me))
+            if attachment is None:
+                continue
+            self.blobs.delete(attachment.hash)
+            self.store.remove_blob_intent(attachment.hash, me)
+            removed.append(attachment.hash)
+        return removed
 
     def local_path(self, attachment: Attachment) -> Path | None:
         return self.blobs.local_path(attachment.hash)

@@ -22,7 +22,7 @@ from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
 
-from ..models import utc_now
+from ..models import to_dict, utc_now
 from ..rules import check_session_id
 from ..sessions import Taskerino
 from .views import stats_view
@@ -56,7 +56,7 @@ async def session_events(request: Request) -> Response:
             "session_id": sid,
             "status": state.status,
             "elapsed": state.elapsed(now),
-            "enrichment": state.enrichment,
+            "enrichment": {stage: to_dict(st) for stage, st in state.enrichment.items()},
         }
         figures = None
         if stats is not None:

@@ -300,6 +300,21 @@ class SQLiteBase(Transactional):
             with self.transaction():
                 return self._execute(sql, params, refs).fetchall()
 
+    def _write_many(
+        self, sql: str, rows: Sequence[Sequence[Any]], refs: Sequence[Ref] = ()
+    ) -> None:
+        """Run one writing statement once for each of `rows`, all or none (executemany
+        keeps the rows before a failing one: the savepoint undoes them)."""
+        with self.transaction():
+            if not self._db.in_transaction:
+                raise self._undone()
+            try:
+                self._db.executemany(sql, rows)
+            except sqlite3.IntegrityError as exc:
+                raise self._refused(exc, refs) from exc
+            except DB_FAILURES as exc:
+                raise self._failure(exc, writing=True) from exc
+
     def _execute(self, sql: str, params: Sequence[Any], refs: Sequence[Ref]) -> sqlite3.Cursor:
         """A statement inside the open transaction (the caller holds the lock)."""
         if not self._db.in_transaction:

@@ -21,11 +21,12 @@ from ...models import (
     SessionSummary,
     SessionVideo,
     SessionVideoChunk,
-    VideoChapter,
+    StageStatus,
     from_dict,
 )
 from ..base import SessionRows, check_digest
 from ._connection import SQLiteBase
+from ._enrichment import load_activity, load_chapters, load_ocr, load_transcript, unreferenced
 
 SUMMARY = """
 SELECT s.id, s.name, s.status, s.start_time, s.end_time, s.total_duration,
@@ -81,7 +82,7 @@ class SQLiteSessionRows(SQLiteBase, SessionRows):
             s.total_duration,
             json.dumps(vars(s.config)),
             json.dumps(s.tags),
-            json.dumps(s.enrichment),
+            json.dumps({stage: vars(status) for stage, status in s.enrichment.items()}),
             s.schema_version,
             s.audio_attachment_id,
         )
@@ -153,6 +154,9 @@ class SQLiteSessionRows(SQLiteBase, SessionRows):
                 (session_id,),
             )
         ]
+        session.activity = load_activity(db, session_id)
+        session.transcript = load_transcript(db, session_id)
+        session.ocr = load_ocr(db, session_id, words=False)
         session.video = self._load_video(db, session_id)
         return session
 
@@ -185,14 +189,7 @@ class SQLiteSessionRows(SQLiteBase, SessionRows):
                 (video.id,),
             )
         ]
-        video.chapters = [
-            from_dict(VideoChapter, _json(r[0], dict))
-            for r in db.execute(
-                "SELECT data FROM chapters WHERE session_id=?"
-                " ORDER BY json_extract(data, '$.start_offset')",
-                (session_id,),
-            )
-        ]
+        video.chapters = load_chapters(db, session_id)
         return video
 
     def list_sessions(
@@ -391,7 +388,8 @@ class SQLiteSessionRows(SQLiteBase, SessionRows):
                 " UNION SELECT full_video_attachment_id FROM videos WHERE session_id=:s"
                 " UNION SELECT audio_attachment_id FROM sessions WHERE id=:s"
                 " UNION SELECT c.attachment_id FROM video_chunks c"
-                "   JOIN videos v ON v.id = c.video_id WHERE v.session_id=:s)",
+                "   JOIN videos v ON v.id = c.video_id WHERE v.session_id=:s"
+                " UNION SELECT thumbnail_attachment_id FROM video_chapters WHERE session_id=:s)",
                 {"s": session_id},
             ).fetchall()
         return [Attachment(*r) for r in rows]
@@ -399,6 +397,14 @@ class SQLiteSessionRows(SQLiteBase, SessionRows):
     def attachment_hashes(self) -> set[str]:
         with self._reading() as db:
             return {r[0] for r in db.execute("SELECT hash FROM attachments")}
+
+    def delete_attachment(self, attachment_id: str) -> Attachment | None:
+        rows = self._write_returning(
+            f"DELETE FROM attachments WHERE id=?1 AND {unreferenced('?1')}"
+            f" RETURNING {_ATTACHMENT_COLUMNS}",
+            (attachment_id,),
+        )
+        return Attachment(*rows[0]) if rows else None
 
     # --- reading for review -------------------------------------------------------------
     _ORDER: ClassVar[dict[str, str]] = {
@@ -477,7 +483,8 @@ class SQLiteSessionRows(SQLiteBase, SessionRows):
             if row is None:
                 raise NotFound(f"no session {session_id!r}")
             enrichment = _json(row[5], dict)
-        return SessionState(session_id, row[0], row[1], row[2], row[3], row[4], enrichment)
+        stages = {stage: from_dict(StageStatus, value) for stage, value in enrichment.items()}
+        return SessionState(session_id, row[0], row[1], row[2], row[3], row[4], stages)
 
     def screenshot_session(self, screenshot_id: str) -> str:
         with self._reading() as db:

@@ -7,9 +7,11 @@ from typing import Self
 from ...errors import StorageError
 from .._urls import url_path
 from ..base import Store
+from ._enrichment import SQLiteEnrichmentRows
 from ._intents import SQLiteBlobIntents
 from ._jobs import SQLiteJobQueue
 from ._live import SQLiteLiveCoordination
+from ._search import SQLiteSearchIndex
 from ._sessions import SQLiteSessionRows
 from ._settings import SQLiteSettings
 
@@ -20,6 +22,8 @@ class SQLiteStore(
     SQLiteBlobIntents,
     SQLiteSettings,
     SQLiteJobQueue,
+    SQLiteEnrichmentRows,
+    SQLiteSearchIndex,
     Store,
 ):
     """The embedded store: one SQLite database file in WAL mode (`sqlite:` URLs)."""

@@ -549,7 +549,7 @@ document.addEventListener("DOMContentLoaded", async () => {
       shownDuration.textContent = T.clock(state.elapsed);
       const stages = Object.entries(state.enrichment || {});
       enrichment.hidden = !stages.length;
-      enrichment.replaceChildren(...stages.map(([stage, st]) => T.el("span", { class: `badge stage-${st}`, text: `${stage}: ${st}` })));
+      enrichment.replaceChildren(...stages.map(([stage, st]) => T.el("span", { class: `badge stage-${st.status}`, title: st.error || "", text: `${stage}: ${st.status}` })));
     });
     events.addEventListener("end", () => { events.close(); setTimeout(() => window.location.reload(), 300); });
     window.addEventListener("pagehide", () => events.close());
