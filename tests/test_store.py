@@ -367,3 +367,23 @@ def test_a_discard_killed_half_way_is_finished_by_recovery(
     assert store.attachment_by_hash(unused.hash) is None and blobs.exists(unused.hash)
     assert media.sweep() == [unused.hash]
     assert media.orphans() == ([], []) and not blobs.exists(unused.hash)
+
+
+def test_a_query_matching_too_much_is_ranked_among_its_newest_matches(
+    store: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr("taskerino.store.sqlite._search.RANKED_AT_MOST", 3)
+    session = make_session()
+    store.create_session(session)
+    best = ContextItem(new_id(), session.id, "t", 0.0, "note", "quokka quokka")
+    store.add_context_item(best)
+    newer = [
+        ContextItem(new_id(), session.id, "t", 1.0 + i, "note", "quokka " + "x " * (i + 5))
+        for i in range(4)
+    ]
+    for item in newer:
+        store.add_context_item(item)
+    assert {h.item_id for h in store.search("quokka")} == {i.id for i in newer[1:]}
+    assert [h.item_id for h in store.search("quokka")] == [i.id for i in newer[1:]], "ranked"
+    monkeypatch.setattr("taskerino.store.sqlite._search.RANKED_AT_MOST", 10)
+    assert store.search("quokka")[0].item_id == best.id

@@ -393,12 +393,19 @@ def test_health_openapi_search_and_enrich(client: TestClient, session_id: str) -
                 if method != "HEAD":
                     assert (route.path, method.lower()) in documented, (route.path, method)
     hits = client.get("/api/search?q=retry").json()
-    assert hits["indexed"] is False
-    assert [h["session_id"] for h in hits["hits"]] == [session_id]
-    assert hits["hits"][0]["snippet"] == "Invoice [retry] hunt"
+    assert hits["indexed"] is True
+    assert [h["session_id"] for h in hits["hits"] if h["kind"] == "session"] == [session_id]
+    assert next(h for h in hits["hits"] if h["kind"] == "session")["snippet"].startswith(
+        "Invoice [retry] hunt"
+    )
     assert client.get("/api/search?q=").status_code == 422
-    enrich = client.post(f"/api/sessions/{session_id}/enrich")
-    assert enrich.status_code == 409 and "not part of this version" in enrich.json()["error"]
+    malformed = client.get('/api/search?q="unbalanced')
+    assert malformed.status_code == 422 and "error" in malformed.json()
+    enrich = client.post(f"/api/sessions/{session_id}/enrich", json={"stages": ["chapters"]})
+    assert enrich.status_code == 202, enrich.json()
+    assert [j["kind"] for j in enrich.json()["jobs"]] == ["chapters"]
+    bad = client.post(f"/api/sessions/{session_id}/enrich", json={"stages": ["paint"]})
+    assert bad.status_code == 422 and "unknown stage" in bad.json()["error"]
     assert client.post("/api/sessions/0000/enrich").status_code == 404
 
 

@@ -17,17 +17,19 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from types import FrameType
-from typing import NoReturn, cast
+from typing import Any, NoReturn, cast
 
 import click
 
 from .errorlog import log_unexpected
 from .errors import InvalidInput, NotFound, RecorderError, TaskerinoError
-from .models import SessionStatus, to_dict
+from .models import JobState, SessionStatus, to_dict
 from .rules import (
     WEB_PORT,
     check_query,
     check_session_id,
+    check_stages,
+    parse_concurrency,
     parse_duration,
     parse_port,
     printable,
@@ -36,6 +38,7 @@ from .rules import (
 from .sessions import StartRequest, Taskerino
 
 STATUSES = ("active", "paused", "completed", "interrupted")
+JOB_STATES = ("queued", "running", "done", "failed")
 
 
 def _fail(message: str, code: int) -> NoReturn:
@@ -425,7 +428,7 @@ def doctor(ctx: click.Context, as_json: bool, deep: bool) -> None:
 @click.option(
     "--no-worker",
     is_flag=True,
-    help="Run no enrichment worker in the server (this version has no enrichment yet).",
+    help="Run no enrichment worker in the server (run `taskerino worker` elsewhere).",
 )
 @click.pass_context
 def serve(ctx: click.Context, host: str, port: str, no_worker: bool) -> None:
@@ -439,4 +442,107 @@ def serve(ctx: click.Context, host: str, port: str, no_worker: bool) -> None:
             port=number,
             announce=click.echo,
             warn=lambda message: click.echo(f"taskerino: {message}", err=True),
+            worker=not no_worker,
         )
+
+
+# --- enrichment and search ------------------------------------------------------------
+def _stop_on_signals(stop: threading.Event) -> dict[signal.Signals, Any]:
+    def on_signal(signum: int, frame: FrameType | None) -> None:
+        stop.set()
+
+    return {s: signal.signal(s, on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
+
+
+@cli.command(help="Run enrichment jobs (OCR, transcripts, chapters, index) until stopped.")
+@click.option("--drain", is_flag=True, help="Stop once no job is queued or running.")
+@click.option("--concurrency", default="1", show_default=True, help="Jobs run at once.")
+@click.pass_context
+def worker(ctx: click.Context, drain: bool, concurrency: str) -> None:
+    threads = parse_concurrency(concurrency)
+    with _library(ctx) as library:
+        runner = library.worker(threads)
+        previous = _stop_on_signals(runner.stop)
+        try:
+            click.echo(f"worker {runner.owner}: {threads} at a time; Ctrl-C to stop", err=True)
+            runner.run(drain=drain)
+        finally:
+            for sig, handler in previous.items():
+                signal.signal(sig, handler)
+    click.echo(f"{runner.jobs_done} job(s) done, {runner.jobs_failed} failed for good", err=True)
+
+
+@cli.command(help="Queue a session's enrichment again (all stages unless --stage).")
+@click.argument("session_id")
+@click.option("--stage", "stages", multiple=True, help="ocr, transcribe, chapters or index.")
+@click.option("--wait", is_flag=True, help="Run the jobs here and wait until they finish.")
+@click.pass_context
+def enrich(ctx: click.Context, session_id: str, stages: tuple[str, ...], wait: bool) -> None:
+    session_id = check_session_id(session_id)
+    wanted = check_stages(stages)
+    with _library(ctx) as library:
+        jobs = library.enrich(session_id, wanted)
+        click.echo(f"queued {', '.join(j.kind for j in jobs)} for session {session_id}", err=True)
+        if not wait:
+            return
+        runner = library.worker(1)
+        previous = _stop_on_signals(runner.stop)
+        try:
+            runner.run(drain=True)
+        finally:
+            for sig, handler in previous.items():
+                signal.signal(sig, handler)
+        status = library.get(session_id).enrichment
+        for stage in wanted:
+            state = status.get(stage)
+            click.echo(
+                f"  {stage:<11} {state.status if state else '-'}"
+                + (f": {state.error}" if state and state.error else "")
+            )
+        if any(status.get(s) is None or status[s].status == "failed" for s in wanted):
+            raise RecorderError(f"enrichment of session {session_id} did not finish")
+
+
+@cli.group(help="Enrichment jobs.")
+def jobs() -> None:
+    """The subcommands do the work."""
+
+
+@jobs.command("list", help="Jobs in the order they were queued.")
+@click.option("--state", type=click.Choice(JOB_STATES), default=None)
+@click.option("--json", "as_json", is_flag=True)
+@click.pass_context
+def jobs_list(ctx: click.Context, state: str | None, as_json: bool) -> None:
+    with _library(ctx) as library:
+        rows = library.jobs(cast(JobState | None, state))
+    if as_json:
+        _dump([to_dict(j) for j in rows])
+        return
+    for j in rows:
+        error = f"  {j.last_error}" if j.last_error else ""
+        click.echo(f"{j.id}  {j.kind:<10} {j.state:<7} try {j.attempt}  {j.session_id}{error}")
+
+
+@cli.command(help='Search what was on screen, said, in front and written ("phrases", prefix*).')
+@click.argument("text")
+@click.option("--session", "session_id", default=None, help="Only this session.")
+@click.option("--json", "as_json", is_flag=True)
+@click.pass_context
+def search(ctx: click.Context, text: str, session_id: str | None, as_json: bool) -> None:
+    text = check_query(text)
+    with _library(ctx) as library:
+        hits = library.search(text, session_id=session_id)
+    if as_json:
+        _dump([to_dict(h) for h in hits])
+        return
+    for h in hits:
+        click.echo(
+            f"{h.session_id[:8]}  {_clock(h.media_offset):>8}  {h.kind:<10} "
+            f"{printable(h.snippet)}  ({h.session_name})"
+        )
+
+
+def _clock(seconds: float) -> str:
+    minutes, secs = divmod(int(seconds), 60)
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours}:{minutes:02d}:{secs:02d}" if hours else f"{minutes}:{secs:02d}"

@@ -28,6 +28,14 @@ SCREENSHOT_INTERVAL_RANGE = (1.0, 24 * 3600.0)
 MAX_DURATION = 31 * 24 * 3600.0  # a month: longer is a typo, and overflows timers
 TEST_SOURCE_PREFIX = "test:"
 
+# Enrichment stages (spec §5). A session that ends is queued for the first ones; chapters
+# follow once OCR and transcript are in, the index check follows the chapters.
+STAGES = ("ocr", "transcribe", "chapters", "index")
+FIRST_STAGES = ("ocr", "transcribe")
+STAGE_INPUTS = {"chapters": ("ocr", "transcribe"), "index": ("chapters",)}
+CONCURRENCY_RANGE = (1, 64)
+MAX_SEARCH_RESULTS = 500
+
 MAX_NAME = 200
 MAX_DESCRIPTION = 10_000
 MAX_NOTE = 10_000
@@ -197,6 +205,19 @@ def check_session_id(value: object) -> str:
 
 def check_query(value: object) -> str:
     return check_text(value, "query", MAX_QUERY)
+
+
+def check_stages(values: Iterable[object]) -> list[str]:
+    """Enrichment stage names, each once, in the order of STAGES (default: all)."""
+    names = [check_text(v, "stage", 40) for v in values]
+    for name in names:
+        if name not in STAGES:
+            raise InvalidInput(f"unknown stage {_show(name)}: use {', '.join(STAGES)}")
+    return [s for s in STAGES if s in names] if names else list(STAGES)
+
+
+def parse_concurrency(text: object) -> int:
+    return parse_whole(text, "concurrency (worker threads)", *CONCURRENCY_RANGE)
 
 
 def record_config(

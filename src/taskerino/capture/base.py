@@ -75,5 +75,10 @@ class CaptureBackend(abc.ABC):
     def screenshot(self, source_id: str | None = None) -> Frame:
         """One BGRA picture of one display, or of all displays together when None."""
 
+    def focused_window(self) -> tuple[str, str] | None:
+        """(application, title) of the window in front, if the platform can tell; cheap
+        enough to ask once a second."""
+        return None
+
     def close(self) -> None:  # noqa: B027 - optional hook, nothing to release by default
         """Release the platform connection; safe to call twice."""

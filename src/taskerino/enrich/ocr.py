@@ -32,6 +32,7 @@ import numpy as np
 import numpy.typing as npt
 
 from ..errors import EnrichmentError, InvalidInput
+from ..frame import Frame
 
 Image = npt.NDArray[np.uint8]
 
@@ -387,3 +388,33 @@ def _frames(container: Any, *, stream: Any) -> Iterator[Any]:
         except (av.FFmpegError, OSError):
             return
         yield from frames
+
+
+def frame_at(video: str | Path, offset: float) -> Frame | None:
+    """The picture on screen at media offset `offset` (BGRA), or None past the end.
+
+    Seeks to the keyframe before and decodes forward: a fraction of a second of decoding.
+    """
+    try:
+        container = av.open(str(video))
+    except (av.FFmpegError, OSError) as e:
+        raise EnrichmentError(f"cannot open video {Path(video).name}: {e}") from e
+    with container:
+        if not container.streams.video:
+            return None
+        stream = container.streams.video[0]
+        assert stream.time_base is not None
+        target = max(0.0, offset)
+        container.seek(int(target / stream.time_base), stream=stream, backward=True)
+        found = None
+        try:
+            for frame in container.decode(stream):
+                if frame.time is not None and frame.time > target + 1e-3 and found is not None:
+                    break
+                found = frame
+        except av.FFmpegError:
+            pass  # a damaged tail: the last good picture is the answer
+        if found is None:
+            return None
+        picture: Frame = np.asarray(found.to_ndarray(format="bgra"), dtype=np.uint8)
+        return picture

@@ -178,6 +178,10 @@ class Transcriber:
                 vad_filter=True,
                 # Each window on its own: a misheard window cannot derail the next ones.
                 condition_on_previous_text=False,
+                # Greedy only, no sampling at higher temperatures when a window decodes
+                # badly: the same audio always gives the same text (a re-run job must), and
+                # hard audio costs no extra passes.
+                temperature=0.0,
             )
             found = list(segments)
         except (RuntimeError, ValueError) as e:

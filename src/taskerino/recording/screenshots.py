@@ -19,10 +19,10 @@ MAX_SIZE = (1920, 1080)
 WEBP_QUALITY = 80
 
 
-def encode_image(frame: Frame, path: Path) -> tuple[int, int]:
-    """Write a BGRA frame as WebP, scaled down to fit 1920x1080; return (width, height)."""
+def encode_image(frame: Frame, path: Path, max_size: tuple[int, int] = MAX_SIZE) -> tuple[int, int]:
+    """Write a BGRA frame as WebP, scaled down to fit `max_size`; return (width, height)."""
     height, width = frame.shape[:2]
-    scale = min(1.0, MAX_SIZE[0] / width, MAX_SIZE[1] / height)
+    scale = min(1.0, max_size[0] / width, max_size[1] / height)
     bgr = cv2.cvtColor(frame, cv2.COLOR_BGRA2BGR)
     if scale < 1.0:
         size = (max(2, round(width * scale)), max(2, round(height * scale)))

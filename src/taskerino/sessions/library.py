@@ -9,19 +9,25 @@ against the rule book before anything happens.
 from __future__ import annotations
 
 import shutil
+import time
+from collections.abc import Iterable
 from dataclasses import asdict
 from pathlib import Path
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, BinaryIO
 
 from ..config import Layout, resolve_home
-from ..errors import CaptureError, NotFound, TaskerinoError
+from ..enrich.worker import Worker, WorkerConfig
+from ..errors import CaptureError, InvalidInput, NotFound, TaskerinoError
 from ..frame import Frame
 from ..models import (
     Attachment,
     ContextItem,
     ContextItemType,
+    Job,
+    JobState,
     RecordingStats,
+    SearchHit,
     Session,
     SessionPage,
     SessionScreenshot,
@@ -33,14 +39,19 @@ from ..recording.live import RecordingRegistry
 from ..rules import (
     MAX_DESCRIPTION,
     MAX_NAME,
+    MAX_SEARCH_RESULTS,
+    STAGE_INPUTS,
     check_object_id,
     check_query,
     check_session_id,
+    check_stages,
     check_tags,
     check_text,
     is_test_source,
+    parse_concurrency,
     parse_flag,
     parse_thumbnail_width,
+    parse_whole,
     session_filter,
 )
 from ..store.base import BlobStore, Store
@@ -258,6 +269,59 @@ class Taskerino:
         finally:
             backend.close()
         return {"displays": displays, "windows": windows, "audio": _audio_devices()}
+
+    # --- enrichment and search ---------------------------------------------------------
+    def enrich(self, session_id: str, stages: Iterable[str] = ()) -> list[Job]:
+        """Queue enrichment stages of an ended session again (default: all of them); a
+        stage already queued or running is not queued twice."""
+        wanted = check_stages(stages)
+        with self._store.transaction():
+            session = self._store.session_for_update(check_session_id(session_id))
+            if session.status in ("active", "paused"):
+                raise InvalidInput(
+                    f"session {session.id} is still recording: it is enriched once it ends"
+                )
+            jobs = []
+            for stage in wanted:
+                self._store.set_stage_status(session.id, stage, "pending")
+            for stage in wanted:
+                # A stage waits for the asked stages it builds on: they queue it when done.
+                if not any(before in wanted for before in STAGE_INPUTS.get(stage, ())):
+                    jobs.append(self._store.enqueue_job(session.id, stage, now=time.time()))
+        return jobs
+
+    def jobs(self, state: JobState | None = None, session_id: str | None = None) -> list[Job]:
+        """Enrichment jobs in the order they were queued."""
+        if session_id is not None:
+            session_id = check_session_id(session_id)
+        return self._store.list_jobs(state, session_id)
+
+    def search(
+        self, text: str, *, session_id: str | None = None, limit: int = 50, offset: int = 0
+    ) -> list[SearchHit]:
+        """Hits best first: what was on the screen, said, in front, written; a malformed
+        query is InvalidInput."""
+        text = check_query(text)
+        if session_id is not None:
+            session_id = check_session_id(session_id)
+        limit = parse_whole(limit, "limit", 1, MAX_SEARCH_RESULTS)
+        return self._store.search(text, session_id=session_id, limit=limit, offset=offset)
+
+    def worker(self, concurrency: int = 1, config: WorkerConfig | None = None) -> Worker:
+        """A worker that runs this library's enrichment jobs with `concurrency` threads;
+        call `run()` on it, and set its `stop` event to end it."""
+        from ..enrich.stages import Stages, StageSettings
+
+        config = config or WorkerConfig()
+        config.concurrency = parse_concurrency(concurrency)
+        stages = Stages(self._store, self._media, StageSettings.from_environment())
+        return Worker(
+            self._store,
+            stages.runners(),
+            stages.follow_ups,
+            config,
+            after_commit=stages.after_commit,
+        )
 
     def recover(self) -> list[str]:
         """Mark sessions whose recorder died `interrupted`, with what they wrote attached."""

@@ -32,7 +32,15 @@ from ..models import (
 from ..process import current_owner
 from ..recording.base import MediaClock, Recorder, RecordingContext
 from ..recording.live import LiveRecording, RecordingRegistry
-from ..rules import CONTEXT_ITEM_TYPES, MAX_DESCRIPTION, MAX_NAME, MAX_NOTE, check_text
+from ..rules import (
+    CONTEXT_ITEM_TYPES,
+    FIRST_STAGES,
+    MAX_DESCRIPTION,
+    MAX_NAME,
+    MAX_NOTE,
+    STAGES,
+    check_text,
+)
 from ..store.base import Store
 from ..store.media import MediaLibrary
 from ..store.queue import PersistenceQueue, QueueEvent
@@ -56,6 +64,16 @@ class StartRequest:
     description: str = ""
     config: SessionConfig = field(default_factory=SessionConfig)
     tags: list[str] = field(default_factory=list)
+
+
+def queue_enrichment(store: Store, session_id: str) -> None:
+    """Queue a session's enrichment; called inside the transaction that ends it, so a
+    session is never completed without its jobs, nor jobs queued for a live session."""
+    now = time.time()
+    for stage in STAGES:
+        store.set_stage_status(session_id, stage, "pending")
+    for stage in FIRST_STAGES:
+        store.enqueue_job(session_id, stage, now=now)
 
 
 def seconds_between(start: str, end: str) -> float:
@@ -259,6 +277,7 @@ class Lifecycle:
                 self.store.update_session(session)
                 self.store.set_recorder(sid, None)
                 self.store.write_stats(live.stats())
+                queue_enrichment(self.store, sid)
         self.registry.remove(sid)
         shutil.rmtree(self.layout.staging / sid, ignore_errors=True)
         live.ended.set()

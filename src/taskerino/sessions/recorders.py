@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from ..models import SessionConfig
 from ..recording.base import Recorder
+from ..rules import is_test_source
 
 
 def build_recorders(config: SessionConfig) -> list[Recorder]:
@@ -14,6 +15,11 @@ def build_recorders(config: SessionConfig) -> list[Recorder]:
         from ..recording.screenshots import ScreenshotRecorder
 
         recorders.append(ScreenshotRecorder(config.screenshot_interval, config.screenshot_source))
+    if config.screenshots or (config.video and not all(is_test_source(s) for s in config.sources)):
+        # The screen is recorded: so is which window is in front.
+        from ..recording.activity import ActivityRecorder
+
+        recorders.append(ActivityRecorder())
     audio = None
     if config.audio or config.system_audio:
         from ..recording.audio import AudioRecorder

@@ -20,7 +20,7 @@ from ..recording.base import Finisher
 from ..recording.live import RecordingRegistry
 from ..store.base import LiveSession, Store
 from ..store.media import MediaLibrary, sha256_file
-from .lifecycle import OWNER_FILE, seconds_between
+from .lifecycle import OWNER_FILE, queue_enrichment, seconds_between
 
 log = logging.getLogger("taskerino.recovery")
 
@@ -122,6 +122,7 @@ class Recovery:
                 finish(session)
             self.store.update_session(session)
             self.store.set_recorder(session_id, None)
+            queue_enrichment(self.store, session_id)
             stats = self.store.read_stats(session_id)
             if stats is not None:
                 stats.state = "stopped"

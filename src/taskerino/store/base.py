@@ -556,11 +556,19 @@ class SearchIndex(Transactional):
     """
 
     @abc.abstractmethod
+    def reindex_session(self, session_id: str) -> int:
+        """Rebuild the session's entries of the index from its rows (the index is kept in
+        step as rows change; this repairs it if it ever was not). Returns how many entries
+        the session has. Idempotent; joins an enclosing transaction."""
+
+    @abc.abstractmethod
     def search(
         self, query: str, *, session_id: str | None = None, limit: int = 50, offset: int = 0
     ) -> list[SearchHit]:
         """The hits of `query`, best first; with `session_id`, only that session's.
-        `limit` and `offset` page through them.
+        `limit` and `offset` page through them. A back end may rank a query that matches
+        a very large number of items (a word in nearly every text) among its most recently
+        indexed matches only, to answer in time; the SQLite store does so beyond 10 000.
 
         A query is words (all must match), `"phrases"` in double quotes, `prefix*`, joined
         if wanted with AND, OR, NOT (in capitals) and parentheses: the query syntax of

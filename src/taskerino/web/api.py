@@ -32,7 +32,7 @@ from ..sessions import StartRequest, Taskerino
 from .errors import BadRequest
 from .events import live_events, session_events
 from .openapi import openapi
-from .views import media_url, page_view, session_hits, session_view, stats_view
+from .views import media_url, page_view, session_view, stats_view
 
 T = TypeVar("T")
 
@@ -213,11 +213,12 @@ async def session_stats(request: Request) -> Response:
 async def enrich_session(request: Request) -> Response:
     library = library_of(request)
     sid = check_session_id(request.path_params["session_id"])
-    await call(library.session_state, sid)  # 404 for an unknown session
-    raise TaskerinoError(
-        "enrichment (OCR, transcripts, chapters, search index) is not part of this version "
-        "yet: the session's media is kept, and can be enriched once it is"
-    )
+    body = await json_object(request, ("stages",))
+    stages = body.get("stages", [])
+    if not isinstance(stages, list):
+        raise InvalidInput("stages must be a list of stage names (ocr, transcribe, ...)")
+    jobs = await call(library.enrich, sid, stages)
+    return ok({"jobs": [to_dict(job) for job in jobs]}, status=202)
 
 
 # --- sources, media, search, health -----------------------------------------------------
@@ -275,10 +276,12 @@ async def search(request: Request) -> Response:
     if not query:
         raise InvalidInput("search needs some text: ?q=WORDS")
     limit = parse_whole(request.query_params.get("limit", "50"), "limit", 1, 500)
-    hits = await call(session_hits, library_of(request), query, limit)
-    # Without the enrichment index only sessions' names, descriptions and tags are searched;
-    # `indexed` says so, so that a client never takes this for a full-text search.
-    return ok({"query": query, "indexed": False, "hits": hits})
+    offset = parse_whole(request.query_params.get("offset", "0"), "offset", 0, 100_000)
+    session = request.query_params.get("session")
+    hits = await call(
+        library_of(request).search, query, session_id=session, limit=limit, offset=offset
+    )
+    return ok({"query": query, "indexed": True, "hits": [to_dict(h) for h in hits]})
 
 
 async def health(request: Request) -> Response:
@@ -290,8 +293,8 @@ async def health(request: Request) -> Response:
             "version": __version__,
             "live_sessions": live.total,
             "disk_free": await call(library.disk_free),
-            "worker": False,
-            "search_index": False,
+            "worker": request.app.state.worker is not None,
+            "search_index": True,
         }
     )
 

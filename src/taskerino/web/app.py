@@ -44,6 +44,7 @@ def create_app(library: Taskerino, *, token: str, port: int, hosts: frozenset[st
     app.state.templates = templates
     app.state.stopping = asyncio.Event()  # set when the server stops: streams end
     app.state.timers = []  # sessions started with a duration end by these
+    app.state.worker = None  # the in-process enrichment worker, when serve runs one
     return app
 
 

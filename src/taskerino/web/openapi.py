@@ -219,10 +219,11 @@ def openapi(version: str) -> Schema:
         },
         "/api/sessions/{session_id}/enrich": {
             "post": operation(
-                "Queue enrichment (not in this version: answers 409)",
-                json_body(OBJECT, "queued"),
+                'Queue enrichment stages again (body: {"stages": [...]}, default all)',
+                json_body(OBJECT, "the queued jobs"),
                 parameters=[SESSION_ID],
-                statuses=(404, 409, 422),
+                statuses=(404, 422),
+                code="202",
             )
         },
         "/api/screenshots/{screenshot_id}": {
@@ -271,11 +272,13 @@ def openapi(version: str) -> Schema:
         },
         "/api/search": {
             "get": operation(
-                "Search (without the enrichment index: sessions' names, descriptions, tags)",
-                json_body(OBJECT, "hits, best first; `indexed` says what was searched"),
+                "Full-text search over OCR, transcripts, activity, notes, comments, names",
+                json_body(OBJECT, "hits, best first, with snippets and OCR word boxes"),
                 parameters=[
                     param("q", "query", {"type": "string", "maxLength": MAX_QUERY}),
+                    param("session", "query", ID),
                     param("limit", "query", {"type": "integer", "minimum": 1, "maximum": 500}),
+                    param("offset", "query", {"type": "integer", "minimum": 0}),
                 ],
                 statuses=(422,),
             )

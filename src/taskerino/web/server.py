@@ -11,6 +11,7 @@ from __future__ import annotations
 import errno
 import signal
 import socket
+import threading
 from collections.abc import Callable
 
 import uvicorn
@@ -67,8 +68,10 @@ def serve(
     port: int,
     announce: Callable[[str], None],
     warn: Callable[[str], None],
+    worker: bool = True,
 ) -> None:
-    """Serve until SIGINT or SIGTERM; `announce` gets the one line with the login URL."""
+    """Serve until SIGINT or SIGTERM; `announce` gets the one line with the login URL.
+    With `worker`, one enrichment worker runs in the process while it serves."""
     sock = listen(host, port, warn)
     try:
         bound = int(sock.getsockname()[1])
@@ -83,6 +86,13 @@ def serve(
             timeout_graceful_shutdown=5,
         )
         server = _Server(config, app.state.stopping.set)
+        enrichment = library.worker(1) if worker else None
+        runner = (
+            threading.Thread(target=enrichment.run, name="enrichment", daemon=True)
+            if (enrichment is not None)
+            else None
+        )
+        app.state.worker = enrichment
         shown = socket.gethostname() if host in WILDCARDS else host
         shown = f"[{shown}]" if ":" in shown else shown
         announce(f"http://{shown}:{bound}/?token={token}")
@@ -90,8 +100,13 @@ def serve(
         # found: these, which have nothing left to do, so that the caller ends cleanly.
         previous = {s: signal.signal(s, _stopped) for s in (signal.SIGINT, signal.SIGTERM)}
         try:
+            if runner is not None:
+                runner.start()
             server.run(sockets=[sock])
         finally:
+            if enrichment is not None and runner is not None:
+                enrichment.stop.set()  # jobs in hand go back to the queue
+                runner.join(10)
             for sig, handler in previous.items():
                 signal.signal(sig, handler)
             for timer in app.state.timers:

@@ -8,8 +8,6 @@ from typing import Any
 from ..models import SessionPage, SessionSummary, to_dict
 from ..sessions import Taskerino
 
-SEARCH_SNIPPET = 160
-
 
 def media_url(attachment_id: str) -> str:
     return f"/api/media/{attachment_id}"
@@ -42,40 +40,6 @@ def session_view(library: Taskerino, session_id: str) -> dict[str, Any]:
     playable = video.get("full_video_attachment_id") or data.get("audio_attachment_id")
     data["media"] = data["attachments"].get(playable) if playable else None
     return data
-
-
-def session_hits(library: Taskerino, query: str, limit: int) -> list[dict[str, Any]]:
-    """Sessions whose name, description or tags hold `query`, as search hits."""
-    page = library.find_sessions(query=query, limit=limit)
-    hits = []
-    for s in page.sessions:
-        text = next(
-            (t for t in (s.name, s.description, *s.tags) if query.casefold() in t.casefold()),
-            s.name,
-        )
-        hits.append(
-            {
-                "session_id": s.id,
-                "session_name": s.name,
-                "kind": "session",
-                "media_offset": 0.0,
-                "snippet": mark(text, query),
-                "words": [],
-            }
-        )
-    return hits
-
-
-def mark(text: str, query: str) -> str:
-    """`text` cut around the first match of `query`, the match marked with [ ]."""
-    at = text.casefold().find(query.casefold())
-    if at < 0 or not query:
-        return text[:SEARCH_SNIPPET]
-    start = max(0, at - SEARCH_SNIPPET // 2)
-    end = at + len(query)
-    tail = text[end : end + SEARCH_SNIPPET // 2]
-    head = ("…" if start else "") + text[start:at]
-    return f"{head}[{text[at:end]}]{tail}{'…' if end + len(tail) < len(text) else ''}"
 
 
 def stats_view(stats: object, disk_free: int, elapsed: float | None) -> dict[str, Any]:

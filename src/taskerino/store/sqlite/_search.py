@@ -153,7 +153,61 @@ def matched_words(highlighted: str, texts: Sequence[str]) -> list[int]:
     return [i for i, text in enumerate(texts) if wanted.intersection(_TOKEN.findall(_fold(text)))]
 
 
+# What each kind of row puts in the index: (kind, source rows, its id, offset, body).
+_SOURCES = (
+    (
+        "session",
+        "sessions",
+        "id",
+        "0",
+        "CASE WHEN description = '' THEN name ELSE name || ' — ' || description END",
+        "id",
+    ),
+    ("note", "context_items", "id", "media_offset", "content", "session_id"),
+    ("comment", "screenshots", "id", "media_offset", "user_comment", "session_id"),
+    (
+        "activity",
+        "activity",
+        "id",
+        "media_offset",
+        "CASE WHEN app = '' THEN title WHEN title = '' THEN app ELSE title || ' — ' || app END",
+        "session_id",
+    ),
+    ("ocr", "ocr_texts", "id", "media_offset", "text", "session_id"),
+    ("transcript", "transcript_lines", "id", "start_offset", "text", "session_id"),
+)
+
+
 class SQLiteSearchIndex(SQLiteBase, SearchIndex):
+    def reindex_session(self, session_id: str) -> int:
+        with self.transaction(), self._reading() as db:
+            db.execute(
+                "DELETE FROM search_index WHERE rowid IN"
+                " (SELECT id FROM search_items WHERE session_id = ?)",
+                (session_id,),
+            )
+            db.execute("DELETE FROM search_items WHERE session_id = ?", (session_id,))
+            for kind, table, key, offset, body, owner in _SOURCES:
+                where = f"{owner} = ?" + (
+                    " AND coalesce(user_comment, '') <> ''" if kind == "comment" else ""
+                )
+                db.execute(
+                    "INSERT INTO search_items (kind, item_id, session_id, media_offset)"
+                    f" SELECT ?, {key}, {owner}, {offset} FROM {table} WHERE {where}",
+                    (kind, session_id),
+                )
+                db.execute(
+                    "INSERT INTO search_index (rowid, body, session)"
+                    f" SELECT i.id, {body}, t.{owner} FROM search_items i"
+                    f" JOIN {table} t ON i.kind = ? AND t.{key} = i.item_id"
+                    f" WHERE i.session_id = ?",
+                    (kind, session_id),
+                )
+            row = db.execute(
+                "SELECT count(*) FROM search_items WHERE session_id = ?", (session_id,)
+            ).fetchone()
+            return int(row[0])
+
     def search(
         self, query: str, *, session_id: str | None = None, limit: int = 50, offset: int = 0
     ) -> list[SearchHit]:
