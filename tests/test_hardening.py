@@ -278,3 +278,27 @@ def test_recording_into_a_damaged_database_is_refused(home: Path) -> None:
     assert result.returncode == 1, result.stderr
     assert "database is damaged" in result.stderr and "Traceback" not in result.stderr
     assert database.read_bytes() == bytes(data)
+
+
+def test_the_data_folder_is_private(tmp_path: Path) -> None:
+    home = tmp_path / "shared"
+    home.mkdir()
+    home.chmod(0o755)  # as an older version left it
+    (home / "notes.txt").write_text("left by an older version")
+    (home / "notes.txt").chmod(0o644)
+    old_umask = os.umask(0o022)  # a permissive umask, inherited by the commands below
+    try:
+        first = run(home, "sessions", "list")
+        assert first.returncode == 0 and "made the data folder" in first.stderr
+        assert "private" in first.stderr and len(first.stderr.strip().splitlines()) == 1
+        recorded(home)  # everything a recording writes is private all the same
+    finally:
+        os.umask(old_umask)
+    entries = [home, *home.rglob("*")]
+    assert len(entries) > 5
+    loose = [(str(p), oct(p.stat().st_mode & 0o777)) for p in entries if p.stat().st_mode & 0o077]
+    assert loose == []
+    assert run_json(home, "doctor") == {"ok": True, "problems": []}
+    (home / "taskerino.db").chmod(0o644)
+    report = run(home, "doctor", "--json")
+    assert report.returncode == 1 and "readable by others" in report.stdout
