@@ -345,9 +345,9 @@ class Taskerino:
         """Problems of the database and media files; empty when all is well. File sizes
         are always checked; `deep` also checks every file's contents against its hash."""
         problems = self._recovery.doctor(deep)
+        fix = f"chmod -R go-rwx {self.layout.home}"
         problems += [
-            f"readable by others: {path} (make it private with: chmod -R go-rwx "
-            f"{self.layout.home})"
+            f"readable by others: {path} (make it private with: {fix})"
             for path in readable_by_others(self.layout.home)
         ]
         return problems
