@@ -293,7 +293,7 @@ def test_a_session_started_through_the_api(client: TestClient, recorded: Taskeri
 
     # The event stream sends the state, stats every second, and closes after the end.
     threading.Timer(2.5, lambda: recorded.end(sid)).start()
-    events = _events(client.get(f"/api/sessions/{sid}/events").text)
+    events = _events(client, f"/api/sessions/{sid}/events")
     kinds = [kind for kind, _ in events]
     assert kinds[0] == "state" and events[0][1]["status"] == "active"
     assert kinds.count("stats") >= 2
@@ -307,12 +307,23 @@ def test_a_session_started_through_the_api(client: TestClient, recorded: Taskeri
     assert client.post(f"/api/sessions/{sid}/pause").status_code == 422
 
 
-def _events(text: str) -> list[tuple[str, Any]]:
-    found = []
-    for block in text.split("\n\n"):
-        lines = dict(line.split(": ", 1) for line in block.splitlines() if ": " in line)
-        if "event" in lines:
-            found.append((lines["event"], json.loads(lines["data"])))
+def _events(client: TestClient, path: str, until: str = "end") -> list[tuple[str, Any]]:
+    """The events of a stream up to and with the first `until` event (or its close)."""
+    found: list[tuple[str, Any]] = []
+    fields: dict[str, str] = {}
+    with client.stream("GET", path) as response:
+        assert response.status_code == 200
+        for line in response.iter_lines():
+            if line:
+                if ": " in line:
+                    key, value = line.split(": ", 1)
+                    fields[key] = value
+                continue
+            if "event" in fields:
+                found.append((fields["event"], json.loads(fields["data"])))
+                if fields["event"] == until:
+                    break
+            fields = {}
     return found
 
 
@@ -460,7 +471,7 @@ def test_a_session_recorded_by_another_process(client: TestClient, recorded: Tas
         assert client.post(f"/api/sessions/{sid}/pause").json()["status"] == "paused"
         assert client.post(f"/api/sessions/{sid}/resume").json()["status"] == "active"
         threading.Timer(2.0, lambda: client.post(f"/api/sessions/{sid}/end")).start()
-        events = _events(client.get(f"/api/sessions/{sid}/events").text)
+        events = _events(client, f"/api/sessions/{sid}/events")
         assert [k for k, _ in events].count("stats") >= 1
         assert events[-1] == ("end", events[-1][1]) and events[-1][1]["status"] == "completed"
         _, errors = recorder.communicate(timeout=30)

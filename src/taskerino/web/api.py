@@ -32,7 +32,7 @@ from ..sessions import StartRequest, Taskerino
 from .errors import BadRequest
 from .events import live_events, session_events
 from .openapi import openapi
-from .views import media_url, page_view, session_view, stats_view
+from .views import hit_view, media_url, page_view, session_view, stats_view
 
 T = TypeVar("T")
 
@@ -281,7 +281,7 @@ async def search(request: Request) -> Response:
     hits = await call(
         library_of(request).search, query, session_id=session, limit=limit, offset=offset
     )
-    return ok({"query": query, "indexed": True, "hits": [to_dict(h) for h in hits]})
+    return ok({"query": query, "indexed": True, "hits": [hit_view(h) for h in hits]})
 
 
 async def health(request: Request) -> Response:
