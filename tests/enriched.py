@@ -1,6 +1,7 @@
 """One enriched session for the whole run, recorded once and copied for each user.
 
-About 16 s on Xvfb: a billing console in front with known text, speech from espeak-ng into
+About 16 s on Xvfb: a billing console in front with known text (a deploy console and a
+build log beside it), speech from espeak-ng into
 the PulseAudio null sink at ~2 s, then a switch to a deploy console at ~8 s; video,
 screenshots and system audio, then enriched by a real worker (Tesseract, faster-whisper,
 chapters, the search index). The enrichment tests and the browser tests read copies of
@@ -21,8 +22,39 @@ from taskerino.sessions import StartRequest, Taskerino
 from .xterm import xterm
 
 SPOKEN = "please retry the quarterly invoice before friday"
-BILLING = ("Billing console", ["INVOICE RETRY QUEUE", "reconcile ledger"])
-DEPLOY = ("Deploy console", ["KUBERNETES ROLLOUT", "canary healthy"])
+BILLING = (
+    "Billing console",
+    [
+        "INVOICE RETRY QUEUE",
+        "reconcile ledger",
+        "$ billing retry --invoice 4411",
+        "invoice 4411 total 129.00 EUR",
+        "attempt 1 of 3: gateway timeout",
+        "attempt 2 of 3: card declined",
+        "ledger mismatch on 129.00",
+    ],
+)
+DEPLOY = (
+    "Deploy console",
+    [
+        "KUBERNETES ROLLOUT",
+        "canary healthy",
+        "$ kubectl get pods -n api",
+        "api-7f9c  Running  0 restarts",
+        "api-5d2e  Running  0 restarts",
+        "traffic shifted to 25 percent",
+    ],
+)
+# Not in front at any time: text on the screen only.
+LOG = (
+    "Build log",
+    [
+        "build 2291 passed in 4 min 12 s",
+        "tests: 812 passed, 3 skipped",
+        "artifact billing-api.tar.gz uploaded",
+        "release notes: invoice retries back off",
+    ],
+)
 
 
 @dataclass(frozen=True)
@@ -57,6 +89,7 @@ def record_enriched(home: Path, scratch: Path) -> Enriched:
     with (
         xterm(BILLING[0], BILLING[1], x=0, y=0) as bill,
         xterm(DEPLOY[0], DEPLOY[1], x=900, y=0) as deploy,
+        xterm(LOG[0], LOG[1], x=0, y=420, cols=44),
         Taskerino.open(home) as library,
     ):
         focus(bill.wid)

@@ -505,6 +505,7 @@ document.addEventListener("DOMContentLoaded", async () => {
     clearBoxes();
     hitList.replaceChildren(...hits.map((hit, index) => T.el("li", {
       class: "item hit", "data-media-offset": hit.at, "data-index": index, "data-kind": hit.kind, tabindex: 0,
+      "data-picture": hit.kind === "ocr" ? (hit.shot ? "screenshot" : "video") : null,
     }, T.el("span", { class: "t", text: T.clock(hit.at) }), " ",
     T.el("span", { class: `kind kind-${hit.kind}`, text: HIT_KINDS[hit.kind] || hit.kind }), " ", marked(hit.snippet))));
     if (text.trim() && !hits.length) {
