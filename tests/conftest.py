@@ -1,4 +1,5 @@
-"""Shared fixtures: a real Xvfb display and a real PulseAudio server for the whole run."""
+"""Shared fixtures: a real Xvfb display and a real PulseAudio server for the whole run, and
+one session recorded on them and enriched (see `enriched`)."""
 
 from __future__ import annotations
 
@@ -9,6 +10,8 @@ from pathlib import Path
 import pytest
 
 from taskerino.virtual import VirtualAudio, VirtualDisplay
+
+from .enriched import Enriched, record_enriched
 
 
 @pytest.fixture(scope="session")
@@ -44,3 +47,14 @@ def home(tmp_path: Path) -> Path:
     folder = tmp_path / "home"
     folder.mkdir(mode=0o700)  # as Taskerino makes its own: private
     return folder
+
+
+@pytest.fixture(scope="session")
+def enriched(
+    tmp_path_factory: pytest.TempPathFactory, xdisplay: VirtualDisplay, pulse: VirtualAudio
+) -> Enriched:
+    """A session with windows, speech and a window switch, recorded and enriched once for
+    the run; use `enriched.copy(folder)` before changing anything."""
+    home = tmp_path_factory.mktemp("enriched") / "home"
+    home.mkdir()
+    return record_enriched(home, tmp_path_factory.mktemp("enriched-scratch"))

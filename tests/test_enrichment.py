@@ -12,74 +12,25 @@ import subprocess
 import sys
 import textwrap
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from taskerino.enrich.worker import WorkerConfig
-from taskerino.models import SessionConfig
-from taskerino.sessions import StartRequest, Taskerino
+from taskerino.sessions import Taskerino
 from taskerino.store.base import Backoff
-from taskerino.virtual import VirtualAudio, VirtualDisplay
 
-from .xterm import xterm
-
-SPOKEN = "please retry the quarterly invoice before friday"
-
-
-def say(text: str, folder: Path) -> subprocess.Popen[bytes]:
-    wav = folder / "speech.wav"
-    subprocess.run(["espeak-ng", "-w", str(wav), text], check=True)
-    return subprocess.Popen(["paplay", "--device=recsink", str(wav)])
-
-
-def focus(wid: int) -> None:
-    subprocess.run(["xdotool", "windowfocus", str(wid)], check=True)
+from .enriched import Enriched
 
 
 @pytest.fixture(scope="module")
 def recorded(
-    tmp_path_factory: pytest.TempPathFactory, xdisplay: VirtualDisplay, pulse: VirtualAudio
-) -> Iterator[tuple[Path, str, dict[str, float]]]:
-    """A 16 s session: a billing console in front, speech at ~2 s, then a switch to a
-    deploy console at ~8 s; video, screenshots, system audio."""
-    home = tmp_path_factory.mktemp("enrich-home")
-    folder = tmp_path_factory.mktemp("enrich-media")
-    moments: dict[str, float] = {}
-    with (
-        xterm("Billing console", ["INVOICE RETRY QUEUE", "reconcile ledger"], x=0, y=0) as bill,
-        xterm("Deploy console", ["KUBERNETES ROLLOUT", "canary healthy"], x=900, y=0) as deploy,
-    ):
-        focus(bill.wid)
-        library = Taskerino.open(home)
-        try:
-            config = SessionConfig(
-                screenshot_interval=3.0,
-                video=True,
-                sources=["display:1"],
-                fps=5,
-                width=1280,
-                height=720,
-                system_audio=True,
-            )
-            session = library.start(StartRequest(name="Enrichment run", config=config))
-            started = time.monotonic()
-            time.sleep(1.5)
-            moments["speech"] = time.monotonic() - started
-            voice = say(SPOKEN, folder)
-            time.sleep(6.5)
-            voice.wait(10)
-            moments["switch"] = time.monotonic() - started
-            focus(deploy.wid)
-            time.sleep(8.0)
-            library.end(session.id)
-            worker = library.worker(2)
-            worker.run(drain=True)
-        finally:
-            library.close()
-    yield home, session.id, moments
+    tmp_path_factory: pytest.TempPathFactory, enriched: Enriched
+) -> tuple[Path, str, dict[str, float]]:
+    """A copy of the run's enriched session (see `tests.enriched`)."""
+    home = enriched.copy(tmp_path_factory.mktemp("enrich") / "home")
+    return home, enriched.session_id, enriched.moments
 
 
 def results(library: Taskerino, session_id: str) -> dict[str, Any]:

@@ -23,6 +23,7 @@ from taskerino.web.api import ROUTES
 from taskerino.web.security import TOKEN_FILE, Secrets, allowed_hosts, load_token
 
 from .cli_helpers import TASKERINO
+from .enriched import Enriched
 
 PORT = 8741
 BASE = f"http://127.0.0.1:{PORT}"
@@ -293,7 +294,7 @@ def test_a_session_started_through_the_api(client: TestClient, recorded: Taskeri
 
     # The event stream sends the state, stats every second, and closes after the end.
     threading.Timer(2.5, lambda: recorded.end(sid)).start()
-    events = _events(client.get(f"/api/sessions/{sid}/events").text)
+    events = _events(client, f"/api/sessions/{sid}/events")
     kinds = [kind for kind, _ in events]
     assert kinds[0] == "state" and events[0][1]["status"] == "active"
     assert kinds.count("stats") >= 2
@@ -307,13 +308,30 @@ def test_a_session_started_through_the_api(client: TestClient, recorded: Taskeri
     assert client.post(f"/api/sessions/{sid}/pause").status_code == 422
 
 
-def _events(text: str) -> list[tuple[str, Any]]:
-    found = []
-    for block in text.split("\n\n"):
-        lines = dict(line.split(": ", 1) for line in block.splitlines() if ": " in line)
-        if "event" in lines:
-            found.append((lines["event"], json.loads(lines["data"])))
+def _events(client: TestClient, path: str, until: str = "end") -> list[tuple[str, Any]]:
+    """The events of a stream up to and with the first `until` event (or its close)."""
+    found: list[tuple[str, Any]] = []
+    with client.stream("GET", path) as response:
+        assert response.status_code == 200
+        for kind, data in _parse(response.iter_lines()):
+            found.append((kind, data))
+            if kind == until:
+                break
     return found
+
+
+def _parse(lines: Iterator[str]) -> Iterator[tuple[str, Any]]:
+    """(event, data) of each event in the lines of a Server-Sent Events stream."""
+    fields: dict[str, str] = {}
+    for line in lines:
+        if line:
+            if ": " in line:
+                key, value = line.split(": ", 1)
+                fields[key] = value
+            continue
+        if "event" in fields:
+            yield fields["event"], json.loads(fields["data"])
+        fields = {}
 
 
 def test_start_with_a_duration_ends_by_itself(client: TestClient) -> None:
@@ -460,7 +478,7 @@ def test_a_session_recorded_by_another_process(client: TestClient, recorded: Tas
         assert client.post(f"/api/sessions/{sid}/pause").json()["status"] == "paused"
         assert client.post(f"/api/sessions/{sid}/resume").json()["status"] == "active"
         threading.Timer(2.0, lambda: client.post(f"/api/sessions/{sid}/end")).start()
-        events = _events(client.get(f"/api/sessions/{sid}/events").text)
+        events = _events(client, f"/api/sessions/{sid}/events")
         assert [k for k, _ in events].count("stats") >= 1
         assert events[-1] == ("end", events[-1][1]) and events[-1][1]["status"] == "completed"
         _, errors = recorder.communicate(timeout=30)
@@ -470,3 +488,33 @@ def test_a_session_recorded_by_another_process(client: TestClient, recorded: Tas
         if recorder.poll() is None:
             recorder.terminate()
             recorder.communicate(timeout=30)
+
+
+def test_the_event_stream_follows_enrichment_until_every_stage_settles(
+    enriched: Enriched, tmp_path: Path
+) -> None:
+    home = enriched.copy(tmp_path / "home")
+    sid = enriched.session_id
+    with Taskerino.open(home) as library:
+        app = create_app(
+            library, token=load_token(home), port=PORT, hosts=allowed_hosts("127.0.0.1", PORT)
+        )
+        with TestClient(app, base_url=BASE) as c:
+            c.headers["Authorization"] = f"Bearer {load_token(home)}"
+            queued = c.post(f"/api/sessions/{sid}/enrich", json={"stages": ["index"]})
+            assert queued.status_code == 202
+            worker = library.worker(1)
+            runner = threading.Thread(target=worker.run, kwargs={"drain": True})
+            seen: list[tuple[str, Any]] = []
+            with c.stream("GET", f"/api/sessions/{sid}/events") as response:
+                for kind, data in _parse(response.iter_lines()):
+                    seen.append((kind, data))
+                    if kind == "end":
+                        runner.start()  # the stream goes on: enrichment is still to come
+            runner.join(30)
+    kinds = [kind for kind, _ in seen]
+    states = [data["enrichment"]["index"]["status"] for kind, data in seen if kind == "state"]
+    assert kinds[0] == "state" and states[0] == "pending"
+    assert kinds.count("end") == 1 and kinds.index("end") < len(kinds) - 1
+    assert states[-1] == "done"  # and then the stream closed by itself
+    assert seen[-1][0] == "state" and seen[-1][1]["status"] == "completed"

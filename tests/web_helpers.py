@@ -22,6 +22,7 @@ class Served:
     """A `taskerino serve` process; `stop()` sends a signal and returns its exit status."""
 
     def __init__(self, home: Path, *args: str) -> None:
+        self.home = home
         self.process = subprocess.Popen(
             [*TASKERINO, "--home", str(home), "serve", *args],
             stdout=subprocess.PIPE,

@@ -12,7 +12,14 @@ from typing import Any, TypeVar
 
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
-from starlette.responses import FileResponse, JSONResponse, Response, StreamingResponse
+from starlette.responses import (
+    FileResponse,
+    JSONResponse,
+    MalformedRangeHeader,
+    RangeNotSatisfiable,
+    Response,
+    StreamingResponse,
+)
 from starlette.routing import Route
 
 from .. import __version__
@@ -29,10 +36,10 @@ from ..rules import (
     record_config,
 )
 from ..sessions import StartRequest, Taskerino
-from .errors import BadRequest
+from .errors import BadRequest, error_response
 from .events import live_events, session_events
 from .openapi import openapi
-from .views import media_url, page_view, session_view, stats_view
+from .views import hit_view, media_url, page_view, session_view, stats_view
 
 T = TypeVar("T")
 
@@ -259,6 +266,9 @@ async def media(request: Request) -> Response:
             raise TaskerinoError(
                 f"the file of attachment {attachment.id} is missing (see 'taskerino doctor')"
             )
+        refused = _check_range(request.headers.get("range"), attachment.size)
+        if refused is not None:
+            return refused
         return FileResponse(path, media_type=attachment.mime_type, headers=headers)
     stream = await call(library.open_media, attachment)
 
@@ -271,6 +281,24 @@ async def media(request: Request) -> Response:
     return StreamingResponse(chunks(), media_type=attachment.mime_type, headers=headers)
 
 
+def _check_range(header: str | None, size: int) -> Response | None:
+    """A Range header that cannot be answered, answered as the API answers errors (JSON)
+    rather than by the file response's plain text; None when it can be."""
+    if header is None:
+        return None
+    try:
+        # The file response's own parser, so that what passes here is what it serves.
+        FileResponse._parse_range_header(header, size)
+    except MalformedRangeHeader as exc:
+        message = f"cannot read the Range header ({exc.content}): ask for bytes=START-END"
+        raise BadRequest(message) from None
+    except RangeNotSatisfiable:
+        refused = error_response(416, f"the range asked for is outside the {size} bytes")
+        refused.headers["content-range"] = f"bytes */{size}"
+        return refused
+    return None
+
+
 async def search(request: Request) -> Response:
     query = check_text(request.query_params.get("q", ""), "query", MAX_QUERY).strip()
     if not query:
@@ -281,7 +309,7 @@ async def search(request: Request) -> Response:
     hits = await call(
         library_of(request).search, query, session_id=session, limit=limit, offset=offset
     )
-    return ok({"query": query, "indexed": True, "hits": [to_dict(h) for h in hits]})
+    return ok({"query": query, "indexed": True, "hits": [hit_view(h) for h in hits]})
 
 
 async def health(request: Request) -> Response:

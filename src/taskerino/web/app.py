@@ -5,8 +5,10 @@ from __future__ import annotations
 
 import asyncio
 import math
+import re
 from pathlib import Path
 
+from markupsafe import Markup, escape
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
 from starlette.routing import Mount
@@ -26,7 +28,9 @@ def create_app(library: Taskerino, *, token: str, port: int, hosts: frozenset[st
     """The app for one library. `token` is the login token, `hosts` the Host header values
     it answers to (see `security.allowed_hosts`), `port` the one it is reached on."""
     templates = Jinja2Templates(directory=HERE / "templates")
-    templates.env.filters.update(clock=clock, when=when, size=size)
+    templates.env.filters.update(
+        clock=clock, when=when, size=size, marked=marked, hit_kind=HIT_KINDS.get
+    )
     app = Starlette(
         routes=[
             *pages.ROUTES,
@@ -46,6 +50,24 @@ def create_app(library: Taskerino, *, token: str, port: int, hosts: frozenset[st
     app.state.timers = []  # sessions started with a duration end by these
     app.state.worker = None  # the in-process enrichment worker, when serve runs one
     return app
+
+
+# How the pages name the kinds of search hits (the API's `kind`s).
+HIT_KINDS = {
+    "ocr": "ocr",
+    "transcript": "said",
+    "activity": "app",
+    "note": "note",
+    "comment": "comment",
+    "session": "name",
+}
+_MATCH = re.compile(r"\[([^\[\]]*)\]")
+
+
+def marked(snippet: str) -> Markup:
+    """A search snippet, escaped, with each match (`[word]`) in <mark>."""
+    text = str(escape(snippet))
+    return Markup(_MATCH.sub(lambda m: f"<mark>{m[1]}</mark>", text))
 
 
 def clock(seconds: float | None) -> str:

@@ -1,10 +1,14 @@
 """Server-Sent Events: what a recording does, pushed to the page.
 
 `GET /api/sessions/{id}/events` sends `state` when the session's status or enrichment
-changes, `stats` every second while it records (from this process's registry, or the last
-figures the recorder of another process wrote to the store), and `end` once it has ended,
-after which the stream closes. `GET /api/events` sends `live`, the sessions that record
-now, whenever that list changes: a session started in another terminal shows up.
+(each stage's status) changes, `stats` every second while it records (from this process's
+registry, or the last figures the recorder of another process wrote to the store), and
+`end` once it has ended. The stream closes after `end`, unless enrichment is still to
+come: while a stage is pending or running it goes on with `state` (and a keep-alive
+comment when nothing changes), and closes once every stage is done or failed, so a page
+follows the enrichment of a session from its recording to its last stage. `GET
+/api/events` sends `live`, the sessions that record now, whenever that list changes: a
+session started in another terminal shows up.
 
 Streams end when the server shuts down, so that it never waits for an open page.
 """
@@ -31,6 +35,7 @@ TICK = 0.5  # seconds between looks at the store
 STATS_EVERY = 1.0  # stats are sent at least this often while a session records
 KEEPALIVE = 15.0  # a comment line keeps proxies and the browser from timing out
 TERMINAL = ("completed", "interrupted")
+UNSETTLED = ("pending", "running")  # stage statuses that will still change
 
 
 def message(event: str, data: object) -> str:
@@ -67,20 +72,30 @@ async def session_events(request: Request) -> Response:
         yield "retry: 2000\n\n"
         last_state: tuple[object, ...] | None = None
         last_stats = 0.0
+        ended = False
+        quiet_since = time.monotonic()
         while not stopping.is_set():
             shown, figures = await run_in_threadpool(look)
             key = (shown["status"], json.dumps(shown["enrichment"], sort_keys=True))
+            now = time.monotonic()
             if key != last_state:
                 last_state = key
+                quiet_since = now
                 yield message("state", shown)
-            ended = shown["status"] in TERMINAL
-            now = time.monotonic()
-            if figures is not None and (ended or now - last_stats >= STATS_EVERY):
-                last_stats = now
-                yield message("stats", figures)
+            if not ended:
+                ended = shown["status"] in TERMINAL
+                if figures is not None and (ended or now - last_stats >= STATS_EVERY):
+                    last_stats = now
+                    yield message("stats", figures)
+                if ended:
+                    yield message("end", shown)
             if ended:
-                yield message("end", shown)
-                return
+                stages = shown["enrichment"].values()
+                if not any(stage["status"] in UNSETTLED for stage in stages):
+                    return
+                if now - quiet_since >= KEEPALIVE:
+                    quiet_since = now
+                    yield ": keep-alive\n\n"
             await _sleep(stopping, TICK)
 
     return _stream(body())

@@ -48,6 +48,7 @@ def errors(*statuses: int) -> dict[str, Schema]:
         403: "foreign Host, cross-origin request or missing CSRF token",
         404: "no such session, screenshot, attachment or recording",
         409: "not possible now (a recorder failed, the session is not live, ...)",
+        416: "the range asked for is outside the file",
         422: "invalid input: the message says what is allowed",
     }
     return {str(s): json_body(ref("Error"), what[s]) for s in (401, 403, *statuses)}
@@ -144,6 +145,19 @@ def openapi(version: str) -> Schema:
             )
         }
         for action in ("pause", "resume", "end")
+    }
+    media_operation = operation(
+        "An attachment's bytes (HTTP Range answered with 206)",
+        {"description": "the bytes", "content": {"*/*": {}}},
+        parameters=[
+            param("attachment_id", "path", ID),
+            param("Range", "header", TEXT, "bytes=START-END, bytes=START- or bytes=-LAST"),
+        ],
+        statuses=(400, 404, 409, 416, 422),
+    )
+    media_operation["responses"]["206"] = {
+        "description": "the part asked for by Range",
+        "content": {"*/*": {}},
     }
     paths: Schema = {
         "/api/health": {"get": operation("Is the server well", json_body(OBJECT, "health"))},
@@ -262,14 +276,7 @@ def openapi(version: str) -> Schema:
                 statuses=(409, 422),
             )
         },
-        "/api/media/{attachment_id}": {
-            "get": operation(
-                "An attachment's bytes (HTTP Range answered with 206)",
-                {"description": "the bytes", "content": {"*/*": {}}},
-                parameters=[param("attachment_id", "path", ID)],
-                statuses=(404, 409, 422),
-            )
-        },
+        "/api/media/{attachment_id}": {"get": media_operation},
         "/api/search": {
             "get": operation(
                 "Full-text search over OCR, transcripts, activity, notes, comments, names",

@@ -10,11 +10,14 @@ from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 from starlette.routing import Route
 
+from ..errors import InvalidInput
 from ..rules import SESSION_SORTS, STATUSES
+from ..sessions import Taskerino
 from .api import call, library_of
-from .views import page_view, session_view
+from .views import hit_view, page_view, session_view
 
 FILTERS = ("status", "q", "from", "to", "tag", "sort")
+HITS_SHOWN = 50
 
 
 def render(request: Request, name: str, context: dict[str, Any], status: int = 200) -> Response:
@@ -48,6 +51,7 @@ async def sessions_page(request: Request) -> Response:
 
     previous = at(max(0, page.offset - page.limit)) if page.offset > 0 else None
     following = at(page.offset + page.limit) if page.offset + page.limit < page.total else None
+    found = await call(_found, library_of(request), filters["q"]) if filters["q"].strip() else None
     return render(
         request,
         "sessions.html",
@@ -60,8 +64,20 @@ async def sessions_page(request: Request) -> Response:
             "next": following,
             "first": page.offset + 1 if page.sessions else 0,
             "last": page.offset + len(page.sessions),
+            "found": found,
         },
     )
+
+
+def _found(library: Taskerino, query: str) -> dict[str, Any]:
+    """The search box's text in the full-text index (what `/api/search` answers): hits
+    with their session, moment, kind and snippet; a query the index cannot read is said
+    on the page rather than failing it."""
+    try:
+        hits = library.search(query, limit=HITS_SHOWN)
+    except InvalidInput as exc:
+        return {"hits": [], "error": exc.message, "more": False}
+    return {"hits": [hit_view(h) for h in hits], "error": None, "more": len(hits) == HITS_SHOWN}
 
 
 async def session_page(request: Request) -> Response:

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from ..models import SessionPage, SessionSummary, to_dict
+from ..models import SearchHit, SessionPage, SessionSummary, to_dict
 from ..sessions import Taskerino
 
 
@@ -27,6 +27,13 @@ def page_view(page: SessionPage) -> dict[str, Any]:
         "limit": page.limit,
         "offset": page.offset,
     }
+
+
+def hit_view(hit: SearchHit) -> dict[str, Any]:
+    """A search hit with `url`: the session page at the hit's moment."""
+    data = to_dict(hit)
+    data["url"] = f"/sessions/{hit.session_id}?t={hit.media_offset:g}"
+    return data
 
 
 def session_view(library: Taskerino, session_id: str) -> dict[str, Any]:

@@ -40,6 +40,20 @@ class Slideshow extends EventTarget {
   }
 }
 
+// An FTS snippet marks each match as [word]: shown as <mark>.
+function marked(snippet) {
+  const node = T.el("span", { class: "text" });
+  let last = 0;
+  for (const match of snippet.matchAll(/\[([^\[\]]*)\]/g)) {
+    node.append(snippet.slice(last, match.index), T.el("mark", { text: match[1] }));
+    last = match.index + match[0].length;
+  }
+  node.append(snippet.slice(last));
+  return node;
+}
+
+const HIT_KINDS = { ocr: "ocr", transcript: "said", activity: "app", note: "note", comment: "comment", session: "name" };
+
 document.addEventListener("DOMContentLoaded", async () => {
   const root = document.getElementById("session");
   if (!root) return;
@@ -51,20 +65,30 @@ document.addEventListener("DOMContentLoaded", async () => {
     root.append(T.el("p", { class: "form-error", role: "alert", text: String(error.message) }));
     return;
   }
-  const attachments = data.attachments || {};
-  const shots = data.screenshots || [];
   const video = document.getElementById("player");
   const frame = document.getElementById("frame");
   const live = data.status === "active" || data.status === "paused";
   const slidePlay = document.getElementById("slide-play");
   const slideSeek = document.getElementById("slide-seek");
   const slideTime = document.getElementById("slide-time");
-  let boxesFor = null; // the moment whose OCR words are boxed on the frame
+
+  // What the page shows of the session; replaced when an enrichment stage commits.
+  let attachments, shots, chapters, activity, transcript, ocr;
+  function adopt(fresh) {
+    data = fresh;
+    attachments = data.attachments || {};
+    shots = data.screenshots || [];
+    chapters = (data.video && data.video.chapters) || [];
+    activity = data.activity || [];
+    transcript = data.transcript || [];
+    ocr = data.ocr || [];
+  }
+  adopt(data);
 
   const offsets = [
     ...shots.map((s) => s.media_offset),
     ...(data.context_items || []).map((n) => n.media_offset),
-    ...(data.transcript || []).map((l) => l.end_offset),
+    ...transcript.map((l) => l.end_offset),
   ];
   let span = data.total_duration || (data.video && data.video.duration) || 0;
   if (!span) span = Math.max(1, ...offsets.map((o) => o + 1));
@@ -80,8 +104,10 @@ document.addEventListener("DOMContentLoaded", async () => {
   const rows = document.getElementById("rows");
   const playhead = document.getElementById("playhead");
   const hover = document.getElementById("hover");
+  let hits = []; // the search's hits, by time
+  let active = -1; // the chosen hit
 
-  function mark(kind, start, end, label, extra) {
+  function mark(kind, start, end, label, extra, text) {
     const node = T.el("button", {
       type: "button",
       class: `mark item kind-${kind}` + (end !== null ? " band" : ""),
@@ -90,41 +116,66 @@ document.addEventListener("DOMContentLoaded", async () => {
       title: `${T.clock(start)} · ${label}`,
       "aria-label": `${kind} at ${T.clock(start)}: ${label}`,
       ...(extra || {}),
-    });
+    }, text ? T.el("span", { class: "band-label", text }) : null);
     return node;
   }
 
   function row(kind, title, marks) {
     const track = T.el("div", { class: "track", "data-kind": kind });
     for (const m of marks) track.append(m);
-    const node = T.el("div", { class: `row row-${kind}` }, T.el("span", { class: "label", text: title }), track);
-    rows.append(node);
+    rows.append(T.el("div", { class: `row row-${kind}` }, T.el("span", { class: "label", text: title }), track));
     return track;
   }
 
-  const chapters = (data.video && data.video.chapters) || [];
-  if (chapters.length) {
-    row("chapters", "chapters", chapters.map((c) => mark("chapter", c.start_offset, c.end_offset, c.title)));
+  // One pass over the session's data; called again when enrichment brings more.
+  function drawTimeline() {
+    rows.replaceChildren();
+    if (chapters.length) {
+      row("chapters", "chapters", chapters.map((c) => mark("chapter", c.start_offset, c.end_offset, c.title, { "data-id": c.id }, c.title)));
+    }
+    if (activity.length) {
+      row("activity", "apps", activity.map((a, i) => mark(
+        "activity", a.media_offset,
+        i + 1 < activity.length ? activity[i + 1].media_offset : duration(),
+        `${a.app} — ${a.title}`, null, a.title || a.app)));
+    }
+    if (hits.length) {
+      row("hits", "hits", hits.map((hit, index) => mark("hit", hit.at, null, `${HIT_KINDS[hit.kind] || hit.kind}: ${hit.plain}`,
+        { class: `mark item hit kind-hit${index === active ? " chosen" : ""}`, "data-index": index })));
+    }
+    row("shots", "shots", shots.map((s) => mark(
+      "shot", s.media_offset, null, s.user_comment || "screenshot",
+      { "data-id": s.id, class: `mark item kind-shot${s.flagged ? " flagged" : ""}` })));
+    if (transcript.length) {
+      row("speech", "speech", transcript.map((l) => mark("line", l.start_offset, l.end_offset, l.text)));
+    }
+    if (ocr.length) {
+      row("text", "text", ocr.map((o) => mark("ocr", o.media_offset, null, o.text.slice(0, 80), { "data-id": o.id })));
+    }
+    row("notes", "notes", (data.context_items || []).map((n) => mark("note", n.media_offset, null, n.content)));
+    place();
   }
-  const activity = data.activity || [];
-  if (activity.length) {
-    row("activity", "apps", activity.map((a, i) => mark(
-      "activity", a.media_offset,
-      i + 1 < activity.length ? activity[i + 1].media_offset : duration(),
-      `${a.app} — ${a.title}`)));
+  const track = (kind) => rows.querySelector(`.track[data-kind="${kind}"]`);
+
+  function drawChapters() {
+    document.getElementById("chapters-panel").hidden = !chapters.length;
+    document.getElementById("chapters").replaceChildren(...chapters.map((c) => {
+      const thumb = c.thumbnail_attachment_id && attachments[c.thumbnail_attachment_id];
+      return T.el("li", {
+        class: "item chapter", "data-media-offset": c.start_offset, "data-end": c.end_offset, "data-id": c.id, tabindex: 0,
+      },
+      thumb ? T.el("img", { class: "thumb", src: thumb.url, alt: "", loading: "lazy", width: 96, height: 54 }) : null,
+      T.el("span", { class: "t", text: T.clock(c.start_offset) }), " ",
+      T.el("span", { class: "text", text: c.title, title: c.summary || "" }));
+    }));
   }
-  const shotTrack = row("shots", "shots", shots.map((s) => mark(
-    "shot", s.media_offset, null, s.user_comment || "screenshot",
-    { "data-id": s.id, class: `mark item kind-shot${s.flagged ? " flagged" : ""}` })));
-  const transcript = data.transcript || [];
-  if (transcript.length) {
-    row("speech", "speech", transcript.map((l) => mark("line", l.start_offset, l.end_offset, l.text)));
+
+  function drawTranscript() {
+    document.getElementById("transcript-strip").hidden = !transcript.length;
+    document.getElementById("transcript").replaceChildren(...transcript.map((l) => T.el("li", {
+      class: "item line", "data-media-offset": l.start_offset, "data-end": l.end_offset, tabindex: 0,
+    }, T.el("span", { class: "t", text: T.clock(l.start_offset) }), " ", T.el("span", { class: "text", text: l.text }))));
   }
-  const ocr = data.ocr || [];
-  if (ocr.length) {
-    row("text", "text", ocr.map((o) => mark("ocr", o.media_offset, null, o.text.slice(0, 80))));
-  }
-  const noteTrack = row("notes", "notes", (data.context_items || []).map((n) => mark("note", n.media_offset, null, n.content)));
 
   function place() {
     const total = duration() || 1;
@@ -137,12 +188,11 @@ document.addEventListener("DOMContentLoaded", async () => {
       }
     }
   }
-  place();
   if (video) video.addEventListener("loadedmetadata", () => { place(); tick(); });
 
   function timeAt(clientX) {
-    const track = rows.querySelector(".track");
-    const box = track.getBoundingClientRect();
+    const first = rows.querySelector(".track");
+    const box = first.getBoundingClientRect();
     const ratio = Math.max(0, Math.min(1, (clientX - box.left) / box.width));
     return { t: ratio * duration(), x: clientX - rows.getBoundingClientRect().left };
   }
@@ -155,19 +205,26 @@ document.addEventListener("DOMContentLoaded", async () => {
     return found || shots[0] || null;
   }
 
+  function chapterAt(t) {
+    return chapters.find((c) => c.start_offset <= t + 0.05 && t < c.end_offset) || null;
+  }
+
   rows.addEventListener("mousemove", (event) => {
     if (!event.target.closest(".track")) { hover.hidden = true; return; }
     const { t, x } = timeAt(event.clientX);
     const shot = shotAt(t);
+    const chapter = chapterAt(t);
     const image = hover.querySelector("img");
-    if (shot) {
-      const url = attachments[shot.attachment_id].url;
-      if (image.getAttribute("src") !== url) image.src = url;
+    // The moment's screenshot, else its chapter's picture.
+    const picture = shot ? attachments[shot.attachment_id]
+      : chapter && chapter.thumbnail_attachment_id ? attachments[chapter.thumbnail_attachment_id] : null;
+    if (picture) {
+      if (image.getAttribute("src") !== picture.url) image.src = picture.url;
       image.hidden = false;
     } else {
       image.hidden = true;
     }
-    hover.querySelector("span").textContent = T.clock(t);
+    hover.querySelector("span").textContent = T.clock(t) + (chapter ? ` · ${chapter.title}` : "");
     hover.hidden = false;
     const width = hover.offsetWidth || 160;
     hover.style.left = `${Math.max(0, Math.min(rows.clientWidth - width, x - width / 2))}px`;
@@ -202,7 +259,6 @@ document.addEventListener("DOMContentLoaded", async () => {
       groups.push({ container, items, current: null });
     }
   }
-  collect();
 
   function currentOf(items, t) {
     let found = null;
@@ -235,9 +291,9 @@ document.addEventListener("DOMContentLoaded", async () => {
   const noteInput = document.getElementById("note-text");
   function tick() {
     const t = player.currentTime;
-    const track = rows.querySelector(".track");
+    const first = rows.querySelector(".track");
     const ratio = Math.min(1, t / (duration() || 1));
-    if (track) playhead.style.left = `${track.offsetLeft + ratio * track.clientWidth}px`;
+    if (first) playhead.style.left = `${first.offsetLeft + ratio * first.clientWidth}px`;
     for (const group of groups) {
       const found = currentOf(group.items, t);
       const node = found ? found.node : null;
@@ -258,10 +314,19 @@ document.addEventListener("DOMContentLoaded", async () => {
     if (noteInput) noteInput.placeholder = `Add a note at ${T.clock(t)}…`;
     if (slideTime) slideTime.textContent = `${T.clock(t)} / ${T.clock(duration())}`;
     if (slideSeek && document.activeElement !== slideSeek) slideSeek.value = String(t);
-    if (boxesFor !== null && Math.abs(t - boxesFor) > 2) clearBoxes();
+    if (boxed !== null && Math.abs(t - boxed.at) > 2) clearBoxes();
   }
   player.addEventListener("timeupdate", tick);
   player.addEventListener("seeked", tick);
+  player.addEventListener("play", () => { if (boxed && boxed.shot && !frame) clearBoxes(); });
+
+  function render() {
+    drawTimeline();
+    drawChapters();
+    drawTranscript();
+    collect();
+    tick();
+  }
 
   document.addEventListener("click", (event) => {
     const item = event.target.closest(".item[data-media-offset]");
@@ -272,7 +337,9 @@ document.addEventListener("DOMContentLoaded", async () => {
   document.addEventListener("keydown", (event) => {
     if (event.key !== "Enter") return;
     const item = event.target.closest && event.target.closest("li.item[data-media-offset]");
-    if (item && event.target === item) seek(parseFloat(item.dataset.mediaOffset));
+    if (!item || event.target !== item) return;
+    if (item.classList.contains("hit")) choose(parseInt(item.dataset.index, 10));
+    else seek(parseFloat(item.dataset.mediaOffset));
   });
 
   // --- the slideshow's own controls -------------------------------------------------------
@@ -307,8 +374,8 @@ document.addEventListener("DOMContentLoaded", async () => {
         T.el("span", { class: "text", text: note.content }));
       const after = [...notes.children].find((n) => parseFloat(n.dataset.mediaOffset) > note.media_offset);
       notes.insertBefore(item, after || null);
-      noteTrack.append(mark("note", note.media_offset, null, note.content));
       (data.context_items = data.context_items || []).push(note);
+      track("notes").append(mark("note", note.media_offset, null, note.content));
       place();
       collect();
       tick();
@@ -325,7 +392,9 @@ document.addEventListener("DOMContentLoaded", async () => {
       await T.api("PATCH", `/api/screenshots/${item.dataset.id}`, { flagged: wanted });
       button.setAttribute("aria-pressed", String(wanted));
       item.classList.toggle("flagged", wanted);
-      const marker = shotTrack.querySelector(`[data-id="${item.dataset.id}"]`);
+      const shot = shots.find((one) => one.id === item.dataset.id);
+      if (shot) shot.flagged = wanted;
+      const marker = track("shots").querySelector(`[data-id="${item.dataset.id}"]`);
       if (marker) marker.classList.toggle("flagged", wanted);
     } catch (failure) {
       item.querySelector(".comment input").setCustomValidity(failure.message);
@@ -385,96 +454,147 @@ document.addEventListener("DOMContentLoaded", async () => {
     }
   });
 
-  // --- search in this session -----------------------------------------------------------------
+  // --- search in this session (the full-text index, /api/search) -------------------------------
   const find = document.getElementById("find");
   const hitList = document.getElementById("hits");
   const boxes = document.getElementById("boxes");
-  let hits = [];
-  let active = -1;
+  const still = document.getElementById("still");
+  const stillImage = document.getElementById("still-img");
+  let searches = 0; // a search answered after a newer one started is dropped
 
-  // Built at each search: notes added and comments saved on the page are found too.
-  const corpus = () => [
-    ...(data.context_items || []).map((n) => ({ kind: n.type, at: n.media_offset, text: n.content })),
-    ...shots.filter((s) => s.user_comment).map((s) => ({ kind: "comment", at: s.media_offset, text: s.user_comment })),
-    ...transcript.map((l) => ({ kind: "said", at: l.start_offset, text: l.text })),
-    ...ocr.map((o) => ({ kind: "ocr", at: o.media_offset, text: o.text, words: o.words || [], shot: o.screenshot_id })),
-    ...activity.map((a) => ({ kind: "app", at: a.media_offset, text: `${a.app} — ${a.title}` })),
-    ...chapters.map((c) => ({ kind: "chapter", at: c.start_offset, text: `${c.title} ${c.summary || ""}`.trim() })),
-  ];
-
-  function snippet(text, terms) {
-    const lower = text.toLowerCase();
-    const first = Math.min(...terms.map((t) => lower.indexOf(t)).filter((i) => i >= 0));
-    const start = Math.max(0, first - 40);
-    const part = (start ? "…" : "") + text.slice(start, start + 140);
-    const node = T.el("span", { class: "text" });
-    const pattern = new RegExp(`(${terms.map((t) => t.replace(/[.*+?^${}()|[\]\\]/g, "\\$&")).join("|")})`, "gi");
-    let last = 0;
-    for (const match of part.matchAll(pattern)) {
-      node.append(part.slice(last, match.index), T.el("mark", { text: match[0] }));
-      last = match.index + match[0].length;
-    }
-    node.append(part.slice(last));
-    return node;
+  // As typed, the last word also matches as the start of a word ("invo" finds "invoice");
+  // anything with the index's own syntax (quotes, *, AND/OR/NOT, ...) is sent as it is.
+  function queries(text) {
+    const plain = text.trim();
+    const words = plain.split(/\s+/);
+    const keyword = ["AND", "OR", "NOT", "NEAR"].includes(words[words.length - 1]);
+    if (/^[\p{L}\p{N}\s]+$/u.test(plain) && !keyword && !/\s$/.test(text)) return [`${plain}*`, plain];
+    return [plain];
   }
 
-  function search() {
-    const terms = find.value.toLowerCase().split(/\s+/).filter(Boolean);
-    hits = terms.length ? corpus().filter((entry) => terms.every((t) => entry.text.toLowerCase().includes(t))) : [];
-    hits.sort((a, b) => a.at - b.at);
-    hits.forEach((hit) => { hit.terms = terms; });
+  async function search() {
+    const text = find.value;
+    const asked = ++searches;
+    let answer = null;
+    let problem = null;
+    if (text.trim()) {
+      for (const q of queries(text)) {
+        try {
+          answer = await T.api("GET", `/api/search?${new URLSearchParams({ q, session: sid, limit: "500" })}`);
+          break;
+        } catch (failure) {
+          problem = failure.message;
+        }
+      }
+      // OCR rows committed since the page loaded: fetch them, their pictures are needed.
+      const known = new Set(ocr.map((o) => o.id));
+      if (answer && answer.hits.some((h) => h.kind === "ocr" && !known.has(h.item_id))) await reload(false);
+    }
+    if (asked !== searches) return;
+    const byId = new Map(ocr.map((o) => [o.id, o]));
+    hits = (answer ? answer.hits : []).map((h) => ({
+      kind: h.kind,
+      at: h.media_offset,
+      snippet: h.snippet,
+      plain: h.snippet.replace(/[\[\]]/g, ""),
+      words: h.words || [],
+      shot: h.kind === "ocr" && byId.has(h.item_id) ? byId.get(h.item_id).screenshot_id : null,
+    }));
+    hits.sort((a, b) => a.at - b.at || a.kind.localeCompare(b.kind));
     active = -1;
+    clearBoxes();
     hitList.replaceChildren(...hits.map((hit, index) => T.el("li", {
-      class: "item hit", "data-media-offset": hit.at, "data-index": index, tabindex: 0,
+      class: "item hit", "data-media-offset": hit.at, "data-index": index, "data-kind": hit.kind, tabindex: 0,
+      "data-picture": hit.kind === "ocr" ? (hit.shot ? "screenshot" : "video") : null,
     }, T.el("span", { class: "t", text: T.clock(hit.at) }), " ",
-    T.el("span", { class: `kind kind-${hit.kind}`, text: hit.kind }), " ", snippet(hit.text, terms))));
-    if (terms.length && !hits.length) hitList.append(T.el("li", { class: "muted", text: "No match in this session." }));
+    T.el("span", { class: `kind kind-${hit.kind}`, text: HIT_KINDS[hit.kind] || hit.kind }), " ", marked(hit.snippet))));
+    if (text.trim() && !hits.length) {
+      hitList.append(T.el("li", { class: problem ? "form-error" : "muted", text: problem || "No match in this session." }));
+    }
+    root.dataset.searched = text;
+    drawTimeline();
     collect();
     tick();
   }
   let typingTimer = null;
-  find.addEventListener("input", () => { clearTimeout(typingTimer); typingTimer = setTimeout(search, 120); });
+  find.addEventListener("input", () => { clearTimeout(typingTimer); typingTimer = setTimeout(search, 150); });
   find.addEventListener("keydown", (event) => {
     if (event.key === "Enter") { event.preventDefault(); if (hits.length) choose(0); }
   });
 
   function choose(index) {
-    if (!hits.length) return;
+    if (!hits.length || !isFinite(index)) return;
     active = (index + hits.length) % hits.length;
     const hit = hits[active];
-    for (const node of hitList.querySelectorAll(".chosen")) node.classList.remove("chosen");
+    for (const node of document.querySelectorAll(".hit.chosen")) node.classList.remove("chosen");
+    for (const node of document.querySelectorAll(`.hit[data-index="${active}"]`)) node.classList.add("chosen");
     const node = hitList.querySelector(`[data-index="${active}"]`);
-    if (node) { node.classList.add("chosen"); keepVisible(hitList, node); }
+    if (node) keepVisible(hitList, node);
+    if (!player.paused) player.pause();
     seek(hit.at);
     showBoxes(hit);
   }
 
-  function clearBoxes() { boxes.replaceChildren(); boxesFor = null; }
+  // --- the matched words, boxed on the picture they were read from ------------------------------
+  // A video key frame's words are in the video's pixels: boxed over the player. A
+  // screenshot's words are in that screenshot's pixels, and a screenshot may show more than
+  // the video (every display, another size): the hit is shown on the screenshot itself, laid
+  // over the player until the video plays again or "Back to the video".
+  let boxed = null; // the hit whose words are boxed
+  function clearBoxes() {
+    boxes.replaceChildren();
+    still.hidden = true;
+    boxed = null;
+  }
+
   function showBoxes(hit) {
     clearBoxes();
-    if (!hit.words || !hit.words.length) return;
-    const matched = hit.words.filter((w) => hit.terms.some((t) => w.text.toLowerCase().includes(t)));
-    if (!matched.length) return;
-    // The picture the words were read from: the screenshot, else the video frame.
-    let width, height;
-    const source = hit.shot ? shots.find((s) => s.id === hit.shot) : null;
-    if (source) ({ width, height } = attachments[source.attachment_id]);
-    else if (video) ({ videoWidth: width, videoHeight: height } = video);
-    const shown = video || frame;
-    if (!width || !height || !shown) return;
-    const box = shown.getBoundingClientRect();
-    const scale = Math.min(box.width / width, box.height / height);
-    const left = (box.width - width * scale) / 2, top = (box.height - height * scale) / 2;
-    for (const w of matched) {
-      const mark = T.el("span", { class: "box" });
-      mark.style.left = `${left + w.x * scale}px`;
-      mark.style.top = `${top + w.y * scale}px`;
-      mark.style.width = `${w.w * scale}px`;
-      mark.style.height = `${w.h * scale}px`;
-      boxes.append(mark);
+    if (hit.kind !== "ocr" || !hit.words.length) return;
+    let picture, width, height;
+    if (hit.shot) {
+      const shot = shots.find((s) => s.id === hit.shot);
+      if (!shot) return;
+      ({ width, height } = attachments[shot.attachment_id]);
+      if (frame) {
+        picture = frame; // the slideshow shows this screenshot at this moment
+      } else {
+        const url = attachments[shot.attachment_id].url;
+        if (stillImage.getAttribute("src") !== url) stillImage.src = url;
+        document.getElementById("still-caption").textContent = `Screenshot at ${T.clock(shot.media_offset)}, where the words were read`;
+        still.hidden = false;
+        picture = stillImage;
+      }
+    } else if (video && data.video && data.video.width) {
+      picture = video;
+      ({ width, height } = data.video);
+    } else {
+      return;
     }
-    boxesFor = hit.at;
+    boxed = hit;
+    boxes.dataset.picture = hit.shot ? "screenshot" : "video";
+    const draw = () => {
+      if (boxed !== hit) return;
+      boxes.replaceChildren();
+      const area = boxes.getBoundingClientRect();
+      const box = picture.getBoundingClientRect();
+      // object-fit: contain — the picture is scaled to fit and centred in its box.
+      const scale = Math.min(box.width / width, box.height / height);
+      const left = box.left - area.left + (box.width - width * scale) / 2;
+      const top = box.top - area.top + (box.height - height * scale) / 2;
+      for (const w of hit.words) {
+        const node = T.el("span", { class: "box", "data-word": w.text });
+        node.style.left = `${left + w.x * scale}px`;
+        node.style.top = `${top + w.y * scale}px`;
+        node.style.width = `${w.w * scale}px`;
+        node.style.height = `${w.h * scale}px`;
+        boxes.append(node);
+      }
+    };
+    if (picture instanceof HTMLImageElement && !picture.complete) picture.addEventListener("load", draw, { once: true });
+    else draw();
   }
+  document.getElementById("still-close").addEventListener("click", clearBoxes);
+  window.addEventListener("resize", () => { if (boxed) showBoxes(boxed); });
 
   // --- keyboard ---------------------------------------------------------------------------------
   const help = document.getElementById("help");
@@ -517,9 +637,10 @@ document.addEventListener("DOMContentLoaded", async () => {
       ArrowRight: () => seek(player.currentTime + (event.shiftKey ? 1 : 5)),
       "/": () => { find.focus(); find.select(); },
       j: () => (hits.length ? choose(active + 1) : stepItem(1)),
-      k: () => (hits.length ? choose(active - 1) : stepItem(-1)),
+      k: () => (hits.length ? choose(active < 0 ? -1 : active - 1) : stepItem(-1)),
       n: () => { player.pause(); noteInput.focus(); },
       f: () => { const shot = currentShot(); if (shot) flag(shot); },
+      Escape: () => clearBoxes(),
       "?": () => showHelp(true),
     }[event.key];
     if (!handled) return;
@@ -528,31 +649,101 @@ document.addEventListener("DOMContentLoaded", async () => {
     handled();
   });
 
-  // --- deep link and live sessions -------------------------------------------------------------
+  // --- enrichment: progress as it runs, results as each stage commits --------------------------
+  const enrichment = document.getElementById("enrichment");
+  const enrichButton = document.getElementById("enrich");
+  const enrichError = document.getElementById("enrich-error");
+  let stages = data.enrichment || {};
+  let revision = 0;
+  const unsettled = (all) => Object.values(all).some((st) => st.status === "pending" || st.status === "running");
+
+  function showStages() {
+    const entries = Object.entries(stages);
+    enrichment.hidden = !entries.length;
+    enrichment.replaceChildren(...entries.map(([stage, st]) => T.el("span", {
+      class: `badge stage-${st.status}`, "data-stage": stage, title: st.error || "", text: `${stage}: ${st.status}`,
+    })));
+    root.dataset.enrichment = unsettled(stages) ? "running" : "settled";
+  }
+
+  let reloading = null;
+  let reloadAgain = false;
+  // Fetch the session again and redraw what enrichment adds (timeline, chapters,
+  // transcript); the hits of a search under way are asked again when `research`.
+  async function reload(research = true) {
+    if (reloading) { reloadAgain = true; return reloading; }
+    reloading = (async () => {
+      do {
+        reloadAgain = false;
+        adopt(await T.api("GET", `/api/sessions/${sid}`));
+        render();
+      } while (reloadAgain);
+      revision += 1;
+      root.dataset.revision = String(revision);
+    })();
+    try {
+      await reloading;
+    } catch (failure) {
+      enrichError.textContent = `Could not load the new results: ${failure.message}`;
+    } finally {
+      reloading = null;
+    }
+    if (research && find.value.trim()) await search();
+  }
+
+  let stream = null;
+  function stopFollowing() {
+    if (stream) { stream.close(); stream = null; }
+  }
+  function follow() {
+    if (stream || !window.EventSource) return;
+    const status = document.getElementById("session-status");
+    const shownDuration = document.getElementById("session-duration");
+    stream = new EventSource(`/api/sessions/${sid}/events`);
+    stream.addEventListener("state", (event) => {
+      const state = JSON.parse(event.data);
+      status.textContent = state.status;
+      status.className = `badge status-${state.status}`;
+      if (live) shownDuration.textContent = T.clock(state.elapsed);
+      const before = stages;
+      stages = state.enrichment || {};
+      showStages();
+      const committed = Object.entries(stages).some(([stage, st]) => st.status === "done" && (!before[stage] || before[stage].status !== "done"));
+      if (committed) reload();
+      if (!live && !unsettled(stages)) stopFollowing();
+    });
+    // The recording has ended: its video is whole now, and enrichment starts.
+    stream.addEventListener("end", () => {
+      if (!live) return;
+      stopFollowing();
+      setTimeout(() => window.location.reload(), 300);
+    });
+  }
+  window.addEventListener("pagehide", stopFollowing);
+
+  enrichButton.addEventListener("click", async () => {
+    enrichButton.disabled = true;
+    enrichError.textContent = "";
+    try {
+      await T.api("POST", `/api/sessions/${sid}/enrich`, {});
+      for (const stage of Object.keys(stages)) stages[stage] = { status: "pending", error: null };
+      showStages();
+      follow();
+    } catch (failure) {
+      enrichError.textContent = failure.message;
+    } finally {
+      enrichButton.disabled = false;
+    }
+  });
+
+  // --- first drawing, deep link ----------------------------------------------------------------
+  render();
+  showStages();
   const wanted = parseFloat(new URLSearchParams(window.location.search).get("t"));
   if (isFinite(wanted)) {
     if (video && video.readyState < 1) video.addEventListener("loadedmetadata", () => seek(wanted), { once: true });
     else seek(wanted);
-  } else {
-    tick();
   }
-
-  if (live && window.EventSource) {
-    const status = document.getElementById("session-status");
-    const shownDuration = document.getElementById("session-duration");
-    const enrichment = document.getElementById("enrichment");
-    const events = new EventSource(`/api/sessions/${sid}/events`);
-    events.addEventListener("state", (event) => {
-      const state = JSON.parse(event.data);
-      status.textContent = state.status;
-      status.className = `badge status-${state.status}`;
-      shownDuration.textContent = T.clock(state.elapsed);
-      const stages = Object.entries(state.enrichment || {});
-      enrichment.hidden = !stages.length;
-      enrichment.replaceChildren(...stages.map(([stage, st]) => T.el("span", { class: `badge stage-${st.status}`, title: st.error || "", text: `${stage}: ${st.status}` })));
-    });
-    events.addEventListener("end", () => { events.close(); setTimeout(() => window.location.reload(), 300); });
-    window.addEventListener("pagehide", () => events.close());
-  }
+  if (live || unsettled(stages)) follow();
   root.dataset.ready = "true";
 });
