@@ -113,12 +113,12 @@ def plan_screen(seconds: float, seed: int) -> list[Step]:
     t = 0.5
     line_no = 0
     next_background = rng.uniform(20.0, 40.0)
-    while t < seconds - 2.0:
+    while t < seconds - 6.0:
         window = order[phase % len(order)] if phase < 3 else rng.choice(order)
         if phase > 0:
             steps.append(Step(t, "focus", window))
             t += 0.5
-        end = min(seconds - 1.0, t + rng.uniform(*SWITCH_EVERY))
+        end = min(seconds - 5.0, t + rng.uniform(*SWITCH_EVERY))
         while t < end:
             if window == "editor":
                 text = _sentence(rng, rng.randint(4, 10))
