@@ -63,6 +63,9 @@ def test_the_demo_records_enriches_reports_and_serves(home: Path) -> None:
         demo.wait(60)
         reader.join(10)
         errors = demo.stderr.read() if demo.stderr else ""
+        demo.stdout.close()
+        if demo.stderr:
+            demo.stderr.close()
     assert demo.returncode == 0, errors
     assert "Traceback" not in errors
     # Its virtual display and terminals are gone with it.
