@@ -130,6 +130,7 @@ TARGETS = {
 SEEK_TIMEOUT_MS = 15_000
 SETTLE_S = 0.15  # idle time after each seek, the same for clicks and script seeks
 PORT = 8741  # the in-process app's nominal port (nothing listens on it)
+REPEAT_BYTES = 150  # a video packet smaller than this repeats the frame before (keepalive)
 
 
 # --- small helpers --------------------------------------------------------------------------
@@ -550,15 +551,20 @@ TARGETS_JS = """() => {
   document.getElementById('timeline').scrollIntoView({ block: 'center' });
   const out = [];
   for (const node of document.querySelectorAll('#rows .kind-note, #rows .kind-shot')) {
+    // The first point of the mark, left to right, that no other mark covers.
     const box = node.getBoundingClientRect();
-    const x = box.left + box.width / 2, y = box.top + box.height / 2;
-    const hit = document.elementFromPoint(x, y);
-    if (hit && hit.closest('.item') === node) {
-      out.push({ offset: parseFloat(node.dataset.mediaOffset), x, y,
-                 kind: node.classList.contains('kind-note') ? 'note' : 'shot' });
+    const y = box.top + box.height / 2;
+    for (let x = Math.ceil(box.left) + 1; x < box.right - 1; x += 1) {
+      const hit = document.elementFromPoint(x, y);
+      if (hit && hit.closest('.item') === node) {
+        out.push({ offset: parseFloat(node.dataset.mediaOffset), x, y,
+                   kind: node.classList.contains('kind-note') ? 'note' : 'shot' });
+        break;
+      }
     }
   }
-  return out;
+  const track = document.querySelector('#rows .track').getBoundingClientRect();
+  return { targets: out, track_px: track.width };
 }"""
 SETUP_JS = """() => {
   window.__bench = { click: null, next: null };
@@ -634,7 +640,8 @@ def click_seeks(
     page = open_session_page(browser, served, session_id)
     try:
         requests = media_counter(page)
-        targets: list[dict[str, Any]] = page.evaluate(TARGETS_JS)
+        found = page.evaluate(TARGETS_JS)
+        targets: list[dict[str, Any]] = found["targets"]
         rng = random.Random(seed)
         notes = [t for t in targets if t["kind"] == "note"]
         shots = [t for t in targets if t["kind"] == "shot"]
@@ -662,6 +669,9 @@ def click_seeks(
                     }
                 )
             time.sleep(SETTLE_S)
+        notes_shown = sum(1 for t in targets if t["kind"] == "note")
+        for r in records:
+            r["track_px"], r["notes_clickable"] = found["track_px"], notes_shown
         return records, [r["offset"] for r in records]
     finally:
         page.context.close()
@@ -711,6 +721,7 @@ def analyse(
         r["frames_from_keyframe"] = shown - key + 1
         r["seconds_from_keyframe"] = r["offset"] - index.pts[key]
         r["bytes_from_keyframe"] = sum(index.size[key : shown + 1])
+        r["repeats_from_keyframe"] = sum(1 for b in index.size[key : shown + 1] if b < REPEAT_BYTES)
     ok = [r for r in records if r["ms"] is not None]
     notes = [r for r in ok if r["kind"] == "note"]
     shots = [r for r in ok if r["kind"] == "shot"]
@@ -718,6 +729,13 @@ def analyse(
     ms = np.array([r["ms"] for r in ok], float)
     fit = np.polyfit(frames, ms, 1) if len(ok) > 2 and frames.std() > 0 else [0.0, 0.0]
     corr = float(np.corrcoef(frames, ms)[0, 1]) if len(ok) > 2 and frames.std() > 0 else 0.0
+    # latency ≈ a + b × frames decoded + c × (a media request was made)
+    design = np.array(
+        [[1.0, r["frames_from_keyframe"], 1.0 if r["media_requests"] else 0.0] for r in ok]
+    )
+    coef = np.linalg.lstsq(design, ms, rcond=None)[0] if len(ok) > 4 else np.zeros(3)
+    fetched = [r["ms"] for r in ok if r["media_requests"]]
+    buffered = [r["ms"] for r in ok if not r["media_requests"]]
     keys = [t for t, k in zip(index.pts, index.key, strict=True) if k]
     gaps = np.diff(keys) if len(keys) > 1 else np.array([0.0])
     boxes = mp4_boxes(path)
@@ -742,6 +760,20 @@ def analyse(
         "landing_error_max_s": max((abs(r["landed"] - r["offset"]) for r in ok), default=0.0),
         "ms_per_frame_fit": {"slope_ms": float(fit[0]), "intercept_ms": float(fit[1])},
         "corr_ms_frames": corr,
+        "fit_ms": {
+            "intercept": float(coef[0]),
+            "per_frame": float(coef[1]),
+            "media_request": float(coef[2]),
+        },
+        "repeated_frames_share_notes": statistics.fmean(
+            r["repeats_from_keyframe"] / r["frames_from_keyframe"] for r in notes
+        )
+        if notes
+        else 0.0,
+        "click_ms_with_media_request": spread(fetched),
+        "click_ms_buffered": spread(buffered),
+        "notes_clickable": ok[0]["notes_clickable"] if ok else 0,
+        "track_px": ok[0]["track_px"] if ok else 0,
         "file": {
             "bytes": path.stat().st_size,
             "packets": len(index.pts),
@@ -862,9 +894,17 @@ TIMING_JS = """async () => {
   const nav = performance.getEntriesByType('navigation')[0];
   const api = performance.getEntriesByType('resource')
     .find((e) => e.name.includes('/api/sessions/'));
+  const end = (part) => {
+    const e = performance.getEntriesByType('resource').find((r) => r.name.includes(part));
+    return e ? e.responseEnd : null;
+  };
   return { marks, html_response_end: nav.responseEnd, html_response_start: nav.responseStart,
+           html_bytes: nav.decodedBodySize, dom_interactive: nav.domInteractive,
            dom_content_loaded: nav.domContentLoadedEventEnd,
-           api_start: api ? api.startTime : null, api_end: api ? api.responseEnd : null };
+           css_end: end('/static/style.css'), common_js_end: end('/static/common.js'),
+           session_js_end: end('/static/session.js'),
+           api_start: api ? api.startTime : null, api_end: api ? api.responseEnd : null,
+           api_bytes: api ? api.decodedBodySize : null };
 }"""
 
 
@@ -917,9 +957,31 @@ def part_b(folder: Path, args: argparse.Namespace, a: dict[str, Any] | None) -> 
             time.sleep(0.5)
             warm.append(load_once(page, url))
         context.close()
+        # What the server spends on the two requests that carry the session (HTML, JSON).
+        server = time_modes(
+            {
+                "GET /sessions/ID (HTML)": partial(get_ok, served.http, url, {}),
+                "GET /api/sessions/ID (JSON)": partial(
+                    get_ok, served.http, f"/api/sessions/{session_id}", {}
+                ),
+            },
+            20,
+            warmup=2,
+        )
 
     def summary(loads: list[dict[str, Any]]) -> dict[str, Any]:
-        keys = ("html_response_end", "dom_content_loaded", "api_end", "ready", "metadata")
+        keys = (
+            "html_response_end",
+            "dom_interactive",
+            "css_end",
+            "common_js_end",
+            "session_js_end",
+            "dom_content_loaded",
+            "api_start",
+            "api_end",
+            "ready",
+            "metadata",
+        )
         out = {
             k: round(statistics.median(x[k] for x in loads if x.get(k) is not None), 1)
             for k in (*keys, "canplay", "drawn", "page_ready")
@@ -932,6 +994,9 @@ def part_b(folder: Path, args: argparse.Namespace, a: dict[str, Any] | None) -> 
         "session_id": session_id,
         "cold": summary(cold),
         "warm": summary(warm),
+        "html_bytes": cold[0].get("html_bytes"),
+        "json_bytes": cold[0].get("api_bytes"),
+        "server_ms": {name: spread(t) for name, t in server.items()},
         "loads": {"cold": cold, "warm": warm},
     }
 
@@ -1254,11 +1319,14 @@ def seek_plot(a: dict[str, Any], path: Path) -> None:
     series = []
     colours = [(200, 80, 30), (40, 140, 40), (30, 30, 200), (150, 60, 150), (20, 150, 200)]
     for b, colour in zip(a["sessions"], colours, strict=False):
-        values = sorted(r["ms"] for r in b["seek"]["records"] if r["ms"] is not None)
+        records = b["seek"]["records"]
+        values = sorted(r["ms"] for r in records if r["ms"] is not None and r["kind"] == "note")
         series.append((f"click, {b['keyint_s']:g} s keyframes", values, colour, 2))
     default = next(b for b in a["sessions"] if b["default"])
     script = sorted(
-        r["script_ms"] for r in default["seek"]["records"] if r.get("script_ms") is not None
+        r["script_ms"]
+        for r in default["seek"]["records"]
+        if r.get("script_ms") is not None and r["kind"] == "note"
     )
     series.append((f"script, {default['keyint_s']:g} s", script, (120, 120, 120), 1))
     top_ms = max(max((max(v) for _, v, _, _ in series if v), default=100.0), 120.0)
@@ -1286,8 +1354,8 @@ def seek_plot(a: dict[str, Any], path: Path) -> None:
         if len(points) > 1:
             cv2.polylines(img, [np.array(points, np.int32)], False, colour, thick, cv2.LINE_AA)
         cv2.putText(img, label, (w - right - 260, h - bottom - 20 - 18 * k), 0, 0.45, colour, 1)
-    cv2.putText(img, "seek latency, ms (click -> seeked)", (w // 2 - 150, h - 15), 0, 0.5,
-                (0, 0, 0), 1)  # fmt: skip
+    label = "seek latency, ms (click -> seeked), notes at random offsets"
+    cv2.putText(img, label, (w // 2 - 250, h - 15), 0, 0.5, (0, 0, 0), 1)
     cv2.putText(img, "share of seeks", (10, 25), 0, 0.5, (0, 0, 0), 1)
     cv2.imwrite(str(path), img)
 
@@ -1415,19 +1483,24 @@ def diagnosis_md(a: dict[str, Any]) -> list[str]:
         s = b["seek"]
         f = s["file"]
         fit = s["ms_per_frame_fit"]
+        fit = s["fit_ms"]
+        wr, bu = s["click_ms_with_media_request"], s["click_ms_buffered"]
         out.append(
             f"- {b['keyint_s']:g} s: {f['keyframes']} keyframes (gap p50 "
             f"{f['keyframe_gap_s'].get('p50', 0):.1f} s, max "
             f"{f['keyframe_gap_s'].get('max', 0):.1f} s); a seek lands p50 "
             f"{s['seconds_from_keyframe_notes']['p50']:.1f} s / "
             f"{s['frames_from_keyframe_notes']['p50']:.0f} frames / "
-            f"{s['kib_from_keyframe_notes']['p50']:.0f} KiB after its keyframe; latency ≈ "
-            f"{fit['intercept_ms']:.0f} ms + {fit['slope_ms']:.2f} ms × frames (r = "
-            f"{s['corr_ms_frames']:.2f}); media requests per seek "
-            f"{s['media_requests_per_seek_mean']:.2f} ({s['seeks_with_a_media_request']} of "
-            f"{s['clicks'] - s['failed']} seeks made one); "
-            f"click handler {ms(s['handler_ms']['p50'])} ms; screenshots (just after keyframes) "
-            f"p50 / p95 {ms(s['click_ms_shots'].get('p50', 0))} / "
+            f"{s['kib_from_keyframe_notes']['p50']:.0f} KiB after its keyframe. Fit over the "
+            f"clicks: {fit['intercept']:.0f} ms + {fit['per_frame']:.2f} ms × frame decoded + "
+            f"{fit['media_request']:.0f} ms if a media request was needed (frames alone: r = "
+            f"{s['corr_ms_frames']:.2f}; {100 * s['repeated_frames_share_notes']:.0f} % of the "
+            f"frames decoded are keepalive repeats). {s['seeks_with_a_media_request']} of "
+            f"{s['clicks'] - s['failed']} seeks made a Range request: those p50 / p95 "
+            f"{ms(wr.get('p50', 0))} / {ms(wr.get('p95', 0))} ms, the others "
+            f"{ms(bu.get('p50', 0))} / {ms(bu.get('p95', 0))} ms. Click handler "
+            f"{ms(s['handler_ms']['p50'])} ms; screenshots (0.5-3 s after a chunk's first "
+            f"keyframe) p50 / p95 {ms(s['click_ms_shots'].get('p50', 0))} / "
             f"{ms(s['click_ms_shots'].get('p95', 0))} ms; failed {s['failed']}."
         )
     d = next(b for b in a["sessions"] if b["default"])["seek"]["file"]
@@ -1451,18 +1524,27 @@ def page_md(b: dict[str, Any]) -> list[str]:
         f"{b['cold']['timeline_items']} marks on the timeline. Cold: a fresh browser context "
         "(empty cache) per load; warm: reloads in one context.",
         "",
-        "| cache | HTML received | DOMContentLoaded | session JSON received | data-ready "
-        "| loadedmetadata | canplay | timeline drawn | ready (p50 / p95) |",
-        "|---|---|---|---|---|---|---|---|---|",
+        "| cache | HTML received | session.js received | DOMContentLoaded | session JSON asked "
+        "| session JSON received | data-ready | loadedmetadata | canplay | timeline drawn "
+        "| ready (p50 / p95) |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for which in ("cold", "warm"):
         r = b[which]
         out.append(
-            f"| {which} | {ms(r['html_response_end'])} | {ms(r['dom_content_loaded'])} "
+            f"| {which} | {ms(r['html_response_end'])} | {ms(r['session_js_end'])} "
+            f"| {ms(r['dom_content_loaded'])} | {ms(r['api_start'])} "
             f"| {ms(r['api_end'])} | {ms(r['ready'])} | {ms(r['metadata'])} "
             f"| {ms(r['canplay'])} | {ms(r['drawn'])} | {ms(r['page_ready_spread']['p50'])} / "
             f"{ms(r['page_ready_spread']['p95'])} |"
         )
+    h, j = b["server_ms"]["GET /sessions/ID (HTML)"], b["server_ms"]["GET /api/sessions/ID (JSON)"]
+    out += [
+        "",
+        f"Over loopback, alone: the page's HTML ({(b['html_bytes'] or 0) / 1024:.0f} KiB) "
+        f"p50 / p95 {ms(h['p50'])} / {ms(h['p95'])} ms; the session JSON "
+        f"({(b['json_bytes'] or 0) / 1024:.0f} KiB) {ms(j['p50'])} / {ms(j['p95'])} ms.",
+    ]
     return out
 
 
@@ -1522,7 +1604,7 @@ def main() -> None:
     parser.add_argument("--minutes", type=int, default=60, help="length of the session (a, b)")
     parser.add_argument("--keyints", default="2,5,10,30", help="keyframe intervals, s (a)")
     parser.add_argument("--clicks", type=int, default=120, help="notes clicked (a)")
-    parser.add_argument("--notes", type=int, default=150, help="notes on the timeline (a, b)")
+    parser.add_argument("--notes", type=int, default=240, help="notes on the timeline (a, b)")
     parser.add_argument("--reference-minutes", type=int, default=10, help="ffmpeg sample (a)")
     parser.add_argument("--workload-seconds", type=float, default=60.0)
     parser.add_argument("--synthetic", action="store_true", help="no Xvfb: drawn screens")
