@@ -38,7 +38,7 @@ def results(library: Taskerino, session_id: str) -> dict[str, Any]:
     s = library.get(session_id)
     assert s.video is not None
     return {
-        "ocr": sorted((o.media_offset, o.screenshot_id, o.text) for o in s.ocr),
+        "ocr": sorted((o.media_offset, o.screenshot_id or "", o.text) for o in s.ocr),
         "transcript": sorted((t.start_offset, t.end_offset, t.text) for t in s.transcript),
         "chapters": [
             (c.start_offset, c.end_offset, c.title, tuple(c.key_topics)) for c in s.video.chapters
