@@ -335,7 +335,7 @@ def fill(home: Path, n: int) -> None:
                         )
                     )
             if i % 4 == 0:
-                digest = f"{i:032x}v{0:031x}"
+                digest = f"{i:032x}b{0:031x}"  # hex only: the store checks digests
                 att = store.add_attachment(
                     Attachment(
                         new_id(),

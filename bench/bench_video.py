@@ -533,44 +533,61 @@ def screen_pictures(images: list[Path]) -> list[Frame]:
     return out
 
 
-def encode_minutes(args: tuple[Path, int, int, list[Path]]) -> dict[str, Any]:
-    """Encode minutes [first, first+count) of the stand-in session into `folder`.
+def standin_minute(
+    minute: int, pictures: list[Frame], tall: Frame
+) -> Iterator[tuple[float, Frame]]:
+    """The changed frames of one minute of the stand-in session: (media time, picture).
 
-    Each minute at 15 fps: 10 s of typing (a few characters appear each frame), 5 s of
-    scrolling in one quarter (two lines a frame), a window switch (whole picture changes),
-    then ~45 s static, where the encoder gets a keepalive every 0.25 s as the recorder does.
+    At 15 fps: 10 s of typing (a few characters appear each frame), 5 s of scrolling in one
+    quarter (two lines a frame), a window switch (whole picture changes); the rest of the
+    minute (~45 s) is static. The picture yielded is changed in place afterwards: use it
+    before asking for the next one.
     """
-    folder, first, count, images = args
+    t0 = minute * 60.0
+    base = pictures[minute % len(pictures)].copy()
+    other = pictures[(minute + 1) % len(pictures)]
+    tick = 0
+    for k in range(150):  # typing: 1-2 characters a frame on one line
+        x = 964 + 8 * (k % 110)
+        y = 17 * (5 + (k // 110))
+        base[y : y + 17, x : x + 16] = other[y : y + 17, x : x + 16]
+        yield t0 + tick / FPS, base
+        tick += 1
+    scroll = (minute * 340) % (tall.shape[0] - 540)
+    for k in range(75):  # scrolling the bottom-right quarter, 2 lines a frame
+        y = (scroll + 34 * k) % (tall.shape[0] - 540)
+        base[540:1080, 960:] = tall[y : y + 540]
+        yield t0 + tick / FPS, base
+        tick += 1
+    yield t0 + tick / FPS, other.copy()  # window switch
+
+
+def tall_strip(pictures: list[Frame]) -> Frame:
+    """The right halves of the pictures stacked: what the scrolling quarter shows."""
+    return np.vstack([p[:, 960:] for p in pictures])
+
+
+def encode_minutes(args: tuple[Path, int, int, list[Path], float | None]) -> dict[str, Any]:
+    """Encode minutes [first, first+count) of the stand-in session into `folder`, with the
+    encoder's keyframe interval `keyint_seconds` (None: the encoder's default).
+
+    Each minute is `standin_minute`; in its static rest the encoder gets a keepalive every
+    0.25 s as the recorder does.
+    """
+    folder, first, count, images, keyint = args
     pictures = screen_pictures(images)
-    tall = np.vstack([p[:, 960:] for p in pictures])  # right halves, for scrolling
-    encoder = ChunkedEncoder(folder, WIDTH, HEIGHT, FPS, 60.0)
+    tall = tall_strip(pictures)
+    options: dict[str, Any] = {} if keyint is None else {"keyint_seconds": keyint}
+    encoder = ChunkedEncoder(folder, WIDTH, HEIGHT, FPS, 60.0, **options)
     started = time.perf_counter()
     changed = 0
     close_s = 0.0
-    base = pictures[0]
     for minute in range(first, first + count):
-        t0 = minute * 60.0
-        base = pictures[minute % len(pictures)].copy()
-        other = pictures[(minute + 1) % len(pictures)]
-        tick = 0
-        for k in range(150):  # typing: 1-2 characters a frame on one line
-            x = 964 + 8 * (k % 110)
-            y = 17 * (5 + (k // 110))
-            base[y : y + 17, x : x + 16] = other[y : y + 17, x : x + 16]
-            encoder.encode(base, t0 + tick / FPS)
+        t0, tick = minute * 60.0, 0
+        for t, picture in standin_minute(minute, pictures, tall):
+            encoder.encode(picture, t)
             tick += 1
-            changed += 1
-        scroll = (minute * 340) % (tall.shape[0] - 540)
-        for k in range(75):  # scrolling the bottom-right quarter, 2 lines a frame
-            y = (scroll + 34 * k) % (tall.shape[0] - 540)
-            base[540:1080, 960:] = tall[y : y + 540]
-            encoder.encode(base, t0 + tick / FPS)
-            tick += 1
-            changed += 1
-        base = other.copy()  # window switch
-        encoder.encode(base, t0 + tick / FPS)
-        tick += 1
-        changed += 1
+        changed += tick
         t = t0 + tick / FPS
         while t < t0 + 60.0 - 1e-9:  # static: keepalives
             encoder.keepalive(t)
@@ -596,7 +613,7 @@ def part_c(folder: Path, images: list[Path], minutes: int = 60) -> dict[str, Any
     workers = max(1, min(2, os.cpu_count() or 1))
     per = [minutes // workers + (1 if i < minutes % workers else 0) for i in range(workers)]
     firsts = [sum(per[:i]) for i in range(workers)]
-    jobs = [(folder / f"enc{i}", firsts[i], per[i], images) for i in range(workers)]
+    jobs = [(folder / f"enc{i}", firsts[i], per[i], images, None) for i in range(workers)]
     encoded_at = time.perf_counter()
     with multiprocessing.get_context("spawn").Pool(workers) as pool:
         parts = pool.map(encode_minutes, jobs)

@@ -9,7 +9,7 @@ src/taskerino by whoever owns the file.
 
 Variants (comma-separated; the former `fast-compare` is now the recorder's own code):
 - `preset=NAME`, `crf=N`, `tune=NAME` (`tune=none` drops zerolatency),
-  `x264=PARAMS`: ChunkedEncoder settings.
+  `x264=PARAMS`, `keyint=SECONDS`: ChunkedEncoder settings.
 """
 
 from __future__ import annotations
@@ -30,6 +30,8 @@ def apply(spec: str) -> list[str]:
             settings[name] = value
         elif name == "crf":
             settings[name] = int(value)
+        elif name == "keyint":
+            settings[name] = float(value)
         else:
             raise SystemExit(f"unknown variant {item!r}")
         applied.append(item)
@@ -41,6 +43,8 @@ def apply(spec: str) -> list[str]:
                 kwargs["preset"] = settings["preset"]
             if "crf" in settings:
                 kwargs["crf"] = settings["crf"]
+            if "keyint" in settings:
+                kwargs["keyint_seconds"] = settings["keyint"]
             if "x264" in settings:
                 kwargs["x264_params"] = settings["x264"].replace(";", ":")
             original(self, *args, **kwargs)

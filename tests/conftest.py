@@ -45,7 +45,7 @@ def pulse() -> Iterator[VirtualAudio]:
 def home(tmp_path: Path) -> Path:
     """An empty data folder."""
     folder = tmp_path / "home"
-    folder.mkdir()
+    folder.mkdir(mode=0o700)  # as Taskerino makes its own: private
     return folder
 
 

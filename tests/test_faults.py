@@ -53,11 +53,10 @@ def test_disk_full_ends_the_session_with_what_was_written(
         sid = wait_for_session(small_disk)["id"]
         time.sleep(1.5)
         filler = small_disk / "filler"
-        with filler.open("wb") as f:
+        with filler.open("wb", buffering=0) as f:
             try:
                 while True:
                     f.write(b"\0" * (1 << 16))
-                    f.flush()
             except OSError:
                 pass
         out, err = proc.communicate(timeout=60)
@@ -81,11 +80,10 @@ def fill(folder: Path, leave: int = 0) -> Path:
     """Fill the file system of `folder`, leaving about `leave` bytes free."""
     filler = folder / "filler"
     free = shutil.disk_usage(folder).free - leave
-    with filler.open("wb") as f:
+    with filler.open("wb", buffering=0) as f:
         try:
             while free > 0:
                 f.write(b"\0" * min(free, 1 << 16))
-                f.flush()
                 free -= 1 << 16
         except OSError:
             pass

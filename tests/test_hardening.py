@@ -11,6 +11,7 @@ import os
 import random
 import shutil
 import signal
+import sqlite3
 import subprocess
 import sys
 import time
@@ -245,10 +246,9 @@ def test_a_damaged_database_never_crashes_a_command(home: Path, tmp_path: Path) 
             result = run(copy, *command)
             assert "Traceback" not in result.stderr, (variant, command, result.stderr)
             assert result.returncode in (0, 1, 2), (variant, command, result.stderr)
-            if result.returncode != 0:
-                assert result.stderr.strip().splitlines()[-1].startswith("error: ") or (
-                    command == ["doctor"]
-                ), (variant, command, result.stderr)
+            if result.returncode != 0 and command != ["doctor"]:
+                last = (result.stderr.strip().splitlines() or [""])[-1]
+                assert last.startswith("error: "), (variant, command, result.stderr)
         # Nothing was overwritten: the damaged file is as it was.
         assert (copy / "taskerino.db").read_bytes() == bytes(data), variant
 
@@ -258,3 +258,47 @@ def test_a_database_that_is_a_folder(home: Path) -> None:
     result = run(home, "sessions", "list")
     assert result.returncode == 1 and result.stderr.startswith("error: ")
     assert "Traceback" not in result.stderr and (home / "taskerino.db").is_dir()
+
+
+def test_recording_into_a_damaged_database_is_refused(home: Path) -> None:
+    recorded(home)
+    database = home / "taskerino.db"
+    with sqlite3.connect(database) as db:
+        page_size = db.execute("PRAGMA page_size").fetchone()[0]
+        root = db.execute("SELECT rootpage FROM sqlite_master WHERE name = 'screenshots'")
+        start = (root.fetchone()[0] - 1) * page_size
+    db.close()
+    data = bytearray(database.read_bytes())
+    # Garbage over the screenshots table's page: the file opens, the integrity check fails.
+    for i in range(start + 8, start + page_size):
+        data[i] = 0x5A
+    database.write_bytes(bytes(data))
+    assert run(home, "doctor").returncode == 1
+    result = run(home, "record", "--duration", "1", "--screenshot-interval", "1")
+    assert result.returncode == 1, result.stderr
+    assert "database is damaged" in result.stderr and "Traceback" not in result.stderr
+    assert database.read_bytes() == bytes(data)
+
+
+def test_the_data_folder_is_private(tmp_path: Path) -> None:
+    home = tmp_path / "shared"
+    home.mkdir()
+    home.chmod(0o755)  # as an older version left it
+    (home / "notes.txt").write_text("left by an older version")
+    (home / "notes.txt").chmod(0o644)
+    old_umask = os.umask(0o022)  # a permissive umask, inherited by the commands below
+    try:
+        first = run(home, "sessions", "list")
+        assert first.returncode == 0 and "made the data folder" in first.stderr
+        assert "private" in first.stderr and len(first.stderr.strip().splitlines()) == 1
+        recorded(home)  # everything a recording writes is private all the same
+    finally:
+        os.umask(old_umask)
+    entries = [home, *home.rglob("*")]
+    assert len(entries) > 5
+    loose = [(str(p), oct(p.stat().st_mode & 0o777)) for p in entries if p.stat().st_mode & 0o077]
+    assert loose == []
+    assert run_json(home, "doctor") == {"ok": True, "problems": []}
+    (home / "taskerino.db").chmod(0o644)
+    report = run(home, "doctor", "--json")
+    assert report.returncode == 1 and "readable by others" in report.stdout

@@ -1,3 +1,3 @@
-from taskerino.cli import main
+from taskerino.cli import run
 
-main()
+run()

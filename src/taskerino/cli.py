@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import signal
 import sys
 import threading
@@ -72,6 +73,25 @@ def main() -> None:
             "please report them)",
             1,
         )
+
+
+def run() -> NoReturn:
+    """The `taskerino` process: `main`, then exit without the interpreter's teardown.
+
+    Every command has finished its work (sessions ended, the store closed) when `main`
+    returns. Native libraries (FFmpeg, SQLite, Tesseract, CTranslate2) with threads of
+    their own were seen, rarely, to crash while the interpreter tears down their modules
+    after that; nothing is left to do then, so the process ends at once with its status.
+    """
+    code = 0
+    try:
+        main()
+    except SystemExit as exc:
+        code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
+    logging.shutdown()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)
 
 
 def _log_unexpected(exc: BaseException) -> Path:

@@ -47,6 +47,44 @@ class Layout:
         return self.home / "staging"
 
 
+# Screen recordings, audio and transcripts are a person's own: owner-only, whatever the umask.
+PRIVATE_UMASK = 0o077
+OTHERS = 0o077  # the group and other permission bits
+
+
+def keep_private(home: Path) -> list[str]:
+    """Owner-only access to the data folder and everything in it (0700 folders, 0600 files).
+
+    New files are kept private by the process umask (set by `Taskerino.open`); an existing
+    folder that others can reach is tightened here, whole, once. Returns what was changed.
+    """
+    if not home.stat().st_mode & OTHERS:
+        return []
+    changed = []
+    for path in [home, *home.rglob("*")]:
+        try:
+            mode = path.lstat().st_mode
+            if path.is_symlink() or not mode & OTHERS:
+                continue
+            path.chmod(0o700 if path.is_dir() else 0o600)
+            changed.append(str(path))
+        except OSError:
+            continue  # vanished meanwhile, or not ours: doctor reports what stays open
+    return changed
+
+
+def readable_by_others(home: Path) -> list[str]:
+    """Everything in the data folder that another account could read or enter."""
+    found = []
+    for path in [home, *home.rglob("*")]:
+        try:
+            if not path.is_symlink() and path.lstat().st_mode & OTHERS:
+                found.append(str(path))
+        except OSError:
+            continue
+    return found
+
+
 def resolve_home(flag: str | Path | None = None) -> Layout:
     """The data folder asked for, checked to exist and be writable.
 
@@ -62,7 +100,7 @@ def resolve_home(flag: str | Path | None = None) -> Layout:
         check_text(str(named), "data folder", 4096)
     if named is None:
         home = default_home()
-        home.mkdir(parents=True, exist_ok=True)
+        home.mkdir(mode=0o700, parents=True, exist_ok=True)
     else:
         home = Path(named).expanduser()
         if not home.is_dir():

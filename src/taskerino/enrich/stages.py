@@ -23,7 +23,7 @@ import tempfile
 import threading
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -53,7 +53,10 @@ MODEL_ENV = "TASKERINO_WHISPER_MODEL"  # a faster-whisper model name or folder
 class StageSettings:
     """What a person may tune; the defaults suit a work session on a 1080p screen."""
 
-    threads: int = 1  # cores one stage may use
+    # Cores one stage may use: all of them. The worker runs OCR and transcription at once,
+    # and whichever ends first would otherwise leave its core idle while the other stage
+    # (most often OCR, the longer one) goes on alone.
+    threads: int = field(default_factory=lambda: os.cpu_count() or 1)
     model: str | None = None  # speech model: default the packaged tiny English one
     key_frame_interval: float = 1.0  # seconds between looks at the video
     key_frame_min_change: float = 0.01  # share of pixels that must change

@@ -75,9 +75,11 @@ class Worker:
         for slot in slots:
             slot.start()
         try:
-            while any(slot.is_alive() for slot in slots):
-                for slot in slots:
-                    slot.join(0.2)
+            # Stopping does not wait for a stage to finish (one may take minutes): the jobs
+            # in hand go back to the queue now, and a stage still running finds its lease
+            # gone when it tries to commit.
+            while not self.stop.is_set() and any(slot.is_alive() for slot in slots):
+                self.stop.wait(0.2)
         finally:
             self.stop.set()
             self._release_held()

@@ -8,6 +8,8 @@ against the rule book before anything happens.
 
 from __future__ import annotations
 
+import logging
+import os
 import shutil
 import time
 from collections.abc import Iterable
@@ -16,7 +18,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, BinaryIO
 
-from ..config import Layout, resolve_home
+from ..config import PRIVATE_UMASK, Layout, keep_private, readable_by_others, resolve_home
 from ..enrich.worker import Worker, WorkerConfig
 from ..errors import CaptureError, InvalidInput, NotFound, TaskerinoError
 from ..frame import Frame
@@ -67,6 +69,8 @@ if TYPE_CHECKING:
 
 __all__ = ["StartRequest", "Taskerino"]
 
+log = logging.getLogger("taskerino")
+
 
 class Taskerino:
     """A library of sessions: one data folder, one store, one blob store."""
@@ -94,6 +98,16 @@ class Taskerino:
         holds the embedded store and blobs unless `store`/`media` URLs name others.
         Recovers sessions left by dead recorders unless `recover` is False."""
         layout = resolve_home(home)
+        # Everything this process writes in the library is owner-only from now on.
+        os.umask(PRIVATE_UMASK)
+        tightened = keep_private(layout.home)
+        if tightened:
+            log.warning(
+                "made the data folder %s private: %d item(s) were readable by others, now "
+                "only you can read them",
+                layout.home,
+                len(tightened),
+            )
         opened_store = open_store(store, layout.database)
         try:
             library = cls(layout, opened_store, open_blob_store(media, layout.blobs))
@@ -330,7 +344,13 @@ class Taskerino:
     def doctor(self, deep: bool = False) -> list[str]:
         """Problems of the database and media files; empty when all is well. File sizes
         are always checked; `deep` also checks every file's contents against its hash."""
-        return self._recovery.doctor(deep)
+        problems = self._recovery.doctor(deep)
+        fix = f"chmod -R go-rwx {self.layout.home}"
+        problems += [
+            f"readable by others: {path} (make it private with: {fix})"
+            for path in readable_by_others(self.layout.home)
+        ]
+        return problems
 
     # --- review (the web app) -----------------------------------------------------------
     def find_sessions(

@@ -16,7 +16,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 from ..config import Layout
-from ..errors import InvalidInput, NotFound, RecorderError, TaskerinoError
+from ..errors import InvalidInput, NotFound, RecorderError, StorageError, TaskerinoError
 from ..models import (
     ContextItem,
     ContextItemType,
@@ -126,6 +126,13 @@ class Lifecycle:
         name = check_text(request.name, "name", MAX_NAME).strip()
         description = check_text(request.description, "description", MAX_DESCRIPTION)
         config = configure(request.config)
+        damage = self.store.integrity_problems()
+        if damage:
+            # Recording into a damaged database could lose the recording with it.
+            raise StorageError(
+                f"the database is damaged ({damage[0]}): nothing was recorded; see "
+                "'taskerino doctor', and restore a backup or move the database aside"
+            )
         recorders = build_recorders(config)
         session = Session(
             id=new_id(),

@@ -49,6 +49,12 @@ _SESSION_FIELDS = (
 _ATTACHMENT_COLUMNS = "id, type, name, mime_type, size, hash, created_at, duration, width, height"
 
 
+def _summary(r: Any) -> SessionSummary:
+    """A row of SUMMARY's columns as a SessionSummary."""
+    tags = _json(r[10], list) if r[10] != "[]" else []
+    return SessionSummary(r[0], r[1], r[2], r[3], r[4], r[5], r[6], r[7], bool(r[8]), r[9], tags)
+
+
 def _json(text: str, kind: type[list[Any]] | type[dict[str, Any]]) -> Any:
     """A stored JSON column; ValueError (reported as damage) unless it holds a `kind`."""
     value = json.loads(text)
@@ -208,7 +214,7 @@ class SQLiteSessionRows(SQLiteBase, SessionRows):
                 "(s.name LIKE ? ESCAPE '\\' OR s.description LIKE ? ESCAPE '\\'"
                 " OR s.tags LIKE ? ESCAPE '\\')"
             )
-            like = "%" + query.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+            like = "%" + _escape_like(query)
             params += [like + "%"] * 3
         sql = SUMMARY + (" WHERE " + " AND ".join(where) if where else "")
         sql += " ORDER BY s.start_time DESC, s.rowid DESC"
@@ -216,22 +222,7 @@ class SQLiteSessionRows(SQLiteBase, SessionRows):
             sql += " LIMIT ?"
             params.append(limit)
         with self._reading() as db:
-            return [
-                SessionSummary(
-                    r[0],
-                    r[1],
-                    r[2],
-                    r[3],
-                    r[4],
-                    r[5],
-                    r[6],
-                    r[7],
-                    bool(r[8]),
-                    r[9],
-                    _json(r[10], list) if r[10] != "[]" else [],
-                )
-                for r in db.execute(sql, params).fetchall()
-            ]
+            return [_summary(r) for r in db.execute(sql, params).fetchall()]
 
     # --- children -----------------------------------------------------------------------
     def add_screenshot(self, shot: SessionScreenshot) -> None:
@@ -445,22 +436,7 @@ class SQLiteSessionRows(SQLiteBase, SessionRows):
                 f"{SUMMARY}{condition} ORDER BY {self._ORDER[filter.sort]} LIMIT ? OFFSET ?",
                 [*params, filter.limit, filter.offset],
             ).fetchall()
-            page = [
-                SessionSummary(
-                    r[0],
-                    r[1],
-                    r[2],
-                    r[3],
-                    r[4],
-                    r[5],
-                    r[6],
-                    r[7],
-                    bool(r[8]),
-                    r[9],
-                    _json(r[10], list) if r[10] != "[]" else [],
-                )
-                for r in rows
-            ]
+            page = [_summary(r) for r in rows]
             thumbnails: dict[str, str] = {}
             for summary in page:
                 if summary.screenshot_count:
