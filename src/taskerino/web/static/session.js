@@ -511,7 +511,6 @@ document.addEventListener("DOMContentLoaded", async () => {
     if (text.trim() && !hits.length) {
       hitList.append(T.el("li", { class: problem ? "form-error" : "muted", text: problem || "No match in this session." }));
     }
-    root.dataset.searched = text;
     drawTimeline();
     collect();
     tick();
