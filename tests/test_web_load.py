@@ -1,12 +1,12 @@
 """The web app under load while it records (spec §11), on loopback and bounded in time: 50
 concurrent clients, each an open page (an event stream, and the session list, a session
-and ranges of a video in turn, half a second apart on average: about 100 requests a second
-in all, far more than pages being read ask for) for 15 s, against `taskerino serve` recording a session in the same
-process. No answer may fail, and the recorder in the server must drop under 1 % of its
-frames more than the same recording made at the same time by `taskerino record` in a
-process of its own, which serves no one: the machine is shared (CI, other runs), and what
-others take from it hits both alike. The full 60 s runs, paced like this and with clients
-that never pause, are bench/bench_web_load.py."""
+and ranges of a video in turn, half a second apart on average: about 100 requests a
+second in all, far more than pages being read ask for) for 15 s, against `taskerino
+serve` recording a session in the same process. No answer may fail, and the recorder in
+the server must drop under 1 % of its frames more than the same recording made at the
+same time by `taskerino record` in a process of its own, which serves no one: the machine
+is shared (CI, other runs), and what others take from it hits both alike. The full 60 s
+runs, paced at 0.2 s and with clients that never pause, are bench/bench_web_load.py."""
 
 from __future__ import annotations
 
