@@ -1655,6 +1655,9 @@ def main() -> None:
         "targets": TARGETS,
         "results": results,
     }
+    for built in results.get("a", {}).get("sessions", []):
+        for key in ("file", "chunk_files"):  # paths in a deleted scratch folder
+            built.pop(key, None)
     RESULTS.mkdir(parents=True, exist_ok=True)
     (RESULTS / f"{args.name}.json").write_text(json.dumps(payload, indent=1) + "\n")
     md = [

@@ -8,10 +8,16 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from hypothesis import settings
 
 from taskerino.virtual import VirtualAudio, VirtualDisplay
 
 from .enriched import Enriched, record_enriched
+
+# Property tests explore the same examples on every run: a failure found once is found
+# again, and CI never fails on an example no earlier run tried.
+settings.register_profile("taskerino", derandomize=True, deadline=None)
+settings.load_profile("taskerino")
 
 
 @pytest.fixture(scope="session")

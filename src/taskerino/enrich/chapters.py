@@ -422,7 +422,7 @@ def _confidence(material: ChapterMaterial, left: float, right: float) -> float:
     """Half how clear its edges are, half how much one window dominates it."""
     length = material.end_offset - material.start_offset
     focused = sum(seconds for _, _, seconds in material.windows)
-    if material.windows and focused >= 0.5 * length:
+    if material.windows and focused > 0 and focused >= 0.5 * length:
         coherence = material.windows[0][2] / focused
     else:
         coherence = 0.5  # no activity to judge by

@@ -83,12 +83,20 @@ class SQLiteJobQueue(SQLiteBase, JobQueue):
                     f"{kind_filter}",
                     (utc_iso(now), now, max_attempts, *kind_params),
                 )
+            # The first due queued job and the first expired running one, each found by
+            # walking jobs_due in order (LIMIT 1), then the earlier of the two. One OR over
+            # both would collect every due job into a temporary B-tree to sort it: a claim
+            # would cost O(backlog) (measured: 10x fewer claims a second with 10 000 queued).
             rows = self._write_returning(
                 "UPDATE jobs SET state = 'running', attempt = attempt + 1, lease_owner = ?,"
-                " lease_until = ? WHERE seq = (SELECT seq FROM jobs WHERE"
-                " ((state = 'queued' AND run_at <= ?) OR (state = 'running' AND lease_until <= ?))"
-                f"{kind_filter} ORDER BY run_at, seq LIMIT 1) RETURNING {_COLUMNS}",
-                (owner, now + lease_seconds, now, now, *kind_params),
+                " lease_until = ? WHERE seq = (SELECT seq FROM ("
+                " SELECT * FROM (SELECT seq, run_at FROM jobs WHERE state = 'queued'"
+                f" AND run_at <= ?{kind_filter} ORDER BY run_at, seq LIMIT 1)"
+                " UNION ALL"
+                " SELECT * FROM (SELECT seq, run_at FROM jobs WHERE state = 'running'"
+                f" AND lease_until <= ?{kind_filter} ORDER BY run_at, seq LIMIT 1)"
+                f") ORDER BY run_at, seq LIMIT 1) RETURNING {_COLUMNS}",
+                (owner, now + lease_seconds, now, *kind_params, now, *kind_params),
             )
         return _job(rows[0]) if rows else None
 
