@@ -36,4 +36,4 @@ if __name__ == "__main__":
     args = sys.argv[1:]
     stall_every(int(args[args.index("--fps") + 1]))
     sys.argv = ["taskerino", *args]
-    cli.main()
+    cli.run()

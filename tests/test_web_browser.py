@@ -22,8 +22,9 @@ from playwright.sync_api import Browser, FloatRect, Page, expect, sync_playwrigh
 
 from taskerino.enrich.ocr import OcrEngine
 
-from .enriched import Enriched
+from .enriched import DEPLOY, Enriched
 from .web_helpers import Served
+from .xterm import xterm
 
 CHROMIUM = "/usr/bin/chromium"
 FLAGS = [
@@ -447,8 +448,15 @@ def test_a_note_added_on_the_page_is_stored_at_the_playhead(
 def test_a_session_recorded_from_the_page(
     page: Page, server: Served, recorded: dict[str, dict[str, Any]]
 ) -> None:
+    with xterm(*DEPLOY, x=40, y=40):
+        recorded_from_the_page(page, server)
+
+
+def recorded_from_the_page(page: Page, server: Served) -> None:
     page.goto(f"{server.base}/record")
-    expect(page.locator("#sources .card")).to_have_count(6)  # 2 displays, 4 test patterns
+    # 2 displays, the terminal's window, 4 test patterns
+    expect(page.locator("#sources .card")).to_have_count(7)
+    expect(page.locator('#sources .card[data-source^="window:"]')).to_contain_text(DEPLOY[0])
     page.click("summary")  # the test patterns
     for source in ("display:1", "display:2", "test:blue", "test:green"):
         page.click(f'.card[data-source="{source}"]')

@@ -284,4 +284,9 @@ def _serve(library: Taskerino, session_id: str, host: str, port: int) -> None:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    status = main()
+    # As `taskerino` ends (cli.run): without the interpreter's teardown, where native
+    # libraries' own threads were seen, rarely, to crash once the work was done.
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(status)
