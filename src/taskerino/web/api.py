@@ -39,7 +39,7 @@ from ..sessions import StartRequest, Taskerino
 from .errors import BadRequest, error_response
 from .events import live_events, session_events
 from .openapi import openapi
-from .views import hit_view, media_url, page_view, session_view, stats_view
+from .views import find_sessions, hit_view, media_url, page_view, session_view, stats_view
 
 T = TypeVar("T")
 
@@ -97,17 +97,7 @@ def ok(data: object, status: int = 200) -> Response:
 # --- sessions ---------------------------------------------------------------------------
 async def list_sessions(request: Request) -> Response:
     q = request.query_params
-    page = await call(
-        library_of(request).find_sessions,
-        status=q.get("status"),
-        query=q.get("q"),
-        since=q.get("from"),
-        until=q.get("to"),
-        tag=q.get("tag"),
-        sort=q.get("sort"),
-        limit=q.get("limit"),
-        offset=q.get("offset"),
-    )
+    page = await call(find_sessions, library_of(request), q)
     return ok(page_view(page))
 
 

@@ -14,7 +14,7 @@ from ..errors import InvalidInput
 from ..rules import SESSION_SORTS, STATUSES
 from ..sessions import Taskerino
 from .api import call, library_of
-from .views import hit_view, page_view, session_view
+from .views import find_sessions, hit_view, page_view, session_view
 
 FILTERS = ("status", "q", "from", "to", "tag", "sort")
 HITS_SHOWN = 50
@@ -30,17 +30,7 @@ def render(request: Request, name: str, context: dict[str, Any], status: int = 2
 
 async def sessions_page(request: Request) -> Response:
     q = request.query_params
-    page = await call(
-        library_of(request).find_sessions,
-        status=q.get("status"),
-        query=q.get("q"),
-        since=q.get("from"),
-        until=q.get("to"),
-        tag=q.get("tag"),
-        sort=q.get("sort"),
-        limit=q.get("limit"),
-        offset=q.get("offset"),
-    )
+    page = await call(find_sessions, library_of(request), q)
     filters = {k: q.get(k, "") for k in FILTERS}
     kept = {k: v for k, v in filters.items() if v}
     if "limit" in q:

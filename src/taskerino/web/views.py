@@ -3,10 +3,26 @@ JSON twin holds). Everything here reads through the front door."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 from ..models import SearchHit, SessionPage, SessionSummary, to_dict
 from ..sessions import Taskerino
+
+
+def find_sessions(library: Taskerino, q: Mapping[str, str]) -> SessionPage:
+    """The page of sessions the list's query parameters ask for (the API and the page
+    take the same ones; the rule book checks them)."""
+    return library.find_sessions(
+        status=q.get("status"),
+        query=q.get("q"),
+        since=q.get("from"),
+        until=q.get("to"),
+        tag=q.get("tag"),
+        sort=q.get("sort"),
+        limit=q.get("limit"),
+        offset=q.get("offset"),
+    )
 
 
 def media_url(attachment_id: str) -> str:
