@@ -256,6 +256,22 @@ def test_encoder_rejects_bad_input(tmp_path: Path) -> None:
     assert enc.close() is None
 
 
+def test_follows_compares_in_the_stream_time_base(tmp_path: Path) -> None:
+    # Two times a microsecond apart share one 1/90000 s timestamp: the second is not
+    # "after" the first, and the recorder must be told so before it sends the frame.
+    enc = ChunkedEncoder(tmp_path, 320, 240, 15, keepalive_interval=1.0)
+    assert enc.follows(0.0)
+    enc.encode(moving(0), 2.043289)
+    assert not enc.follows(2.043290)
+    with pytest.raises(InvalidInput, match="must increase"):
+        enc.encode(moving(1), 2.043290)
+    assert enc.follows(2.043289 + 1 / 90000)
+    assert not enc.keepalive(2.5)  # too soon
+    assert enc.keepalive(3.1)
+    assert not enc.follows(3.1)
+    enc.close()
+
+
 # ---------------------------------------------------------------- join
 
 

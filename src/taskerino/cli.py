@@ -52,6 +52,7 @@ def main() -> None:
     # Errors raised where nobody can catch them (a callback from C, a finalizer) go to the
     # log file too, never as a traceback on the terminal.
     sys.unraisablehook = _unraisable
+    threading.excepthook = _thread_failed
     try:
         cli.main(standalone_mode=False, prog_name="taskerino")
     except click.exceptions.Exit as exc:
@@ -105,6 +106,18 @@ def _unraisable(info: sys.UnraisableHookArgs) -> None:
         click.echo(
             f"taskerino: {type(info.exc_value).__name__} in the background: "
             f"{printable(str(info.exc_value))} (details in {where})",
+            err=True,
+        )
+
+
+def _thread_failed(info: threading.ExceptHookArgs) -> None:
+    # Every recorder thread reports its own failures; this is the net under a defect.
+    if info.exc_value is not None and not isinstance(info.exc_value, SystemExit):
+        where = _log_unexpected(info.exc_value)
+        name = info.thread.name if info.thread is not None else "a thread"
+        click.echo(
+            f"taskerino: {type(info.exc_value).__name__} in {name}: "
+            f"{printable(str(info.exc_value))} (details in {where}; please report them)",
             err=True,
         )
 

@@ -59,7 +59,10 @@ class ProcessOwner:
         return f"{self.host}|{self.pid}|{self.token}"
 
     @classmethod
-    def decode(cls, text: str) -> ProcessOwner:
+    def decode(cls, text: object) -> ProcessOwner:
+        """The owner `encode` wrote; ValueError for anything else (a damaged row)."""
+        if not isinstance(text, str):
+            raise ValueError(f"a process owner is text, not {type(text).__name__}")
         host, pid, token = text.rsplit("|", 2)
         return cls(host, int(pid), token)
 

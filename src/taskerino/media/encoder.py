@@ -169,9 +169,13 @@ class ChunkedEncoder:
                 current = 0
         return self._closed_bytes + current
 
-    @property
-    def last_media_time(self) -> float | None:
-        return None if self._last_pts is None else float(self._last_pts * TIME_BASE)
+    def follows(self, media_time: float) -> bool:
+        """True if a frame at `media_time` would come after the last one sent.
+
+        Compared in the stream's time base: two times a few microseconds apart can
+        round to the same timestamp, and the muxer refuses a repeated one.
+        """
+        return self._last_pts is None or round(media_time / TIME_BASE) > self._last_pts
 
     def encode(self, frame: Frame, media_time: float) -> None:
         """Encode one frame shown from `media_time` (seconds, strictly increasing)."""
@@ -196,6 +200,8 @@ class ChunkedEncoder:
         if self._last_yuv is None or self._last_pts is None:
             return False
         if media_time - float(self._last_pts * TIME_BASE) < self.keepalive_interval:
+            return False
+        if not self.follows(media_time):
             return False
         self._send(self._last_yuv, media_time)
         self.frames_repeated += 1

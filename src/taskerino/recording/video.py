@@ -27,7 +27,7 @@ import numpy as np
 
 from ..capture import CaptureBackend, get_backend, open_source
 from ..capture.base import Source
-from ..errors import StorageError, TaskerinoError
+from ..errors import TaskerinoError
 from ..frame import Frame
 from ..media import ChunkedEncoder, ChunkInfo, Compositor, join_chunks, salvage_chunk
 from ..models import Attachment, Session, SessionVideo, SessionVideoChunk, new_id, on_timeline
@@ -290,9 +290,10 @@ class VideoRecorder(Recorder):
                     continue
                 if item is None or isinstance(item, bool):
                     break
-                last = encoder.last_media_time
-                if last is not None and item.media_time <= last:
-                    continue  # a paused clock can repeat a time; the frame adds nothing
+                if not encoder.follows(item.media_time):
+                    # A paused clock can repeat a time, and a keepalive sent while this
+                    # frame waited can pass it; the frame adds nothing.
+                    continue
                 frame = item.frames[0]
                 assert frame is not None
                 encoder.encode(frame, item.media_time)
@@ -300,7 +301,7 @@ class VideoRecorder(Recorder):
                 self._encoded_times.append(done)
                 self._lag_ms = 0.8 * self._lag_ms + 0.2 * (done - item.captured_at) * 1000
             encoder.close(ctx.clock.offset())
-        except (StorageError, OSError) as exc:
+        except (TaskerinoError, OSError) as exc:
             full = isinstance(exc, OSError) and exc.errno == errno.ENOSPC
             self._fail(("disk full: " if full else "") + f"video encoding stopped: {exc}")
             with contextlib.suppress(TaskerinoError):
