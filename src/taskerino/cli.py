@@ -40,6 +40,7 @@ from .rules import (
     record_config,
 )
 from .sessions import StartRequest, Taskerino
+from .sessions.budget import RECYCLED_NAMES
 
 STATUSES = ("active", "paused", "completed", "interrupted")
 JOB_STATES = ("queued", "running", "done", "failed")
@@ -394,7 +395,7 @@ def sessions_show(ctx: click.Context, session_id: str, as_json: bool) -> None:
     for r in data["recycled"]:
         click.echo(
             f"  removed by the storage budget at {r['at']}: {r['count']} "
-            f"{RECYCLED_KINDS[r['kind']]}, {_bytes(r['bytes'])}"
+            f"{RECYCLED_NAMES[r['kind']]}, {_bytes(r['bytes'])}"
         )
 
 
@@ -458,13 +459,6 @@ def doctor(ctx: click.Context, as_json: bool, deep: bool) -> None:
 
 
 # --- storage budget / export ---------------------------------------------------------
-RECYCLED_KINDS = {
-    "video_chunks": "video chunk(s)",
-    "full_video": "full video(s)",
-    "screenshots": "screenshot(s)",
-}
-
-
 def _bytes(count: int) -> str:
     size = float(count)
     for unit in ("B", "KiB", "MiB", "GiB"):
@@ -497,7 +491,7 @@ def gc(ctx: click.Context, max_storage: str | None, dry_run: bool, as_json: bool
     for r in report.removals:
         click.echo(
             f"{r.session_id[:8]}  {r.start_time}  {would} {r.count} "
-            f"{RECYCLED_KINDS[r.kind]}, {_bytes(r.bytes)}  ({printable(r.session_name)})"
+            f"{RECYCLED_NAMES[r.kind]}, {_bytes(r.bytes)}  ({printable(r.session_name)})"
         )
     verdict = "within" if report.within_budget else "still over"
     click.echo(

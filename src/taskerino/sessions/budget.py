@@ -27,6 +27,12 @@ log = logging.getLogger("taskerino.budget")
 # The Settings key of the budget applied after each session ends (bytes; absent: none).
 MAX_STORAGE_SETTING = "max_storage"
 ORDER: tuple[RecycledKind, ...] = ("video_chunks", "full_video", "screenshots")
+# How people are told what was removed (CLI, page, exported summary).
+RECYCLED_NAMES: dict[str, str] = {
+    "video_chunks": "video chunk(s)",
+    "full_video": "full video(s)",
+    "screenshots": "screenshot(s)",
+}
 
 
 @dataclass

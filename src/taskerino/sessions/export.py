@@ -32,6 +32,7 @@ from ..errors import InvalidInput, StorageError
 from ..models import Attachment, Session
 from ..rules import check_export_formats
 from ..store.media import MediaLibrary
+from .budget import RECYCLED_NAMES
 from .views import review_json
 
 BLOCK = 1 << 16
@@ -112,6 +113,11 @@ def screenshot_names(session: Session, attachments: dict[str, Any]) -> dict[str,
     names = {}
     for i, shot in enumerate(session.screenshots, 1):
         stored = attachments.get(shot.attachment_id, {}).get("name") or f"{shot.id}.webp"
+        if "/" in safe_name(stored):  # one file name, not a path
+            raise InvalidInput(
+                f"refusing to export a file named {stored!r}: an export's names must stay "
+                "inside its folder (no '..', no '/')"
+            )
         names[shot.id] = safe_name(f"screenshots/{i:03d}-{stored}")
     return names
 
@@ -136,7 +142,7 @@ def write_folder(files: list[ExportFile], folder: Path, *, force: bool = False) 
     written = []
     try:
         for f, path in targets:
-            _make_folders(path.parent, folder, mask)
+            _make_folders(path.parent, mask)
             tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
             try:
                 with tmp.open("wb") as out:
@@ -151,12 +157,11 @@ def write_folder(files: list[ExportFile], folder: Path, *, force: bool = False) 
     return written
 
 
-def _make_folders(path: Path, top: Path, mask: int) -> None:
+def _make_folders(path: Path, mask: int) -> None:
+    """Make `path` and its missing parents with the permissions the user's umask gives."""
     missing = []
     while not path.exists() and path != path.parent:
         missing.append(path)
-        if path == top:
-            break
         path = path.parent
     for folder in reversed(missing):
         folder.mkdir()
@@ -349,9 +354,13 @@ def markdown(session: Session, shots: dict[str, str], with_video: bool) -> str:
         f"- Started: {session.start_time}; ended: {session.end_time or '-'}",
         f"- Duration: {clock(session.total_duration or 0.0)}",
         "",
-        "Each moment links to `video.mp4#t=SECONDS` (the exported video at that second, a "
-        "media fragment browsers and most players follow) and to "
-        "`/sessions/ID?t=SECONDS`, the moment on the session's review page: append it to "
+        (
+            "Each moment links to `video.mp4#t=SECONDS` (the exported video at that second, "
+            "a media fragment browsers and most players follow) and to "
+            if with_video
+            else "Each moment links to "
+        )
+        + "`/sessions/ID?t=SECONDS`, the moment on the session's review page: append it to "
         "the address `taskerino serve` prints.",
         "",
     ]
@@ -380,6 +389,7 @@ def markdown(session: Session, shots: dict[str, str], with_video: bool) -> str:
     if session.recycled:
         lines += ["", "## Removed by the storage budget", ""]
         lines += [
-            f"- {r.at}: {r.count} {r.kind} file(s), {r.bytes} bytes" for r in session.recycled
+            f"- {r.at}: {r.count} {RECYCLED_NAMES[r.kind]}, {r.bytes} bytes"
+            for r in session.recycled
         ]
     return "\n".join(lines) + "\n"
