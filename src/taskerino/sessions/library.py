@@ -342,8 +342,12 @@ class Taskerino:
         )
 
     def recover(self) -> list[str]:
-        """Mark sessions whose recorder died `interrupted`, with what they wrote attached."""
-        return self._recovery.recover()
+        """Mark sessions whose recorder died `interrupted`, with what they wrote attached;
+        the storage budget is kept after them as after any session's end."""
+        recovered = self._recovery.recover()
+        if recovered:
+            self._keep_budget(recovered[-1])
+        return recovered
 
     def doctor(self, deep: bool = False) -> list[str]:
         """Problems of the database and media files; empty when all is well. File sizes
