@@ -276,3 +276,31 @@ def test_gc_then_export_says_what_was_removed(exported: tuple[Path, str], tmp_pa
         served.stop()
     shown = run(home, "sessions", "show", sid)
     assert "removed by the storage budget" in shown.stdout
+
+
+def test_the_zip_streams_in_small_pieces_and_stops_when_the_reader_goes() -> None:
+    import threading
+
+    from taskerino.sessions.export import ExportFile, Sink, zip_stream
+
+    block = os.urandom(1 << 16)
+    written = []
+
+    def big(out: Sink) -> None:  # 64 MiB that does not compress
+        for _ in range(1024):
+            out.write(block)
+            written.append(len(block))
+
+    stream = zip_stream([ExportFile("video.mp4", big)], "top")
+    pieces = [next(stream) for _ in range(20)]
+    assert all(len(p) <= 1 << 17 for p in pieces)
+    assert sum(written) < 1 << 25  # the writer waits for the reader: not all of it made
+    stream.close()  # the client went away
+    assert not any(t.name == "export-zip" for t in threading.enumerate())
+    assert sum(written) < 1 << 26
+
+    def small(out: Sink) -> None:
+        out.write(b"hi")
+
+    whole = b"".join(zip_stream([ExportFile("a.txt", small)], "t"))
+    assert zipfile.ZipFile(io.BytesIO(whole)).read("t/a.txt") == b"hi"

@@ -17,11 +17,16 @@ streamed file by file without holding the export in memory.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import queue
 import shutil
 import tempfile
-from collections.abc import Callable, Iterable, Iterator
+import threading
+import time
+import zipfile
+from collections.abc import Callable, Generator, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -168,40 +173,74 @@ def _make_folders(path: Path, mask: int) -> None:
         os.chmod(folder, 0o777 & ~mask)
 
 
-def zip_stream(files: list[ExportFile], top: str) -> Iterator[bytes]:
-    """The files as a zip (under folder `top`), produced piece by piece: each piece is
-    yielded as soon as it is compressed, so the zip is never held in memory."""
-    import zipfile
+def zip_stream(files: list[ExportFile], top: str) -> Generator[bytes, None, None]:
+    """The files as a zip (under folder `top`), produced piece by piece: `zipfile` writes
+    into a bounded pipe from a thread of its own and each piece is yielded as it comes, so
+    neither the zip nor a whole file is ever held in memory. Closing the iterator early
+    (the client went away) stops the writer."""
+    names = [f"{safe_name(top)}/{safe_name(f.name)}" for f in files]
+    pieces: queue.Queue[bytes | BaseException | None] = queue.Queue(maxsize=PIPE_PIECES)
+    stop = threading.Event()
+    pipe = _Pipe(pieces, stop)
 
-    pipe = _Pipe()
-    safe_name(top)
-    with zipfile.ZipFile(pipe, "w", compression=zipfile.ZIP_DEFLATED) as archive:
-        for f in files:
-            # Video and pictures are compressed already: stored, they cost no CPU.
-            method = zipfile.ZIP_STORED if _compressed(f.name) else zipfile.ZIP_DEFLATED
-            info = zipfile.ZipInfo(f"{top}/{safe_name(f.name)}")
-            info.compress_type = method
-            info.external_attr = 0o644 << 16
-            with archive.open(info, "w", force_zip64=True) as entry:
-                f.write(entry)
-            yield pipe.take()
-    yield pipe.take()
+    def produce() -> None:
+        try:
+            with zipfile.ZipFile(pipe, "w", compression=zipfile.ZIP_DEFLATED) as archive:
+                for f, name in zip(files, names, strict=True):
+                    info = zipfile.ZipInfo(name, time.gmtime()[:6])
+                    # Video and pictures are compressed already: stored, they cost no CPU.
+                    info.compress_type = (
+                        zipfile.ZIP_STORED if _compressed(f.name) else zipfile.ZIP_DEFLATED
+                    )
+                    info.external_attr = 0o644 << 16
+                    with archive.open(info, "w", force_zip64=True) as entry:
+                        f.write(entry)
+            pieces.put(None)
+        except _Stopped:
+            pass
+        except BaseException as exc:  # handed to the reader, which raises it
+            pieces.put(exc)
+
+    writer = threading.Thread(target=produce, name="export-zip", daemon=True)
+    writer.start()
+    try:
+        while (item := pieces.get()) is not None:
+            if isinstance(item, BaseException):
+                raise item
+            yield item
+    finally:
+        stop.set()
+        while writer.is_alive():  # unblock a writer waiting for room in the pipe
+            with contextlib.suppress(queue.Empty):
+                pieces.get(timeout=0.1)
+        writer.join()
+
+
+PIPE_PIECES = 16  # pieces in flight between the zip writer and the response
 
 
 def _compressed(name: str) -> bool:
     return name.rsplit(".", 1)[-1].lower() in ("mp4", "webp", "jpg", "png")
 
 
-class _Pipe:
-    """A write-only stream for `zipfile` that hands what was written to `take`."""
+class _Stopped(Exception):
+    """The reader of a zip stream went away."""
 
-    def __init__(self) -> None:
-        self._parts: list[bytes] = []
+
+class _Pipe:
+    """A write-only stream for `zipfile` whose writes go to a bounded queue."""
+
+    def __init__(self, pieces: queue.Queue[bytes | BaseException | None], stop: threading.Event):
+        self._pieces = pieces
+        self._stop = stop
         self._size = 0
 
     def write(self, data: bytes) -> int:
-        self._parts.append(bytes(data))
-        self._size += len(data)
+        if self._stop.is_set():
+            raise _Stopped
+        if data:
+            self._pieces.put(bytes(data))
+            self._size += len(data)
         return len(data)
 
     def tell(self) -> int:
@@ -212,11 +251,6 @@ class _Pipe:
 
     def close(self) -> None:
         pass
-
-    def take(self) -> bytes:
-        data = b"".join(self._parts)
-        self._parts.clear()
-        return data
 
 
 def _text(text: str) -> Callable[[Sink], None]:
