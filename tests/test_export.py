@@ -304,3 +304,24 @@ def test_the_zip_streams_in_small_pieces_and_stops_when_the_reader_goes() -> Non
 
     whole = b"".join(zip_stream([ExportFile("a.txt", small)], "t"))
     assert zipfile.ZipFile(io.BytesIO(whole)).read("t/a.txt") == b"hi"
+
+
+def test_a_failed_export_leaves_nothing_behind(tmp_path: Path) -> None:
+    from taskerino.errors import StorageError
+    from taskerino.sessions.export import ExportFile, Sink, write_folder
+
+    def fine(out: Sink) -> None:
+        out.write(b"ok")
+
+    def broken(out: Sink) -> None:
+        out.write(b"half")
+        raise OSError(28, "No space left on device")
+
+    files = [ExportFile("a.txt", fine), ExportFile("sub/b.txt", broken)]
+    with pytest.raises(StorageError, match="No space left"):
+        write_folder(files, tmp_path / "new" / "export")
+    assert list(tmp_path.iterdir()) == []
+    (tmp_path / "mine").mkdir()
+    with pytest.raises(StorageError):
+        write_folder(files, tmp_path / "mine")
+    assert list((tmp_path / "mine").iterdir()) == []

@@ -17,7 +17,14 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass, field
 
-from ..models import LIVE_STATUSES, Attachment, RecycledKind, RecycledMedia, Session
+from ..models import (
+    LIVE_STATUSES,
+    Attachment,
+    RecycledKind,
+    RecycledMedia,
+    Session,
+    SessionSummary,
+)
 from ..rules import parse_bytes
 from ..store.base import Store
 from ..store.media import MediaLibrary
@@ -88,14 +95,12 @@ def _ids(session: Session, kind: RecycledKind) -> set[str]:
     return {s.attachment_id for s in session.screenshots}
 
 
-def _references(
-    sessions: list[tuple[Session, dict[str, Attachment]]],
-) -> dict[str, set[tuple[str, str]]]:
+def _references(sessions: list[Session]) -> dict[str, set[tuple[str, str]]]:
     """Attachment id -> the (session, kind) rows that reference it; what gc never removes
     (audio, chapter thumbnails) as kind `keep`. Content is deduplicated: one attachment
     may be held by several rows and sessions, and is freed when the last one goes."""
     refs: dict[str, set[tuple[str, str]]] = {}
-    for session, _ in sessions:
+    for session in sessions:
         for kind in ORDER:
             for attachment_id in _ids(session, kind):
                 refs.setdefault(attachment_id, set()).add((session.id, kind))
@@ -118,27 +123,39 @@ class Budget:
         value = self.store.get_setting(MAX_STORAGE_SETTING)
         return None if value is None else parse_bytes(value)
 
-    def usage(self) -> tuple[int, list[tuple[Session, dict[str, Attachment]]]]:
+    def usage(self) -> tuple[int, list[tuple[SessionSummary, dict[str, Attachment]]]]:
         """The bytes of media held (each attachment once) and every session, oldest first,
-        with its attachments by id."""
+        with its attachments by id (one small query a session: sessions themselves are
+        loaded only when gc gets to them)."""
         seen: dict[str, int] = {}
         sessions = []
         for summary in reversed(self.store.list_sessions()):
-            session = self.store.get_session(summary.id)
             attachments = {a.id: a for a in self.store.attachments_for(summary.id)}
             for a in attachments.values():
                 seen[a.hash] = a.size
-            sessions.append((session, attachments))
+            sessions.append((summary, attachments))
         return sum(seen.values()), sessions
 
     def gc(self, max_storage: int, *, dry_run: bool = False) -> GcReport:
         total, sessions = self.usage()
         report = GcReport(max_storage, total, total, dry_run)
-        refs = _references(sessions)  # for the dry run: what still holds each attachment
+        loaded: dict[str, Session] = {}
+
+        def load(summary: SessionSummary) -> Session:
+            if summary.id not in loaded:
+                loaded[summary.id] = self.store.get_session(summary.id)
+            return loaded[summary.id]
+
+        # The dry run frees an attachment once nothing holds it any more: it needs to know
+        # what holds each one, in every session.
+        refs = _references([load(s) for s, _ in sessions]) if dry_run else {}
         for kind in ORDER:
-            for session, attachments in sessions:
+            for summary, attachments in sessions:
                 if report.after <= max_storage:
                     return report
+                if summary.status in LIVE_STATUSES or not attachments:
+                    continue
+                session = load(summary)
                 count = candidates(session, kind, attachments)
                 if not count:
                     continue

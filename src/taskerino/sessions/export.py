@@ -144,10 +144,11 @@ def write_folder(files: list[ExportFile], folder: Path, *, force: bool = False) 
         shown = ", ".join(existing[:3]) + more
         raise InvalidInput(f"refusing to overwrite {shown}: pass --force to replace them")
     mask = user_umask()
-    written = []
+    written: list[Path] = []
+    made: list[Path] = []
     try:
         for f, path in targets:
-            _make_folders(path.parent, mask)
+            made += _make_folders(path.parent, mask)
             tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
             try:
                 with tmp.open("wb") as out:
@@ -157,20 +158,33 @@ def write_folder(files: list[ExportFile], folder: Path, *, force: bool = False) 
             finally:
                 tmp.unlink(missing_ok=True)
             written.append(path)
-    except OSError as exc:
-        raise StorageError(f"could not write the export to {folder}: {exc}") from exc
+    except BaseException as exc:
+        # Nothing half done is left behind: what this export wrote, and the folders it made.
+        for path in written:
+            if str(path) not in existing:  # a file it replaced (--force) stays replaced
+                path.unlink(missing_ok=True)
+        for made_folder in reversed(made):
+            with contextlib.suppress(OSError):
+                made_folder.rmdir()
+        if isinstance(exc, OSError):
+            raise StorageError(f"could not write the export to {folder}: {exc}") from exc
+        raise
     return written
 
 
-def _make_folders(path: Path, mask: int) -> None:
-    """Make `path` and its missing parents with the permissions the user's umask gives."""
+def _make_folders(path: Path, mask: int) -> list[Path]:
+    """Make `path` and its missing parents with the permissions the user's umask gives;
+    the folders made, outermost first."""
     missing = []
     while not path.exists() and path != path.parent:
         missing.append(path)
         path = path.parent
+    made = []
     for folder in reversed(missing):
         folder.mkdir()
+        made.append(folder)
         os.chmod(folder, 0o777 & ~mask)
+    return made
 
 
 def zip_stream(files: list[ExportFile], top: str) -> Generator[bytes, None, None]:
