@@ -325,3 +325,60 @@ def test_a_failed_export_leaves_nothing_behind(tmp_path: Path) -> None:
     with pytest.raises(StorageError):
         write_folder(files, tmp_path / "mine")
     assert list((tmp_path / "mine").iterdir()) == []
+
+
+def test_a_video_without_sound_gets_the_session_audio_muxed_in(
+    exported: tuple[Path, str], tmp_path: Path
+) -> None:
+    import shutil
+
+    from taskerino.models import Attachment
+    from taskerino.store.files import FolderBlobStore
+    from taskerino.store.media import MediaLibrary
+    from taskerino.store.sqlite import SQLiteStore
+
+    home_src, sid = exported
+    home = tmp_path / "home"
+    shutil.copytree(home_src, home)
+    with Taskerino.open(home) as library:
+        session = library.get(sid)
+        assert session.video and session.video.full_video_attachment_id
+        assert session.audio_attachment_id is not None
+        full = library.attachment_path(library.attachment(session.video.full_video_attachment_id))
+    assert full is not None
+    # The session's full video without its sound (as a video recorded apart from its audio).
+    silent = tmp_path / "silent.mp4"
+    with av.open(str(full)) as src, av.open(str(silent), "w") as dst:
+        out = dst.add_stream_from_template(src.streams.video[0])
+        originals = []
+        for packet in src.demux(src.streams.video[0]):
+            if packet.dts is None:
+                continue
+            originals.append(bytes(packet))
+            packet.stream = out
+            dst.mux(packet)
+    store = SQLiteStore(home / "taskerino.db")
+    try:
+        video = store.get_session(sid).video
+        assert video is not None
+
+        def attach(attachment: Attachment) -> None:
+            video.full_video_attachment_id = attachment.id
+            store.save_video(video)
+
+        MediaLibrary(store, FolderBlobStore(home / "blobs")).ingest(
+            silent, "video", "session.mp4", then=attach, source="keep"
+        )
+    finally:
+        store.close()
+    out_dir = tmp_path / "out"
+    done = export(home, sid, "--to", str(out_dir), "--format", "mp4")
+    assert done.returncode == 0, done.stderr
+    with av.open(str(out_dir / "video.mp4")) as container:
+        assert container.streams.video and container.streams.audio
+        remuxed = [
+            bytes(p) for p in container.demux(container.streams.video[0]) if p.dts is not None
+        ]
+    with av.open(str(out_dir / "video.mp4")) as container:
+        assert sum(1 for _ in container.decode(audio=0)) > 10
+    assert remuxed == originals  # the same H.264 packets: nothing re-encoded
