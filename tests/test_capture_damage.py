@@ -207,3 +207,25 @@ def test_poll_mode_is_chosen_by_the_environment(
     watch = DamageWatch.open(screen.name)
     assert watch is not None
     watch.close()
+
+
+def test_only_a_source_asked_for_changes_listens_and_the_last_one_out_closes_the_watch(
+    screen: VirtualDisplay,
+) -> None:
+    backend = X11Backend(screen.name)
+    try:
+        backend.screenshot("display:1")  # screenshots grab whole: no watch is opened
+        assert backend._watch is False
+        first, second = backend.open("display:1"), backend.open("display:2")
+        for source in (first, second):
+            source.grab()
+            assert source.changed()  # starts listening, with a whole grab
+            source.grab()
+        watch = backend._watch
+        assert isinstance(watch, DamageWatch)
+        first.close()
+        assert backend._watch is watch  # the other source still listens
+        second.close()
+        assert backend._watch is False  # nobody polls it any more: closed
+    finally:
+        backend.close()

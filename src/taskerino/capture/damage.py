@@ -96,10 +96,12 @@ class DamageWatch:
             self._listeners.append(listener)
         return listener
 
-    def forget(self, listener: ChangeListener) -> None:
+    def forget(self, listener: ChangeListener) -> int:
+        """Stop handing changes to `listener`; how many listeners are left."""
         with self._lock:
             if listener in self._listeners:
                 self._listeners.remove(listener)
+            return len(self._listeners)
 
     def poll(self) -> None:
         """Hand every change reported so far to the listeners whose area it touches."""

@@ -26,7 +26,7 @@ from Xlib.xobject.drawable import Window
 from ..errors import CaptureError, InvalidInput
 from ..frame import Frame
 from .base import CaptureBackend, DisplayInfo, Source, WindowInfo
-from .damage import DamageWatch
+from .damage import ChangeListener, DamageWatch
 from .ids import parse_source_id, validate_sources
 
 T = TypeVar("T")
@@ -291,7 +291,6 @@ class X11Backend(CaptureBackend):
                 self,
                 canonical,
                 {"left": info.x, "top": info.y, "width": info.width, "height": info.height},
-                self._damage_watch(),
             )
         assert isinstance(sid.value, int)
         try:
@@ -314,12 +313,27 @@ class X11Backend(CaptureBackend):
         finally:
             source.close()
 
-    def _damage_watch(self) -> DamageWatch | None:
-        """The one change watch of this backend, opened with the first display source."""
+    # Change reports: one watch for all display sources that listen, closed with the last
+    # (a watch nobody polls would have the server queue its reports without end).
+
+    def listen_for_changes(self, area: tuple[int, int, int, int]) -> ChangeListener | None:
+        """A listener for changes in `area` of the root window; None without DAMAGE."""
         with self._watch_lock:
             if self._watch is False:
-                self._watch = DamageWatch.open(self.display_name) or None
-            return self._watch
+                self._watch = DamageWatch.open(self.display_name)
+            return self._watch.listen(area) if self._watch is not None else None
+
+    def poll_changes(self) -> None:
+        with self._watch_lock:
+            watch = self._watch
+        if watch:
+            watch.poll()
+
+    def stop_listening(self, listener: ChangeListener) -> None:
+        with self._watch_lock:
+            if self._watch and self._watch.forget(listener) == 0:
+                self._watch.close()
+                self._watch = False
 
     def close(self) -> None:
         with self._watch_lock:
@@ -403,18 +417,18 @@ def _focused_window(d: xdisplay.Display, toplevels: dict[int, int]) -> tuple[str
 class _DisplaySource(Source):
     """A monitor's area of the root window.
 
-    With change reports (`DamageWatch`) a tick where nothing changed there grabs nothing,
-    and a small change grabs only its bounding box, patched into a copy of the last frame.
+    Once a caller asks `changed` (the video's capture loop does, a screenshot does not),
+    the source listens to the server's change reports (`DamageWatch`): a tick where nothing
+    changed there grabs nothing, and a small change grabs only its bounding box, patched
+    into a copy of the last frame.
     """
 
-    def __init__(
-        self, backend: X11Backend, source_id: str, region: Region, watch: DamageWatch | None
-    ) -> None:
+    def __init__(self, backend: X11Backend, source_id: str, region: Region) -> None:
         self.id = source_id
         self._backend, self._region = backend, region
-        self._watch = watch
-        area = (region["left"], region["top"], region["width"], region["height"])
-        self._changes = watch.listen(area) if watch is not None else None
+        self._area = (region["left"], region["top"], region["width"], region["height"])
+        self._changes: ChangeListener | None = None
+        self._polling = False  # no change reports to be had: grab every tick
         self._last: Frame | None = None
 
     @property
@@ -422,19 +436,23 @@ class _DisplaySource(Source):
         return self._region["width"], self._region["height"]
 
     def changed(self) -> bool:
-        if self._watch is None or self._changes is None or self._last is None:
+        if self._polling or self._last is None:
             return True
         try:
-            self._watch.poll()
+            if self._changes is None:
+                # Listening starts now, with a whole grab (what changed before is unknown).
+                self._changes = self._backend.listen_for_changes(self._area)
+                self._polling = self._changes is None
+                return True
+            self._backend.poll_changes()
         except _CONNECTION_ERRORS as e:
             raise CaptureError(f"lost the X display while watching {self.id}: {e}") from e
         return self._changes.pending or self._changes.dirty is not None
 
     def grab(self) -> Frame:
-        if self._changes is None:
-            return self._backend.grab_region(self._region)
-        whole, box = self._changes.take()
-        last = self._last
+        last, box, whole = self._last, None, True
+        if self._changes is not None:
+            whole, box = self._changes.take()
         if whole or last is None or box is None or _large(box, self.size):
             frame = self._backend.grab_region(self._region)
         else:
@@ -453,8 +471,8 @@ class _DisplaySource(Source):
         return frame
 
     def close(self) -> None:
-        if self._watch is not None and self._changes is not None:
-            self._watch.forget(self._changes)
+        if self._changes is not None:
+            self._backend.stop_listening(self._changes)
             self._changes = None
 
 
