@@ -473,3 +473,21 @@ def test_salvage_of_nothing_playable(tmp_path: Path) -> None:
     data = enc.chunks[0].path.read_bytes()
     header_only.write_bytes(data[: data.index(b"moof") - 4])  # ftyp + empty moov only
     assert salvage_chunk(header_only) is None
+
+
+def test_fresh_output_has_black_bars_even_in_reused_memory() -> None:
+    # The output of a full grid is not zeroed first: the bars of a picture that does not
+    # fill its slot, and an empty slot, must still come out black although the allocator
+    # hands back the memory of the white picture just dropped.
+    comp = Compositor("grid", 4, 640, 360)
+    white = np.full((180, 320, 4), 255, np.uint8)
+    for _ in range(3):
+        del_me = comp.compose([white] * 4)
+        assert int(del_me.min()) == 255
+        del del_me
+    tall = solid(90, 180, COLOURS[0])  # half the slot's width: bars left and right
+    out = comp.compose([tall, None, white, white])
+    assert not out[0:180, 0:100].any() and not out[0:180, 220:320].any()
+    assert tuple(out[90, 160, :3]) == COLOURS[0]
+    assert not out[0:180, 320:640].any()  # the slot without a picture
+    assert int(out[180:360].min()) == 255
