@@ -119,17 +119,22 @@ class WindowTracker:
             return Hidden(frozenset(rects), frozenset(windows))
 
     def excluded_rects(self) -> list[Rect]:
-        """Where excluded windows are now (for listing and benchmarks)."""
-        return sorted(self.hidden_since(self.token()).rects)
+        """Where excluded windows are now (for tests and benchmarks)."""
+        with self._lock:
+            try:
+                self._drain()
+            except _CONNECTION_ERRORS as e:
+                raise CaptureError(f"lost the X display while following windows: {e}") from e
+            return sorted(self._history[-1][1].rects)
 
     # --- following the server ----------------------------------------------------------
     def _drain(self) -> None:
         self._d.sync()  # every event generated before now is in the queue after this
-        changed = False
         while self._d.pending_events():
-            changed = self._handle(self._d.next_event()) or changed
-        if changed:
-            self._record()
+            # Each state is kept, not just the last: a window mapped then renamed was
+            # visible under its first name in between.
+            if self._handle(self._d.next_event()):
+                self._record()
 
     def _handle(self, e: Any) -> bool:
         kind, root = e.type, self._root.id
