@@ -156,6 +156,22 @@ def test_exclude_setting_from_the_command_line(home: Path) -> None:
     assert run_json(home, "settings", "exclude", "remove", "re:bank") == ["*KeePassXC*"]
     with Taskerino.open(home) as library:
         assert library.exclusions() == ["*KeePassXC*"]
+    ended = run_json(
+        home,
+        "record",
+        "--no-screenshots",
+        "--source",
+        "test:blue",
+        "--exclude",
+        "re:^bank",
+        "--exclude",
+        "*KeePassXC*",
+        "--duration",
+        "1",
+    )
+    assert ended["config"]["exclude"] == ["*KeePassXC*", "re:^bank"]  # setting's first, once
+    shown = run(home, "sessions", "show", ended["id"])
+    assert "excluded windows: *KeePassXC*, re:^bank" in shown.stdout
 
 
 # --- the window tracker -----------------------------------------------------------------
@@ -355,13 +371,22 @@ def test_excluded_window_never_reaches_video_screenshots_or_store(
     assert hits == []
 
 
-def test_backend_without_exclusions_is_unchanged(xdisplay: VirtualDisplay) -> None:
-    with x_window(100, 100, 200, 100, ORANGE_PIXEL, "KeePassXC"):
+def test_back_end_blacks_excluded_windows_out_of_every_picture(xdisplay: VirtualDisplay) -> None:
+    with x_window(100, 100, 200, 100, ORANGE_PIXEL, "KeePassXC") as (d, win):
+        win.set_input_focus(X.RevertToParent, X.CurrentTime)
+        d.sync()
         backend = get_backend()
         try:
             assert count(backend.screenshot("display:1"), ORANGE) == 200 * 100
+            assert backend.focused_window() == ("TaskerinoTest", "KeePassXC")
             backend.exclude(["keepassxc"])
             assert count(backend.screenshot("display:1"), ORANGE) == 0
             assert count(backend.screenshot(), ORANGE) == 0
+            source = backend.open(f"window:{win.id:#x}")
+            try:
+                assert not source.grab().any()  # the window alone: all black
+            finally:
+                source.close()
+            assert backend.focused_window() == ("", EXCLUDED_TITLE)
         finally:
             backend.close()
