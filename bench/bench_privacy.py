@@ -6,8 +6,8 @@ a. A 1280x720 window captured as `window:ID` (its own pixels through Composite: 
 b. Grabbing display:1 (1920x1080) through the back end with exclusions, against the same
    back end without (the reference): with N excluded windows among 8 others, still and
    moved before every grab (each move is an event the tracker follows; the reference
-   loop makes the same moves). CPU is this process's (`time.process_time`); the X
-   server's own work is not in it.
+   grabs follow the same moves). CPU is the grabbing thread's (`time.thread_time`): the
+   grab, the round trip and the masking; the X server's own work is not in it.
 
 Writes bench/results/privacy.md and privacy.json; prints the tables.
 `python bench/bench_privacy.py [--reps N]`
@@ -36,27 +36,33 @@ RESULTS = Path(__file__).parent / "results"
 OTHERS = 8  # windows that are not excluded, on the screen in every run
 
 
-def timed(grab: Callable[[], object], reps: int, between: Callable[[], None]) -> dict[str, float]:
-    """Wall ms per grab (mean, median, p99) and CPU ms per grab (mean); `between` runs
-    before each grab and is timed too (the same in a run and its reference)."""
-    for _ in range(10):
-        between()
-        grab()
-    walls = []
-    cpu0 = time.process_time()
-    for _ in range(reps):
-        between()
-        started = time.perf_counter()
-        grab()
-        walls.append(time.perf_counter() - started)
-    cpu = (time.process_time() - cpu0) / reps * 1000
-    ms = np.array(walls) * 1000
-    return {
-        "wall_mean_ms": float(ms.mean()),
-        "wall_median_ms": float(np.median(ms)),
-        "wall_p99_ms": float(np.percentile(ms, 99)),
-        "cpu_ms": cpu,
-    }
+def compare(
+    grabs: dict[str, Callable[[], object]], reps: int, between: Callable[[], None]
+) -> dict[str, dict[str, float]]:
+    """Each grab of `grabs` in turn, `reps` times over (so that a load that comes and goes
+    on the machine weighs on all alike): wall ms (mean, median, p99) and CPU ms of this
+    thread (mean; the grab and the masking run on it). `between` runs before each grab,
+    untimed, the same for all."""
+    walls: dict[str, list[float]] = {name: [] for name in grabs}
+    cpus: dict[str, list[float]] = {name: [] for name in grabs}
+    for rep in range(reps + 10):
+        for name, grab in grabs.items():
+            between()
+            cpu, wall = time.thread_time(), time.perf_counter()
+            grab()
+            if rep >= 10:  # the first ten warm up
+                walls[name].append(time.perf_counter() - wall)
+                cpus[name].append(time.thread_time() - cpu)
+    result = {}
+    for name in grabs:
+        ms = np.array(walls[name]) * 1000
+        result[name] = {
+            "wall_mean_ms": float(ms.mean()),
+            "wall_median_ms": float(np.median(ms)),
+            "wall_p99_ms": float(np.percentile(ms, 99)),
+            "cpu_ms": float(np.mean(cpus[name]) * 1000),
+        }
+    return result
 
 
 def nothing() -> None:
@@ -108,16 +114,21 @@ def window_source(name: str, reps: int) -> dict[str, Any]:
     backend = X11Backend(name)
     try:
         source = backend.open(f"window:{target.id:#x}")
+        region = {"left": 100, "top": 100, "width": 1280, "height": 720}
         try:
-            own = timed(source.grab, reps, nothing)
+            return compare(
+                {
+                    "composite window source": source.grab,
+                    "screen area grab (reference)": grabber(backend, region),
+                },
+                reps,
+                nothing,
+            )
         finally:
             source.close()
-        region = {"left": 100, "top": 100, "width": 1280, "height": 720}
-        area = timed(grabber(backend, region), reps, nothing)
     finally:
         backend.close()
         d.close()
-    return {"composite window source": own, "screen area grab (reference)": area}
 
 
 def exclusions(name: str, reps: int, counts: list[int]) -> dict[str, Any]:
@@ -134,12 +145,17 @@ def exclusions(name: str, reps: int, counts: list[int]) -> dict[str, Any]:
             masked = X11Backend(name)
             masked.exclude(["*vault*"])
             try:
-                ref = timed(grabber(plain, region), reps, between)
-                run = timed(grabber(masked, region), reps, between)
+                results[f"{n} excluded, {label}"] = compare(
+                    {
+                        "reference": grabber(plain, region),
+                        "with exclusions": grabber(masked, region),
+                    },
+                    reps,
+                    between,
+                )
             finally:
                 plain.close()
                 masked.close()
-            results[f"{n} excluded, {label}"] = {"reference": ref, "with exclusions": run}
         for win in hidden:
             win.destroy()
         d.sync()
@@ -152,6 +168,7 @@ def main() -> None:
     parser.add_argument("--reps", type=int, default=300)
     args = parser.parse_args()
     counts = [0, 1, 4, 16]
+    load_before = os.getloadavg()[0]
     with VirtualDisplay() as screen:
         a = window_source(screen.name, args.reps)
         b = exclusions(screen.name, args.reps, counts)
@@ -160,7 +177,8 @@ def main() -> None:
         "# Privacy at capture time (spec §12)",
         "",
         f"`python bench/bench_privacy.py --reps {args.reps}` — {os.cpu_count()} CPUs, "
-        f"Python {platform.python_version()}, Xvfb; {args.reps} grabs each",
+        f"Python {platform.python_version()}, Xvfb; {args.reps} grabs each; load average "
+        f"{load_before:.1f} before, {os.getloadavg()[0]:.1f} after (the machine is shared)",
         "",
         "## a. A 1280x720 window: its own pixels (Composite) against its screen area",
         "",
@@ -195,9 +213,10 @@ def main() -> None:
         )
     lines += [
         "",
-        "CPU is this process's only (the X server's share is not counted). 'moved every "
-        "grab' moves every excluded window before each grab, in the reference loop too, so "
-        "the difference is what following the events and blacking out costs. With 0 "
+        "CPU is the grabbing thread's (the X server's share is not counted); the reference "
+        "and the masked grabs alternate. 'moved every grab' moves every excluded window "
+        "before each grab, the reference's too, so the difference is what following the "
+        "events and blacking out costs. With 0 "
         "excluded, the patterns match none of the windows: the fixed cost of one round trip "
         "to the X server after each grab; 'each excluded window adds' is the rest divided "
         "by their number.",
