@@ -235,6 +235,20 @@ def test_tracker_follows_windows_that_appear_move_are_renamed_and_hide(
             d.sync()
             assert tracker.excluded_rects() == [(500, 60, 300, 200)]  # by application
         assert tracker.excluded_rects() == []  # destroyed
+        # A window manager's frame: the title is on the client inside it.
+        with (
+            x_window(700, 300, 420, 340, ORANGE_PIXEL, "") as (d, frame),
+            x_window(0, 0, 400, 300, ORANGE_PIXEL, "The Vault") as (e, client),
+        ):
+            frame.delete_property(Xatom.WM_NAME)
+            frame.delete_property(Xatom.WM_CLASS)
+            d.sync()
+            client.reparent(frame, 10, 30)
+            e.sync()
+            assert tracker.excluded_rects() == [(700, 300, 420, 340)]
+            client.set_wm_name("Groceries")
+            e.sync()
+            assert tracker.excluded_rects() == []
     finally:
         tracker.close()
 
