@@ -5,6 +5,7 @@ track and never read by OCR — also when they appear, move or are renamed while
 from __future__ import annotations
 
 import json
+import sqlite3
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -19,7 +20,7 @@ from Xlib.xobject.drawable import Window
 
 from taskerino.capture import get_backend
 from taskerino.capture.x11_windows import WindowTracker
-from taskerino.errors import InvalidInput
+from taskerino.errors import InvalidInput, TaskerinoError
 from taskerino.models import Session, SessionConfig
 from taskerino.rules import (
     EXCLUDED_TITLE,
@@ -174,6 +175,25 @@ def test_exclude_setting_from_the_command_line(home: Path) -> None:
     assert "excluded windows: *KeePassXC*, re:^bank" in shown.stdout
 
 
+def test_a_damaged_exclude_setting_stops_recording_before_it_starts(home: Path) -> None:
+    with Taskerino.open(home):
+        pass
+    for stored, error in (
+        ('"*vault*"', "setting is damaged"),
+        ('["re:("]', "holds a bad pattern"),
+    ):
+        with sqlite3.connect(home / "taskerino.db") as db:
+            db.execute("INSERT OR REPLACE INTO settings VALUES ('exclude', ?)", (stored,))
+        db.close()
+        with Taskerino.open(home) as library:
+            config = SessionConfig(screenshots=False, video=True, sources=["test:blue"])
+            with pytest.raises(TaskerinoError, match=error):
+                library.start(StartRequest(config=config))
+            assert library.list_sessions() == []
+    with Taskerino.open(home) as library:  # the bad pattern can be removed
+        assert library.change_exclusions(remove=["re:("]) == []
+
+
 # --- the window tracker -----------------------------------------------------------------
 
 
@@ -243,7 +263,7 @@ def test_tracker_follows_windows_that_appear_move_are_renamed_and_hide(
             frame.delete_property(Xatom.WM_NAME)
             frame.delete_property(Xatom.WM_CLASS)
             d.sync()
-            client.reparent(frame, 10, 30)
+            client.reparent(frame.id, 10, 30)
             e.sync()
             assert tracker.excluded_rects() == [(700, 300, 420, 340)]
             client.set_wm_name("Groceries")
