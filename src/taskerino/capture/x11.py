@@ -22,9 +22,6 @@ from typing import Any, Generic, TypeVar, cast
 import cv2
 import mss
 import numpy as np
-from mss.linux import xcb
-from mss.linux.xcbgen import Drawable, ImageFormat, get_image, get_image_data
-from mss.linux.xcbhelpers import XError as XcbError
 from Xlib import X
 from Xlib import display as xdisplay
 from Xlib import error as xerror
@@ -37,6 +34,7 @@ from ..frame import Frame
 from ..rules import EXCLUDED_TITLE, exclusion_matcher
 from .base import CaptureBackend, DisplayInfo, Source, WindowInfo
 from .ids import parse_source_id, validate_sources
+from .x11_pixels import DrawableReader, XcbError
 from .x11_windows import Hidden, WindowTracker, black_out
 
 T = TypeVar("T")
@@ -451,9 +449,9 @@ class _WindowSource(Source):
     is fixed at open, a resized window is scaled into it.
 
     Redirection belongs to the connection that asked for it, so the source keeps its own
-    Xlib connection (to redirect and name the storage) and its own XCB one (to read the
-    pixels in C: python-xlib parses a 1280x720 image in ~20 ms holding the GIL, XCB takes
-    ~2.5 ms). Closing them ends the redirection. One lock: grabs may come from any thread.
+    Xlib connection (to redirect and name the storage) and its own XCB one to read the
+    pixels in C (`x11_pixels`). Closing them ends the redirection. One lock: grabs may
+    come from any thread.
     """
 
     def __init__(
@@ -466,7 +464,7 @@ class _WindowSource(Source):
         self._hidden = False
         self._last: Frame | None = None
         self._lock = threading.Lock()
-        self._xcb: Any = None
+        self._pixels: DrawableReader | None = None
         self._x = backend._new_xlib()
         try:
             self._x.set_error_handler(_ignore_async)
@@ -480,8 +478,8 @@ class _WindowSource(Source):
             self._window: Any = cast(Any, self._x.create_resource_object("window", wid))
             self._window.composite_redirect_window(composite.RedirectAutomatic)
             self._x.sync()
-            self._xcb, _ = xcb.connect(backend.display_name)
-        except (XcbError, *_CONNECTION_ERRORS) as e:
+            self._pixels = DrawableReader(backend.display_name)
+        except _CONNECTION_ERRORS as e:
             self.close()
             raise CaptureError(f"cannot capture {source_id}: {e}") from e
         except BaseException:
@@ -546,34 +544,23 @@ class _WindowSource(Source):
             if caught.get_error() is not None:
                 return None  # unmapped in between
             w, h, bw = geom.width, geom.height, geom.border_width
+            assert self._pixels is not None
             try:
-                reply = get_image(
-                    self._xcb,
-                    ImageFormat.ZPixmap,
-                    Drawable(pixmap.id),
-                    bw,
-                    bw,
-                    w,
-                    h,
-                    0xFFFFFFFF,
-                )
+                data = self._pixels.read(pixmap.id, bw, bw, w, h)
             except XcbError:
                 return None  # resized between the naming and the reading: next time
-            data = bytearray(get_image_data(reply))
+            except CaptureError as e:
+                raise CaptureError(f"cannot capture {self.id}: {e}") from e
         finally:
             pixmap.free(onerror=_ignore_async)
             self._x.flush()
-        if len(data) != w * h * 4:
-            raise CaptureError(
-                f"cannot capture {self.id}: only 24- and 32-bit windows are supported"
-            )
         return np.frombuffer(data, np.uint8).reshape(h, w, 4)
 
     def close(self) -> None:
         with self._lock:
-            if self._xcb is not None:
-                xcb.disconnect(self._xcb)
-                self._xcb = None
+            if self._pixels is not None:
+                self._pixels.close()
+                self._pixels = None
             with contextlib.suppress(*_CONNECTION_ERRORS):
                 self._x.close()  # ends the redirection
 
