@@ -19,6 +19,7 @@ from Xlib import display as xlib
 from Xlib.xobject.drawable import Window
 
 from taskerino.capture import get_backend
+from taskerino.capture.x11_pixels import DrawableReader, XcbError
 from taskerino.capture.x11_windows import WindowTracker
 from taskerino.errors import InvalidInput, TaskerinoError
 from taskerino.models import Session, SessionConfig
@@ -255,6 +256,18 @@ def test_tracker_follows_windows_that_appear_move_are_renamed_and_hide(
             d.sync()
             assert tracker.excluded_rects() == [(500, 60, 300, 200)]  # by application
         assert tracker.excluded_rects() == []  # destroyed
+        # A dialog of an excluded window is excluded with it, whatever its own name.
+        with (
+            x_window(10, 20, 300, 200, ORANGE_PIXEL, "My Vault") as (d, vault),
+            x_window(600, 400, 200, 100, ORANGE_PIXEL, "Unlock database") as (e, dialog),
+        ):
+            assert tracker.excluded_rects() == [(10, 20, 300, 200)]
+            dialog.set_wm_transient_for(vault)
+            e.sync()
+            assert tracker.excluded_rects() == [(10, 20, 300, 200), (600, 400, 200, 100)]
+            vault.set_wm_name("Groceries")
+            d.sync()
+            assert tracker.excluded_rects() == []
         # A window manager's frame: the title is on the client inside it.
         with (
             x_window(700, 300, 420, 340, ORANGE_PIXEL, "") as (d, frame),
@@ -271,6 +284,28 @@ def test_tracker_follows_windows_that_appear_move_are_renamed_and_hide(
             assert tracker.excluded_rects() == []
     finally:
         tracker.close()
+
+
+def test_drawable_pixels_through_shared_memory_and_without(xdisplay: VirtualDisplay) -> None:
+    with (
+        x_window(50, 50, 64, 48, ORANGE_PIXEL, "small") as (_, small),
+        x_window(300, 50, 320, 200, MINT_PIXEL, "large") as (_, large),
+    ):
+        shared, plain = DrawableReader(xdisplay.name), DrawableReader(xdisplay.name, False)
+        try:
+            assert shared.shared_memory and not plain.shared_memory
+            for reader in (shared, plain):
+                small_pixels = np.frombuffer(reader.read(small.id, 0, 0, 64, 48), np.uint8)
+                assert count(small_pixels.reshape(48, 64, 4), ORANGE) == 64 * 48
+                # A larger drawable after a smaller one (the shared segment grows).
+                large_pixels = np.frombuffer(reader.read(large.id, 0, 0, 320, 200), np.uint8)
+                assert count(large_pixels.reshape(200, 320, 4), MINT) == 320 * 200
+                with pytest.raises(XcbError):
+                    reader.read(small.id, 0, 0, 65, 48)  # beyond its edge
+            assert shared.shared_memory  # a bad request does not turn it off
+        finally:
+            shared.close()
+            plain.close()
 
 
 # --- a window source shows that window alone ----------------------------------------------

@@ -38,12 +38,12 @@ class DrawableReader:
     """ZPixmap pixels (4 bytes each) of drawables on one XCB connection of its own; not
     thread-safe (its owner holds a lock)."""
 
-    def __init__(self, display_name: str) -> None:
+    def __init__(self, display_name: str, shared_memory: bool = True) -> None:
         try:
             self._conn: Any = xcb.connect(display_name)[0]
         except XcbError as e:
             raise CaptureError(f"cannot connect to X display {display_name}: {e}") from e
-        self._shm = bool(xcb.get_extension_data(self._conn, LIB.shm_id).present)
+        self._shm = shared_memory and bool(xcb.get_extension_data(self._conn, LIB.shm_id).present)
         self._shm_worked = False
         self._buffer: mmap.mmap | None = None
         self._segment: ShmSeg | None = None
@@ -121,6 +121,11 @@ class DrawableReader:
         if self._buffer is not None:
             self._buffer.close()
             self._buffer = None
+
+    @property
+    def shared_memory(self) -> bool:
+        """True while reads go through shared memory."""
+        return self._shm
 
     def close(self) -> None:
         if self._conn is not None:

@@ -48,7 +48,9 @@ class _TopLevel:
     rect: Rect
     mapped: bool
     client: int  # the window that carries the title: itself, or a child in a frame
-    excluded: bool
+    matched: bool = False  # its own names match
+    transient_for: int = 0  # the window it is a dialog of (WM_TRANSIENT_FOR)
+    excluded: bool = False  # matched, or a dialog of an excluded window
 
 
 @dataclass(frozen=True)
@@ -74,7 +76,8 @@ class WindowTracker:
         self._d.set_error_handler(_ignore)
         self._root = self._d.screen().root
         self._name_atoms = {
-            self._d.get_atom(name) for name in ("WM_NAME", "_NET_WM_NAME", "WM_CLASS")
+            self._d.get_atom(name)
+            for name in ("WM_NAME", "_NET_WM_NAME", "WM_CLASS", "WM_TRANSIENT_FOR")
         }
         self._utf8 = self._d.get_atom("UTF8_STRING")
         self._net_name = self._d.get_atom("_NET_WM_NAME")
@@ -190,7 +193,6 @@ class WindowTracker:
             rect=(geom.x, geom.y, geom.width + bw, geom.height + bw),
             mapped=attrs.map_state != X.IsUnmapped,
             client=wid,
-            excluded=False,
         )
         self._tops[wid] = top
         self._refresh(wid)
@@ -203,10 +205,33 @@ class WindowTracker:
         before = top.excluded
         try:
             top.client = self._client_of(wid)
-            top.excluded = self._matches(self._names(top.client))
+            client = self._d.create_resource_object("window", top.client)
+            top.matched = self._matches(self._names(top.client))
+            owner = client.get_wm_transient_for()
+            top.transient_for = 0 if owner is None else int(owner.id)
         except xerror.XError:
             pass  # destroyed: its DestroyNotify follows
-        return before or top.excluded
+        return self._settle() or before or top.excluded
+
+    def _settle(self) -> bool:
+        """Which windows are excluded: those whose names match, and the dialogs of an
+        excluded window (WM_TRANSIENT_FOR: "Unlock database" of a matching password
+        manager), through chains of them. True when any changed."""
+        owner_of = {w: t for t, top in self._tops.items() for w in (t, top.client)}
+        excluded = {t for t, top in self._tops.items() if top.matched}
+        grew = True
+        while grew:
+            grew = False
+            for t, top in self._tops.items():
+                if t not in excluded and owner_of.get(top.transient_for) in excluded:
+                    excluded.add(t)
+                    grew = True
+        changed = False
+        for t, top in self._tops.items():
+            if top.excluded != (t in excluded):
+                top.excluded = t in excluded
+                changed = True
+        return changed
 
     def _client_of(self, wid: int) -> int:
         """The window that names a top-level one: itself, or (in a window manager's frame)
