@@ -16,7 +16,7 @@ import contextlib
 import dataclasses
 import os
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any, Generic, TypeVar, cast
 
 import cv2
@@ -130,7 +130,9 @@ class X11Backend(CaptureBackend):
         # server's, the same on every thread's connection).
         self._toplevels: dict[int, int] = {}
         self._tracker: WindowTracker | None = None
-        self._excluded: Callable[[list[str]], bool] = lambda names: False
+        self._tracker_lock = threading.Lock()
+        self._masking = False
+        self._excluded: Callable[[Iterable[str]], bool] = lambda names: False
         # Fail here, with a clear message, if the server is unreachable. mss first: a failed
         # Xlib connect leaks its sockets (ResourceWarning), a failed xcb connect does not.
         try:
@@ -272,14 +274,22 @@ class X11Backend(CaptureBackend):
     def exclude(self, patterns: Sequence[str]) -> None:
         if not patterns:
             return
-        matches = exclusion_matcher(patterns)
-        tracker = WindowTracker(self.display_name, matches)
+        self._excluded = exclusion_matcher(patterns)
         if self._tracker is not None:
             self._tracker.close()
-        self._tracker, self._excluded = tracker, matches
+            self._tracker = None
+        self._masking = True
 
     def _hidden_token(self) -> int:
-        return self._tracker.token() if self._tracker is not None else 0
+        if not self._masking:
+            return 0
+        if self._tracker is None:
+            # Made at the first grab: a back end that only asks what is in front needs none
+            # (and would leave the server holding events nobody reads).
+            with self._tracker_lock:
+                if self._tracker is None:
+                    self._tracker = WindowTracker(self.display_name, self._excluded)
+        return self._tracker.token()
 
     def _hidden_since(self, token: int) -> Hidden | None:
         return self._tracker.hidden_since(token) if self._tracker is not None else None

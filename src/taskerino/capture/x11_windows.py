@@ -100,8 +100,13 @@ class WindowTracker:
 
     # --- what callers ask -------------------------------------------------------------
     def token(self) -> int:
-        """Take before grabbing; pass to `hidden_since` after."""
+        """Take before grabbing; pass to `hidden_since` after. Takes in the events that
+        have arrived (no round trip), so that the interval holds only the grab's own."""
         with self._lock:
+            try:
+                self._drain(sync=False)
+            except _CONNECTION_ERRORS as e:
+                raise CaptureError(f"lost the X display while following windows: {e}") from e
             return self._epoch
 
     def hidden_since(self, token: int) -> Hidden:
@@ -131,8 +136,9 @@ class WindowTracker:
             return sorted(self._history[-1][1].rects)
 
     # --- following the server ----------------------------------------------------------
-    def _drain(self) -> None:
-        self._d.sync()  # every event generated before now is in the queue after this
+    def _drain(self, sync: bool = True) -> None:
+        if sync:
+            self._d.sync()  # every event generated before now is in the queue after this
         while self._d.pending_events():
             # Each state is kept, not just the last: a window mapped then renamed was
             # visible under its first name in between.
