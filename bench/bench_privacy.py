@@ -7,7 +7,7 @@ b. Grabbing display:1 (1920x1080) through the back end with exclusions, against 
    back end without (the reference): with N excluded windows among 8 others, still and
    moved before every grab (each move is an event the tracker follows; the reference
    grabs follow the same moves). CPU is the grabbing thread's (`time.thread_time`): the
-   grab, the round trip and the masking; the X server's own work is not in it.
+   grab, the round trips and the masking; the X server's own work is not in it.
 
 Writes bench/results/privacy.md and privacy.json; prints the tables.
 `python bench/bench_privacy.py [--reps N]`
@@ -216,10 +216,9 @@ def main() -> None:
         "CPU is the grabbing thread's (the X server's share is not counted); the reference "
         "and the masked grabs alternate. 'moved every grab' moves every excluded window "
         "before each grab, the reference's too, so the difference is what following the "
-        "events and blacking out costs. With 0 "
-        "excluded, the patterns match none of the windows: the fixed cost of one round trip "
-        "to the X server after each grab; 'each excluded window adds' is the rest divided "
-        "by their number.",
+        "events and blacking out costs. With 0 excluded, the patterns match none of the "
+        "windows: the fixed cost of two round trips to the X server (before and after each "
+        "grab); 'each excluded window adds' is the rest divided by their number.",
     ]
     text = "\n".join(lines) + "\n"
     print(text)

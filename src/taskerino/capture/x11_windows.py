@@ -2,11 +2,11 @@
 
 `WindowTracker` watches the top-level windows (the root's children) on a connection of
 its own: it is told by the server when one is created, mapped, moved, resized, renamed or
-destroyed, so a still desktop costs one round trip a picture and nothing more.
+destroyed, so a still desktop costs two round trips a picture and nothing more.
 
 A picture is safe when it is masked with every place an excluded window took between the
-moment before it was grabbed and the moment after: `token()` (no round trip) before the
-grab, `hidden_since(token)` after it. The latter makes a round trip first, and the server
+moment before it was grabbed and the moment after: `token()` before the grab,
+`hidden_since(token)` after it. Both make a round trip first, and the server
 sends a client every event it generated before it answers its request, so a window that
 appeared, moved or was renamed before the pixels were read is known by then. Places from
 both ends of the interval are kept: a window dragged during the grab is covered wherever
@@ -100,11 +100,12 @@ class WindowTracker:
 
     # --- what callers ask -------------------------------------------------------------
     def token(self) -> int:
-        """Take before grabbing; pass to `hidden_since` after. Takes in the events that
-        have arrived (no round trip), so that the interval holds only the grab's own."""
+        """Take before grabbing; pass to `hidden_since` after. Takes in every event so
+        far first (a round trip), so that the interval holds only the grab's own: a
+        long drag between two screenshots minutes apart is not theirs."""
         with self._lock:
             try:
-                self._drain(sync=False)
+                self._drain()
             except _CONNECTION_ERRORS as e:
                 raise CaptureError(f"lost the X display while following windows: {e}") from e
             return self._epoch
@@ -136,9 +137,8 @@ class WindowTracker:
             return sorted(self._history[-1][1].rects)
 
     # --- following the server ----------------------------------------------------------
-    def _drain(self, sync: bool = True) -> None:
-        if sync:
-            self._d.sync()  # every event generated before now is in the queue after this
+    def _drain(self) -> None:
+        self._d.sync()  # every event generated before now is in the queue after this
         while self._d.pending_events():
             # Each state is kept, not just the last: a window mapped then renamed was
             # visible under its first name in between.
