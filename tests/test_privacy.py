@@ -318,6 +318,32 @@ def test_drawable_pixels_through_shared_memory_and_without(xdisplay: VirtualDisp
             plain.close()
 
 
+def test_change_driven_capture_follows_exclusions_that_draw_nothing(
+    xdisplay: VirtualDisplay,
+) -> None:
+    """A display source grabs only what the server reports changed; a window renamed into
+    an exclusion changes no pixel, yet from then on it is black."""
+    with x_window(100, 100, 200, 100, ORANGE_PIXEL, "Notes") as (d, win):
+        backend = get_backend()
+        backend.exclude(["*vault*"])
+        source = backend.open("display:1")
+        try:
+            assert count(source.grab(), ORANGE) == 200 * 100
+            # Listening to change reports, grabbing what they say, until nothing changes.
+            wait_until(lambda: not source.changed() or source.grab() is None, "a still screen")
+            win.set_wm_name("My Vault")
+            d.sync()
+            assert source.changed()
+            assert count(source.grab(), ORANGE) == 0
+            win.set_wm_name("Notes again")
+            d.sync()
+            assert source.changed()
+            assert count(source.grab(), ORANGE) == 200 * 100
+        finally:
+            source.close()
+            backend.close()
+
+
 # --- a window source shows that window alone ----------------------------------------------
 
 
