@@ -28,6 +28,7 @@ from .models import JobState, SessionStatus, to_dict
 from .rules import (
     EXPORT_FORMATS,
     WEB_PORT,
+    check_exclusions,
     check_export_formats,
     check_query,
     check_session_id,
@@ -225,6 +226,15 @@ def sources(as_json: bool) -> None:
     show_default=True,
     help="Microphone/system mix, 0 (all microphone) to 100 (all system).",
 )
+@click.option(
+    "--exclude",
+    "exclude",
+    multiple=True,
+    metavar="PATTERN",
+    help="Black out windows whose title or application matches (case-insensitive): a glob "
+    "matching the whole name ('*KeePassXC*'), or re:REGEX matching anywhere. Repeatable; "
+    "the patterns of 'taskerino settings exclude' apply too.",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print the ended session as JSON.")
 @click.pass_context
 def record(
@@ -243,6 +253,7 @@ def record(
     system_audio: bool,
     mic: str | None,
     balance: str,
+    exclude: tuple[str, ...],
     as_json: bool,
 ) -> None:
     # Everything is checked before the data folder is touched.
@@ -259,6 +270,7 @@ def record(
         system_audio=system_audio,
         mic=mic,
         balance=balance,
+        exclude=exclude,
     )
     stop = threading.Event()
 
@@ -390,6 +402,8 @@ def sessions_show(ctx: click.Context, session_id: str, as_json: bool) -> None:
         f"{len(data['audio_segments'])} audio segments, "
         f"video: {'yes' if data['video'] else 'no'}"
     )
+    if data["config"]["exclude"]:
+        click.echo(f"  excluded windows: {', '.join(data['config']['exclude'])}")
     for item in data["context_items"]:
         click.echo(f"  {item['media_offset']:8.1f}s {item['type']}: {item['content']}")
     for r in data["recycled"]:
@@ -414,6 +428,58 @@ def _steer(action: str) -> Callable[..., None]:
 sessions.command("pause", help="Pause a recording session (from any process).")(_steer("pause"))
 sessions.command("resume", help="Resume a paused session (from any process).")(_steer("resume"))
 sessions.command("end", help="End a session (from any process).")(_steer("end"))
+
+
+# --- settings -------------------------------------------------------------------------
+@cli.group(help="Settings applied to every session.")
+def settings() -> None:
+    """The subcommands do the work."""
+
+
+@settings.group(
+    "exclude",
+    help="Windows blacked out in every session (title or application: a glob matching the "
+    "whole name, or re:REGEX matching anywhere; case-insensitive).",
+)
+def settings_exclude() -> None:
+    """The subcommands do the work."""
+
+
+def _print_exclusions(patterns: list[str], as_json: bool) -> None:
+    if as_json:
+        _dump(patterns)
+    elif patterns:
+        for pattern in patterns:
+            click.echo(printable(pattern))
+    else:
+        click.echo("no windows are excluded", err=True)
+
+
+@settings_exclude.command("list", help="The patterns applied to every session.")
+@click.option("--json", "as_json", is_flag=True)
+@click.pass_context
+def settings_exclude_list(ctx: click.Context, as_json: bool) -> None:
+    with _library(ctx) as library:
+        _print_exclusions(library.exclusions(), as_json)
+
+
+@settings_exclude.command("add", help="Exclude windows matching PATTERN in every session.")
+@click.argument("patterns", nargs=-1, required=True, metavar="PATTERN...")
+@click.option("--json", "as_json", is_flag=True)
+@click.pass_context
+def settings_exclude_add(ctx: click.Context, patterns: tuple[str, ...], as_json: bool) -> None:
+    check_exclusions(patterns)  # before the data folder is touched
+    with _library(ctx) as library:
+        _print_exclusions(library.change_exclusions(add=patterns), as_json)
+
+
+@settings_exclude.command("remove", help="Stop excluding PATTERN (as it was added).")
+@click.argument("patterns", nargs=-1, required=True, metavar="PATTERN...")
+@click.option("--json", "as_json", is_flag=True)
+@click.pass_context
+def settings_exclude_remove(ctx: click.Context, patterns: tuple[str, ...], as_json: bool) -> None:
+    with _library(ctx) as library:
+        _print_exclusions(library.change_exclusions(remove=patterns), as_json)
 
 
 # --- stats / doctor -------------------------------------------------------------------

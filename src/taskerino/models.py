@@ -240,6 +240,9 @@ class SessionConfig:
     system_audio: bool = False
     mic: str | None = None
     balance: int = 50
+    # Windows blacked out at capture time, their titles kept out of the activity track:
+    # the patterns given for the session and those of the `exclude` setting (spec §12).
+    exclude: list[str] = field(default_factory=list)
 
 
 @dataclass

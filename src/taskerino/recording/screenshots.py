@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Sequence
 from pathlib import Path
 
 import cv2
@@ -38,10 +39,15 @@ class ScreenshotRecorder(Recorder):
     kind = "screenshots"
 
     def __init__(
-        self, interval: float, source: str | None = None, backend: CaptureBackend | None = None
+        self,
+        interval: float,
+        source: str | None = None,
+        backend: CaptureBackend | None = None,
+        exclude: Sequence[str] = (),
     ) -> None:
         self.interval = interval
         self.source = source
+        self.exclude = list(exclude)
         self._backend = backend
         self._own_backend = backend is None
         self._wake = threading.Event()
@@ -57,6 +63,8 @@ class ScreenshotRecorder(Recorder):
         self._ctx = ctx
         if self._backend is None:
             self._backend = get_backend()
+        # Excluded windows are black in every picture the back end gives from now on.
+        self._backend.exclude(self.exclude)
         # Fail now, before the session starts, if the screen cannot be captured.
         self._backend.screenshot(self.source)
 

@@ -20,6 +20,7 @@ import logging
 import queue
 import threading
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -104,8 +105,10 @@ class VideoRecorder(Recorder):
         backend: CaptureBackend | None = None,
         audio: AudioRecorder | None = None,
         chunk_seconds: float = CHUNK_SECONDS,
+        exclude: Sequence[str] = (),
     ) -> None:
         self.source_ids = sources
+        self.exclude = list(exclude)
         self.compositor_kind = compositor
         self.fps = fps
         self.width = width
@@ -117,6 +120,7 @@ class VideoRecorder(Recorder):
         self.depends_on = (audio,) if audio is not None else ()
         self._backend = backend
         self._own_backend = False
+        self._masking = False
         self._sources: list[Source] = []
         self._ctx: RecordingContext | None = None
         self._video: SessionVideo | None = None
@@ -130,6 +134,7 @@ class VideoRecorder(Recorder):
         self._failure: str | None = None
         self._stopped = False
         self._gone_reported: set[str] = set()
+        self._hidden: set[str] = set()
         # Figures for RecordingStats.
         self.frames_captured = 0
         self.frames_identical = 0
@@ -163,6 +168,10 @@ class VideoRecorder(Recorder):
         if self._backend is None:
             self._backend = get_backend()
             self._own_backend = True
+        if not self._masking:
+            # Excluded windows are black in every picture it gives, before we see them.
+            self._backend.exclude(self.exclude)
+            self._masking = True
         return self._backend
 
     def begin(self) -> None:
@@ -271,12 +280,22 @@ class VideoRecorder(Recorder):
                 if source.gone and source.id not in self._gone_reported:
                     self._gone_reported.add(source.id)
                     ctx.report(f"source {source.id} is gone; recording goes on without it")
+                self._report_hidden(source, ctx)
             if all(same_frame(p, f) for p, f in zip(previous, frames, strict=True)):
                 self.frames_identical += 1
                 continue
             previous = frames
             self._captured.put(_Item(media_time, now, frames))
         self._captured.put(None)
+
+    def _report_hidden(self, source: Source, ctx: RecordingContext) -> None:
+        """A minimised window shows its last picture: say when it hides and comes back."""
+        if source.hidden and source.id not in self._hidden:
+            self._hidden.add(source.id)
+            ctx.report(f"source {source.id} is hidden (minimised); its last picture is kept")
+        elif not source.hidden and source.id in self._hidden:
+            self._hidden.discard(source.id)
+            ctx.report(f"source {source.id} is visible again")
 
     def _compose_loop(self) -> None:
         while True:

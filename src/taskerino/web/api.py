@@ -45,6 +45,7 @@ from .views import find_sessions, hit_view, media_url, page_view, session_view, 
 T = TypeVar("T")
 
 RECORD_OPTIONS = (
+    "exclude",
     "screenshots",
     "screenshot_interval",
     "video",
@@ -110,8 +111,9 @@ async def get_session(request: Request) -> Response:
 async def start_session(request: Request) -> Response:
     body = await json_object(request, START_FIELDS)
     options = {k: v for k, v in body.items() if k in RECORD_OPTIONS}
-    if "sources" in options and not isinstance(options["sources"], list):
-        raise InvalidInput("sources must be a list of source ids")
+    for key, what in (("sources", "source ids"), ("exclude", "exclude patterns")):
+        if key in options and not isinstance(options[key], list):
+            raise InvalidInput(f"{key} must be a list of {what}")
     config = record_config(**options)
     seconds = None if body.get("duration") is None else parse_duration(body["duration"])
     tags = body.get("tags", [])
