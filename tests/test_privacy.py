@@ -458,8 +458,9 @@ def test_excluded_window_never_reaches_video_screenshots_or_store(
 
     assert stored.config.exclude == ["re:keepass", "*password manager*"]
     assert json.dumps(page["config"]["exclude"]) == '["re:keepass", "*password manager*"]'
-    # No decoded frame and no screenshot holds a pixel of the excluded windows...
-    assert len(frames) >= 10 and len(shots) >= 4
+    # No decoded frame and no screenshot holds a pixel of the excluded windows... (the video
+    # holds only changes: blacked-out windows moving over a black desktop change no pixel)
+    assert frames and len(shots) >= 4
     assert [count(f, MAGENTA) for f in frames] == [0] * len(frames)
     assert [count(s, MAGENTA) for s in shots] == [0] * len(shots)
     # ...while the rest of the screen is recorded.
