@@ -6,7 +6,8 @@ asked for, and then fails with the command that installs it. The class opens its
 the URL (`Store.from_url`, `BlobStore.from_url`).
 
 - `None` or "": the embedded default (SQLite at `default_path`, blobs in `default_folder`).
-- Store: `sqlite:///abs/path.db`, `sqlite:relative.db`, or a plain path to a SQLite file.
+- Store: `sqlite:///abs/path.db`, `sqlite:relative.db`, or a plain path to a SQLite file;
+  `postgresql://user:password@host:port/database` (or `postgres://`) for the team profile.
 - BlobStore: `file:///abs/folder`, `file:relative`, or a plain folder path.
 """
 
@@ -33,6 +34,8 @@ class Backend:
 
 STORES: dict[str, Backend] = {
     "sqlite": Backend("taskerino.store.sqlite:SQLiteStore"),
+    "postgresql": Backend("taskerino.store.postgres:PostgresStore", TEAM_INSTALL),
+    "postgres": Backend("taskerino.store.postgres:PostgresStore", TEAM_INSTALL),
 }
 BLOB_STORES: dict[str, Backend] = {
     "file": Backend("taskerino.store.files:FolderBlobStore"),

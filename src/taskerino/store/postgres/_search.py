@@ -1,0 +1,325 @@
+"""Full-text search in PostgreSQL (the `SearchIndex` part).
+
+The query language is the one the contract names (SQLite FTS5's, over one column): it is
+checked exactly as the SQLite store checks it, then parsed here and written as a
+`tsquery` — a phrase becomes `a <-> b`, `prefix*` becomes `prefix:*`, AND/OR/NOT become
+`&`, `|`, `& !`. The index (`search_items.tsv`, a GIN index) and the triggers that keep it
+in step live in `_schema`. Hits are ranked by `ts_rank` normalised by length (a short text
+with the word twice before a long one with it once, as BM25 ranks them); like the SQLite
+store, a query matching more than `RANKED_AT_MOST` items is ranked among its newest
+matches only.
+
+Snippets and the marked OCR words are made here from the hit's text and the parsed query,
+with the same folding as the index (case and accents), so they read as SQLite's do.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+from ...errors import InvalidInput
+from ...models import OcrWord, SearchHit
+from ..base import SearchIndex
+from ..sqlite._enrichment import word_from, word_list
+from ..sqlite._search import (
+    _CLOSE,
+    _OPEN,
+    MAX_LIMIT,
+    RANKED_AT_MOST,
+    SNIPPET_TOKENS,
+    _fold,
+    check_fts_query,
+    matched_words,
+)
+from ._connection import PostgresBase
+
+_TOKEN = re.compile(r"[^\W_]+")
+# A query's pieces: a quoted string ("" inside is a quote), a parenthesis, a *, or a
+# bareword (FTS5's: letters, digits, _ and anything not ASCII).
+_PIECE = re.compile(r'"((?:[^"]|"")*)"|([()*])|((?:[\w]|[^\x00-\x7f])+)|(\S)')
+
+
+@dataclass(frozen=True)
+class Phrase:
+    words: tuple[str, ...]  # folded
+    prefix: bool
+
+
+@dataclass(frozen=True)
+class Op:
+    op: str  # AND, OR, NOT
+    left: Node
+    right: Node
+
+
+Node = Phrase | Op | None  # None: matches nothing (a phrase of no words)
+
+
+def _pieces(query: str) -> Iterator[str | Phrase]:
+    for quoted, mark, bare, other in _PIECE.findall(query):
+        if mark:
+            yield mark
+        elif bare in ("AND", "OR", "NOT"):
+            yield bare
+        elif bare or quoted:
+            text = quoted.replace('""', '"') if quoted else bare
+            yield Phrase(tuple(_fold(w) for w in _TOKEN.findall(text)), False)
+        elif other:
+            raise InvalidInput(
+                f"cannot search for {query[:60]!r}: {other!r} (NEAR groups, column filters, ^ "
+                "and +) is not supported by the PostgreSQL store; write words, "
+                '"phrases", prefix*, AND, OR, NOT and parentheses'
+            )
+        else:
+            # `""` alone: a phrase of no words.
+            yield Phrase((), False)
+
+
+class _Parser:
+    """FTS5's grammar over one column: NOT binds tightest, then AND (also implied between
+    two phrases), then OR."""
+
+    def __init__(self, query: str) -> None:
+        self.items: list[str | Phrase] = []
+        for piece in _pieces(query):
+            if piece == "*":
+                last = self.items[-1] if self.items else None
+                if not isinstance(last, Phrase):
+                    raise InvalidInput(f"cannot search for {query[:60]!r}: a lone *")
+                self.items[-1] = Phrase(last.words, True)
+            else:
+                self.items.append(piece)
+        self.at = 0
+        self.query = query
+
+    def parse(self) -> Node:
+        node = self._or()
+        if self.at != len(self.items):
+            raise InvalidInput(f"cannot search for {self.query[:60]!r}: unexpected {self._peek()}")
+        return node
+
+    def _peek(self) -> str | Phrase | None:
+        return self.items[self.at] if self.at < len(self.items) else None
+
+    def _or(self) -> Node:
+        node = self._and()
+        while self._peek() == "OR":
+            self.at += 1
+            node = _combine("OR", node, self._and())
+        return node
+
+    def _and(self) -> Node:
+        node = self._not()
+        while (peek := self._peek()) == "AND" or isinstance(peek, Phrase) or peek == "(":
+            if peek == "AND":
+                self.at += 1
+            node = _combine("AND", node, self._not())
+        return node
+
+    def _not(self) -> Node:
+        node = self._primary()
+        while self._peek() == "NOT":
+            self.at += 1
+            node = _combine("NOT", node, self._primary())
+        return node
+
+    def _primary(self) -> Node:
+        peek = self._peek()
+        self.at += 1
+        if isinstance(peek, Phrase):
+            return peek if peek.words else None
+        if peek == "(":
+            node = self._or()
+            if self._peek() != ")":
+                raise InvalidInput(f"cannot search for {self.query[:60]!r}: unbalanced (")
+            self.at += 1
+            return node
+        raise InvalidInput(f"cannot search for {self.query[:60]!r}: unexpected {peek}")
+
+
+def _combine(op: str, left: Node, right: Node) -> Node:
+    """`left op right`, where None (matches nothing) is folded away."""
+    if op == "AND":
+        return None if left is None or right is None else Op(op, left, right)
+    if op == "OR":
+        return right if left is None else left if right is None else Op(op, left, right)
+    return None if left is None else left if right is None else Op(op, left, right)
+
+
+def tsquery(node: Node) -> str:
+    """The node as `to_tsquery` text (every word is letters and digits only)."""
+    if node is None:
+        raise ValueError("a query that matches nothing has no tsquery")
+    if isinstance(node, Phrase):
+        last = len(node.words) - 1
+        words = [w + (":*" if node.prefix and i == last else "") for i, w in enumerate(node.words)]
+        return "(" + " <-> ".join(words) + ")"
+    left, right = tsquery(node.left), tsquery(node.right)
+    if node.op == "NOT":
+        return f"({left} & !{right})"
+    return f"({left} {'&' if node.op == 'AND' else '|'} {right})"
+
+
+def _phrases(node: Node) -> list[Phrase]:
+    """The phrases whose matches are marked (not those after NOT)."""
+    if node is None:
+        return []
+    if isinstance(node, Phrase):
+        return [node]
+    return _phrases(node.left) + ([] if node.op == "NOT" else _phrases(node.right))
+
+
+def _marked(tokens: list[str], phrases: list[Phrase]) -> set[int]:
+    """Positions of the tokens (folded) that a match of any of the phrases covers."""
+    marked: set[int] = set()
+    for phrase in phrases:
+        n = len(phrase.words)
+        for start in range(len(tokens) - n + 1):
+            for i, word in enumerate(phrase.words):
+                token = tokens[start + i]
+                last_prefix = phrase.prefix and i == n - 1
+                if not (token.startswith(word) if last_prefix else token == word):
+                    break
+            else:
+                marked.update(range(start, start + n))
+    return marked
+
+
+def highlight(body: str, phrases: list[Phrase], opening: str, closing: str) -> tuple[str, str]:
+    """The body with every matched word between `opening` and `closing`, and a snippet
+    of it: the window of `SNIPPET_TOKENS` words with the most matches, `…` where cut."""
+    spans = [m.span() for m in _TOKEN.finditer(body)]
+    marked = _marked([_fold(body[a:b]) for a, b in spans], phrases)
+
+    def render(first: int, last: int, start: int, end: int) -> str:
+        out, at = [], start
+        for i in range(first, last):
+            a, b = spans[i]
+            if i in marked:
+                out += [body[at:a], opening, body[a:b], closing]
+                at = b
+        out.append(body[at:end])
+        return "".join(out)
+
+    whole = render(0, len(spans), 0, len(body))
+    if len(spans) <= SNIPPET_TOKENS:
+        return whole, whole.replace(opening, "[").replace(closing, "]")
+    best, best_count = 0, -1
+    for first in range(len(spans) - SNIPPET_TOKENS + 1):
+        count = sum(1 for i in range(first, first + SNIPPET_TOKENS) if i in marked)
+        if count > best_count:
+            best, best_count = first, count
+    last = best + SNIPPET_TOKENS
+    start = 0 if best == 0 else spans[best][0]
+    end = len(body) if last == len(spans) else spans[last - 1][1]
+    snippet = render(best, last, start, end).replace(opening, "[").replace(closing, "]")
+    return whole, ("…" if best else "") + snippet + ("" if end == len(body) else "…")
+
+
+_SEARCH = """
+WITH matches AS (
+    SELECT id, kind, item_id, session_id, media_offset, body, tsv FROM search_items
+    WHERE tsv @@ to_tsquery('taskerino', %(q)s)
+      AND (%(session)s::text IS NULL OR session_id = %(session)s)
+    ORDER BY id DESC LIMIT %(ranked)s
+)
+SELECT m.kind, m.item_id, m.session_id, m.media_offset, s.name, m.body,
+  ts_rank(m.tsv, to_tsquery('taskerino', %(q)s), 1) AS rank
+FROM matches m JOIN sessions s ON s.id = m.session_id
+ORDER BY rank DESC, m.id DESC
+LIMIT %(limit)s OFFSET %(offset)s
+"""
+
+# What each kind of row puts in the index: (kind, table, offset, body, session column).
+_SOURCES = (
+    (
+        "session",
+        "sessions",
+        "0",
+        "CASE WHEN description = '' THEN name ELSE name || ' — ' || description END",
+        "id",
+    ),
+    ("note", "context_items", "media_offset", "content", "session_id"),
+    ("comment", "screenshots", "media_offset", "user_comment", "session_id"),
+    (
+        "activity",
+        "activity",
+        "media_offset",
+        "CASE WHEN app = '' THEN title WHEN title = '' THEN app ELSE title || ' — ' || app END",
+        "session_id",
+    ),
+    ("ocr", "ocr_texts", "media_offset", "text", "session_id"),
+    ("transcript", "transcript_lines", "start_offset", "text", "session_id"),
+)
+
+
+class PostgresSearchIndex(PostgresBase, SearchIndex):
+    def reindex_session(self, session_id: str) -> int:
+        with self.transaction():
+            self._write("DELETE FROM search_items WHERE session_id = %s", (session_id,))
+            for kind, table, offset, body, owner in _SOURCES:
+                self._write(
+                    "INSERT INTO search_items (kind, item_id, session_id, media_offset, body)"
+                    f" SELECT %s, id, {owner}, {offset}, {body} FROM {table}"
+                    f" WHERE {owner} = %s AND coalesce({body}, '') <> ''",
+                    (kind, session_id),
+                )
+            rows = self._write_returning(
+                "SELECT count(*) FROM search_items WHERE session_id = %s", (session_id,)
+            )
+            return int(rows[0][0])
+
+    def search(
+        self, query: str, *, session_id: str | None = None, limit: int = 50, offset: int = 0
+    ) -> list[SearchHit]:
+        check_fts_query(query)
+        if not (isinstance(limit, int) and 1 <= limit <= MAX_LIMIT):
+            raise InvalidInput(f"limit must be a whole number from 1 to {MAX_LIMIT}, not {limit!r}")
+        if not (isinstance(offset, int) and offset >= 0):
+            raise InvalidInput(f"offset must be a whole number from 0, not {offset!r}")
+        node = _Parser(query).parse()
+        if node is None:
+            return []
+        params = {
+            "q": tsquery(node),
+            "session": session_id,
+            "ranked": RANKED_AT_MOST,
+            "limit": limit,
+            "offset": offset,
+        }
+        with self._reading(snapshot=True) as db:
+            rows = db.execute(_SEARCH, params).fetchall()
+            ocr_ids = [r[1] for r in rows if r[0] == "ocr"]
+            boxes: dict[str, list[Any]] = {}
+            if ocr_ids:
+                boxes = {
+                    r[0]: word_list(r[1])
+                    for r in db.execute(
+                        "SELECT id, words FROM ocr_texts WHERE id = ANY(%s)", (ocr_ids,)
+                    ).fetchall()
+                }
+        phrases = _phrases(node)
+        return [self._hit(r, phrases, boxes) for r in rows]
+
+    @staticmethod
+    def _hit(row: Any, phrases: list[Phrase], boxes: dict[str, list[Any]]) -> SearchHit:
+        kind, item_id, session_id, offset, name, body, rank = row
+        highlighted, snippet = highlight(body, phrases, _OPEN, _CLOSE)
+        words: list[OcrWord] = []
+        if kind == "ocr":
+            stored = boxes.get(item_id, [])
+            texts = [str(item[0]) for item in stored]
+            words = [word_from(stored[i]) for i in matched_words(highlighted, texts)]
+        return SearchHit(
+            session_id=session_id,
+            kind=kind,
+            media_offset=offset,
+            snippet=snippet,
+            item_id=item_id,
+            session_name=name,
+            score=float(rank),
+            words=words,
+        )
