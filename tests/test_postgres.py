@@ -1,0 +1,200 @@
+"""The PostgreSQL store beyond the contract suite (which runs on it too): opening by URL,
+migrations raced by several processes, and the command line end to end — record with the
+default media folder but a PostgreSQL store, list, enrich with `taskerino worker` (one
+killed with SIGKILL in the middle of a job), search, doctor."""
+
+from __future__ import annotations
+
+import json
+import multiprocessing
+import signal
+import subprocess
+import time
+from pathlib import Path
+from typing import Any
+
+import psycopg
+import pytest
+
+from taskerino.errors import InvalidInput, StorageError
+from taskerino.store import open_store
+from taskerino.store.postgres import DB_VERSION, PostgresStore
+
+from .cli_helpers import TASKERINO, run
+from .postgres_server import PostgresServer
+from .xterm import xterm
+
+
+@pytest.fixture
+def database(postgres: PostgresServer) -> Any:
+    url = postgres.new_database()
+    yield url
+    postgres.drop_database(url)
+
+
+# --- opening ------------------------------------------------------------------------
+def test_both_schemes_open_the_store(database: str, tmp_path: Path) -> None:
+    for url in (database, database.replace("postgresql://", "postgres://", 1)):
+        store = open_store(url, tmp_path / "unused.db")
+        assert isinstance(store, PostgresStore)
+        store.close()
+    assert not (tmp_path / "unused.db").exists()
+
+
+@pytest.mark.parametrize(
+    "url",
+    ["postgresql://me:secret@127.0.0.1:notaport/db", "postgresql://me:secret@[::1/db"],
+)
+def test_a_malformed_url_is_invalid_input_without_the_password(url: str, tmp_path: Path) -> None:
+    with pytest.raises(InvalidInput, match="malformed database URL") as caught:
+        open_store(url, tmp_path / "unused.db")
+    assert "secret" not in str(caught.value) and "***" in str(caught.value)
+
+
+def test_an_unreachable_database_is_one_clear_line(
+    postgres: PostgresServer, home: Path, tmp_path: Path
+) -> None:
+    closed = (
+        postgres.url("nope")
+        .replace(str(postgres.port), "1")
+        .replace("postgres@", "postgres:hunter2@")
+    )
+    with pytest.raises(StorageError, match="cannot reach the database") as caught:
+        open_store(closed, tmp_path / "unused.db")
+    assert "hunter2" not in str(caught.value) and "postgres:***@" in str(caught.value)
+    result = run(home, "--store", closed, "sessions", "list")
+    assert result.returncode == 1
+    assert result.stderr.startswith("error: cannot reach the database postgresql://postgres:***@")
+    assert "hunter2" not in result.stderr and "Traceback" not in result.stderr
+    missing = postgres.url("no_such_database")
+    with pytest.raises(StorageError, match="no_such_database"):
+        open_store(missing, tmp_path / "unused.db")
+
+
+def _open_at_once(url: str, barrier: Any, out: Any) -> None:
+    barrier.wait(60)
+    try:
+        store = open_store(url, Path("unused.db"))
+        store.close()
+        out.put("ok")
+    except Exception as exc:
+        out.put(f"{type(exc).__name__}: {exc}")
+
+
+def test_processes_opening_a_new_database_at_once_migrate_it_once(database: str) -> None:
+    ctx = multiprocessing.get_context("spawn")
+    n = 6
+    barrier, out = ctx.Barrier(n), ctx.Queue()
+    procs = [ctx.Process(target=_open_at_once, args=(database, barrier, out)) for _ in range(n)]
+    for p in procs:
+        p.start()
+    answers = [out.get(timeout=120) for _ in procs]
+    for p in procs:
+        p.join(60)
+    assert answers == ["ok"] * n
+    with psycopg.connect(database) as db:
+        assert db.execute("SELECT version FROM taskerino_schema").fetchall() == [(DB_VERSION,)]
+        tables = db.execute(
+            "SELECT count(*) FROM pg_tables WHERE schemaname = 'public' AND tablename = 'jobs'"
+        ).fetchone()
+        assert tables == (1,)
+
+
+def test_a_database_of_a_newer_schema_is_refused_untouched(database: str, tmp_path: Path) -> None:
+    open_store(database, tmp_path / "unused.db").close()
+    with psycopg.connect(database) as db:
+        db.execute("UPDATE taskerino_schema SET version = %s", (DB_VERSION + 1,))
+    with pytest.raises(StorageError, match="newer version of Taskerino"):
+        open_store(database, tmp_path / "unused.db")
+    with psycopg.connect(database) as db:
+        assert db.execute("SELECT version FROM taskerino_schema").fetchall() == [(DB_VERSION + 1,)]
+
+
+# --- the command line end to end ----------------------------------------------------
+WORD = "zanzibar"
+
+
+def _cli(home: Path, url: str, *args: str, timeout: float = 120.0) -> Any:
+    result = run(home, *args, "--json", timeout=timeout, env={"TASKERINO_STORE": url})
+    assert result.returncode == 0, result.stderr
+    return json.loads(result.stdout)
+
+
+def _record(home: Path, url: str) -> str:
+    """A 3 s session with screenshots and video of an xterm showing WORD; its id."""
+    with xterm("Zanzibar notes", [f"{WORD} quarterly plan", "second line"], cols=30):
+        ended = _cli(
+            home, url, "record", "--name", "pg demo", "--duration", "3", "--video",
+            "--screenshot-interval", "1",
+        )  # fmt: skip
+    assert ended["status"] == "completed"
+    return str(ended["id"])
+
+
+@pytest.mark.usefixtures("xdisplay")
+def test_record_list_enrich_search_and_doctor_on_postgresql(home: Path, database: str) -> None:
+    sid = _record(home, database)
+    assert not (home / "taskerino.db").exists(), "the metadata went to PostgreSQL"
+    (listed,) = _cli(home, database, "sessions", "list")
+    assert listed["id"] == sid and listed["has_video"] is True
+    assert listed["screenshot_count"] >= 2
+    worker = run(home, "worker", "--drain", env={"TASKERINO_STORE": database}, timeout=300)
+    assert worker.returncode == 0, worker.stderr
+    jobs = _cli(home, database, "jobs", "list")
+    assert {j["kind"] for j in jobs} >= {"ocr", "transcribe", "chapters", "index"}
+    assert all(j["state"] == "done" for j in jobs), jobs
+    hits = _cli(home, database, "search", WORD)
+    assert hits and {h["session_id"] for h in hits} == {sid}
+    ocr = [h for h in hits if h["kind"] == "ocr"]
+    assert ocr and all(h["words"] for h in ocr), hits
+    assert any(f"[{WORD}]" in h["snippet"].lower() for h in ocr), hits
+    assert [h["kind"] for h in _cli(home, database, "search", "demo")] == ["session"]
+    assert _cli(home, database, "doctor") == {"ok": True, "problems": []}
+
+
+@pytest.mark.usefixtures("xdisplay")
+def test_a_worker_killed_mid_job_has_its_job_run_again_once(home: Path, database: str) -> None:
+    sid = _record(home, database)
+    store = open_store(database, home / "unused.db")
+    try:
+        killed_in: list[str] = []
+        for _ in range(5):  # a job can finish between our look and the kill: try again
+            proc = subprocess.Popen(
+                [*TASKERINO, "--home", str(home), "--store", database, "worker"],
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+            )
+            running: list[Any] = []
+            deadline = time.monotonic() + 120
+            while not running and time.monotonic() < deadline and proc.poll() is None:
+                running = store.list_jobs("running", session_id=sid)
+                time.sleep(0.02)
+            proc.send_signal(signal.SIGKILL)
+            proc.wait(30)
+            still = store.list_jobs("running", session_id=sid) if running else []
+            if still:
+                killed_in = [j.id for j in still]
+                break
+        assert killed_in, "no kill landed in the middle of a job"
+        job = store.get_job(killed_in[0])
+        assert job.state == "running" and job.attempt == 1
+        # Its lease runs out (the worker is gone and renews nothing): time is moved on by
+        # ending the lease in the database rather than by waiting out the 60 s default.
+        with psycopg.connect(database) as db:
+            db.execute("UPDATE jobs SET lease_until = 0 WHERE state = 'running'")
+        worker = run(home, "--store", database, "worker", "--drain", timeout=300)
+        assert worker.returncode == 0, worker.stderr
+        again = store.get_job(job.id)
+        assert again.state == "done" and again.attempt == 2
+        assert all(j.state == "done" for j in store.list_jobs(session_id=sid))
+        session = store.get_session(sid)
+        # The results were written once: no row twice, and what is searchable is found
+        # once per item.
+        ocr = [(o.media_offset, o.screenshot_id, o.text) for o in session.ocr]
+        assert ocr and len(ocr) == len(set(ocr))
+        assert session.video is not None and session.video.chapters
+        hits = store.search(WORD)
+        assert hits and len({h.item_id for h in hits}) == len(hits)
+        assert {h.kind for h in hits} >= {"ocr"}
+    finally:
+        store.close()
