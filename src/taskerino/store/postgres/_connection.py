@@ -74,8 +74,6 @@ class PostgresBase(Transactional):
             min_size=1,
             max_size=POOL_SIZE,
             kwargs={"autocommit": True, "connect_timeout": CONNECT_SECONDS},
-            # A connection the server dropped (restart, network) is replaced on checkout.
-            check=ConnectionPool.check_connection,
             timeout=30.0,
             open=False,
             name="taskerino",
@@ -98,6 +96,7 @@ class PostgresBase(Transactional):
         if isinstance(exc, PoolClosed) or self._closed:
             return StorageError(f"the store {shown} is closed")
         if isinstance(exc, PoolTimeout | psycopg.OperationalError | psycopg.InterfaceError):
+            self._drop_broken()
             if isinstance(exc, pg_errors.DiskFull):
                 return StorageError(
                     f"the database {shown} has no space left ({text}): free some ({unchanged})"
@@ -121,6 +120,13 @@ class PostgresBase(Transactional):
                 f"backup; {unchanged}"
             )
         return StorageError(f"the database {shown} failed ({text}); {unchanged}")
+
+    def _drop_broken(self) -> None:
+        """After a connection failed (server restarted, network cut): let the pool close
+        its idle connections that broke too, so that the next call does not fail the same
+        way. Not checked on every checkout: that would cost a round trip per statement."""
+        with contextlib.suppress(Exception):
+            self._pool.check()
 
     def _refused(self, exc: psycopg.IntegrityError, refs: Sequence[Ref]) -> TaskerinoError:
         """NotFound for a reference to a missing row, else StorageError (an id in use)."""

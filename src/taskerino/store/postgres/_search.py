@@ -7,7 +7,7 @@ checked exactly as the SQLite store checks it, then parsed here and written as a
 in step live in `_schema`. Hits are ranked by `ts_rank` normalised by length (a short text
 with the word twice before a long one with it once, as BM25 ranks them); like the SQLite
 store, a query matching more than `RANKED_AT_MOST` items is ranked among its newest
-matches only.
+matches only (a lower bound than SQLite's: ranking here costs more a match).
 
 Snippets and the marked OCR words are made here from the hit's text and the parsed query,
 with the same folding as the index (case and accents), so they read as SQLite's do.
@@ -28,7 +28,6 @@ from ..sqlite._search import (
     _CLOSE,
     _OPEN,
     MAX_LIMIT,
-    RANKED_AT_MOST,
     SNIPPET_TOKENS,
     _fold,
     check_fts_query,
@@ -219,18 +218,27 @@ def highlight(body: str, phrases: list[Phrase], opening: str, closing: str) -> t
     return whole, ("…" if best else "") + snippet + ("" if end == len(body) else "…")
 
 
+# Ranking reads every ranked match's tsvector again: a query matching more items than this
+# is ranked among its newest matches only. Measured with 100 000 items
+# (bench/bench_team_store.py): a common word took 3x longer to answer with 10 000.
+RANKED_AT_MOST = 2_000
+
+# The newest matches by id alone (a small sort), then their rank, then the rows of the
+# page only: the texts of the other matches are never read.
 _SEARCH = """
-WITH matches AS (
-    SELECT id, kind, item_id, session_id, media_offset, body, tsv FROM search_items
-    WHERE tsv @@ to_tsquery('taskerino', %(q)s)
-      AND (%(session)s::text IS NULL OR session_id = %(session)s)
+WITH newest AS (
+    SELECT id FROM search_items
+    WHERE tsv @@ to_tsquery('taskerino', %(q)s) {session}
     ORDER BY id DESC LIMIT %(ranked)s
+), ranked AS (
+    SELECT i.id, ts_rank(i.tsv, to_tsquery('taskerino', %(q)s), 1) AS rank
+    FROM newest JOIN search_items i ON i.id = newest.id
+    ORDER BY rank DESC, i.id DESC
+    LIMIT %(limit)s OFFSET %(offset)s
 )
-SELECT m.kind, m.item_id, m.session_id, m.media_offset, s.name, m.body,
-  ts_rank(m.tsv, to_tsquery('taskerino', %(q)s), 1) AS rank
-FROM matches m JOIN sessions s ON s.id = m.session_id
-ORDER BY rank DESC, m.id DESC
-LIMIT %(limit)s OFFSET %(offset)s
+SELECT i.kind, i.item_id, i.session_id, i.media_offset, s.name, i.body, r.rank
+FROM ranked r JOIN search_items i ON i.id = r.id JOIN sessions s ON s.id = i.session_id
+ORDER BY r.rank DESC, r.id DESC
 """
 
 # What each kind of row puts in the index: (kind, table, offset, body, session column).
@@ -290,8 +298,12 @@ class PostgresSearchIndex(PostgresBase, SearchIndex):
             "limit": limit,
             "offset": offset,
         }
+        # Two statements rather than one with "session IS NULL OR": each gets its own plan.
+        sql = _SEARCH.replace(
+            "{session}", "" if session_id is None else "AND session_id = %(session)s"
+        )
         with self._reading(snapshot=True) as db:
-            rows = db.execute(_SEARCH, params).fetchall()
+            rows = db.execute(sql, params).fetchall()
             ocr_ids = [r[1] for r in rows if r[0] == "ocr"]
             boxes: dict[str, list[Any]] = {}
             if ocr_ids:
