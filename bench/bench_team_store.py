@@ -42,7 +42,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the tests' Postg
 
 from tests.postgres_server import PostgresServer, postgres_server
 
-from bench_enrich import SEARCH_MIX, Texts, make_queries, pct, words_of
+from bench_enrich import SEARCH_MIX, Texts, make_queries, pct
+from workload import words_of
 from taskerino.models import (
     ActivityEvent,
     Attachment,
