@@ -43,7 +43,6 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the tests' Postg
 from tests.postgres_server import PostgresServer, postgres_server
 
 from bench_enrich import SEARCH_MIX, Texts, make_queries, pct
-from workload import words_of
 from taskerino.models import (
     ActivityEvent,
     Attachment,
@@ -57,6 +56,7 @@ from taskerino.models import (
     utc_iso,
 )
 from taskerino.store import Store, open_store
+from workload import words_of
 
 JOB_KIND = "noop"
 WORKERS = (1, 2, 4, 8)
