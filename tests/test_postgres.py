@@ -15,9 +15,12 @@ from typing import Any
 
 import psycopg
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from taskerino.errors import InvalidInput, StorageError
-from taskerino.store import open_store
+from taskerino.models import ContextItem, Session, new_id, utc_now
+from taskerino.store import Store, open_store
 from taskerino.store.postgres import DB_VERSION, PostgresStore
 
 from .cli_helpers import TASKERINO, run
@@ -198,3 +201,66 @@ def test_a_worker_killed_mid_job_has_its_job_run_again_once(home: Path, database
         assert {h.kind for h in hits} >= {"ocr"}
     finally:
         store.close()
+
+
+# --- search reads the same on both stores ------------------------------------------------
+VOCABULARY = ["budget", "Budget", "budgets", "café", "CAFE", "e-mail", "mail", "plan", "плaн",
+              "Привет", "x_y", "42", "v2", "deploy", "deployed"]  # fmt: skip
+QUERIES = st.recursive(
+    st.one_of(
+        st.sampled_from(["budget", "cafe", "mail", "plan", "42", "v2", "deploy", "привет"]),
+        st.sampled_from(["bud*", "dep*", "ca*", "e*", '"e mail"', '"budget plan"', '"x y"']),
+    ),
+    lambda inner: st.one_of(
+        st.tuples(inner, st.sampled_from([" ", " AND ", " OR ", " NOT "]), inner).map(
+            lambda t: "".join(t)
+        ),
+        inner.map(lambda q: f"({q})"),
+    ),
+    max_leaves=4,
+)
+
+
+@pytest.fixture(scope="module")
+def both_stores(postgres: PostgresServer, tmp_path_factory: pytest.TempPathFactory) -> Any:
+    url = postgres.new_database()
+    sqlite = open_store(str(tmp_path_factory.mktemp("parity") / "t.db"), Path("unused.db"))
+    pg = open_store(url, Path("unused.db"))
+    yield sqlite, pg
+    sqlite.close()
+    pg.close()
+    postgres.drop_database(url)
+
+
+@settings(max_examples=150, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(
+    texts=st.lists(
+        st.lists(st.sampled_from(VOCABULARY), min_size=1, max_size=8).map(" ".join),
+        min_size=1,
+        max_size=6,
+    ),
+    query=QUERIES,
+)
+def test_search_finds_and_marks_the_same_on_both_stores(
+    both_stores: tuple[Store, Store], texts: list[str], query: str
+) -> None:
+    answers: list[object] = []
+    for store in both_stores:
+        session = Session(id=new_id(), name="parity", start_time=utc_now())
+        store.create_session(session)
+        notes = [
+            ContextItem(f"{session.id}-{i}", session.id, "t", float(i), "note", text)
+            for i, text in enumerate(texts)
+        ]
+        for item in notes:
+            store.add_context_item(item)
+        try:
+            hits = store.search(query, session_id=session.id)
+        except InvalidInput:
+            answers.append("invalid")  # (the query language's own rules: one check for both)
+            continue
+        answers.append(
+            sorted((h.item_id.split("-")[-1], h.kind, h.snippet) for h in hits if h.kind == "note")
+        )
+    sqlite, pg = answers
+    assert pg == sqlite, (texts, query)

@@ -27,6 +27,7 @@ import threading
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any, LiteralString
+from urllib.parse import urlsplit
 
 import psycopg
 from psycopg import errors as pg_errors
@@ -47,6 +48,13 @@ CONNECT_SECONDS = 10
 # A reference a row makes: (table, id, what to call it in NotFound).
 Ref = tuple[str, str | None, str]
 Query = LiteralString
+
+
+def _password(url: str) -> str | None:
+    try:
+        return urlsplit(url).password
+    except ValueError:
+        return None
 
 
 class PostgresBase(Transactional):
@@ -91,6 +99,8 @@ class PostgresBase(Transactional):
         the decoding of a row."""
         shown = self.shown
         text = " ".join(str(exc).split())
+        if password := _password(self.url):
+            text = text.replace(password, "***")  # were the driver ever to echo it
         text = text if len(text) <= 160 else text[:157] + "..."
         unchanged = "the change was not saved" if writing else "it was not modified"
         if isinstance(exc, PoolClosed) or self._closed:

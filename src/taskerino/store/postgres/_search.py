@@ -162,50 +162,73 @@ def tsquery(node: Node) -> str:
     return f"({left} {'&' if node.op == 'AND' else '|'} {right})"
 
 
-def _phrases(node: Node) -> list[Phrase]:
-    """The phrases whose matches are marked (not those after NOT)."""
+def _phrase_matches(tokens: list[str], phrase: Phrase) -> list[tuple[int, int]]:
+    """The (first, last) token positions of each match of the phrase in the tokens."""
+    found = []
+    n = len(phrase.words)
+    for start in range(len(tokens) - n + 1):
+        for i, word in enumerate(phrase.words):
+            token = tokens[start + i]
+            last_prefix = phrase.prefix and i == n - 1
+            if not (token.startswith(word) if last_prefix else token == word):
+                break
+        else:
+            found.append((start, start + n - 1))
+    return found
+
+
+def _true_matches(node: Node, tokens: list[str]) -> tuple[bool, list[tuple[int, int]]]:
+    """Whether the node matches the tokens (folded), and the phrase matches that make it
+    so: as FTS5, only the branches that hold for this text are marked (not an OR's other
+    branch, nor anything after NOT)."""
     if node is None:
-        return []
+        return False, []
     if isinstance(node, Phrase):
-        return [node]
-    return _phrases(node.left) + ([] if node.op == "NOT" else _phrases(node.right))
+        found = _phrase_matches(tokens, node)
+        return bool(found), found
+    left, left_found = _true_matches(node.left, tokens)
+    right, right_found = _true_matches(node.right, tokens)
+    if node.op == "AND":
+        return (True, left_found + right_found) if left and right else (False, [])
+    if node.op == "OR":
+        return left or right, (left_found if left else []) + (right_found if right else [])
+    return (True, left_found) if left and not right else (False, [])
 
 
-def _marked(tokens: list[str], phrases: list[Phrase]) -> set[int]:
-    """Positions of the tokens (folded) that a match of any of the phrases covers."""
-    marked: set[int] = set()
-    for phrase in phrases:
-        n = len(phrase.words)
-        for start in range(len(tokens) - n + 1):
-            for i, word in enumerate(phrase.words):
-                token = tokens[start + i]
-                last_prefix = phrase.prefix and i == n - 1
-                if not (token.startswith(word) if last_prefix else token == word):
-                    break
-            else:
-                marked.update(range(start, start + n))
-    return marked
+def _matches(tokens: list[str], node: Node) -> list[tuple[int, int]]:
+    """The spans FTS5 marks: the true matches, overlapping ones merged, in order."""
+    merged: list[tuple[int, int]] = []
+    for first, last in sorted(_true_matches(node, tokens)[1]):
+        if merged and first <= merged[-1][1]:
+            merged[-1] = (merged[-1][0], max(last, merged[-1][1]))
+        else:
+            merged.append((first, last))
+    return merged
 
 
-def highlight(body: str, phrases: list[Phrase], opening: str, closing: str) -> tuple[str, str]:
-    """The body with every matched word between `opening` and `closing`, and a snippet
-    of it: the window of `SNIPPET_TOKENS` words with the most matches, `…` where cut."""
+def highlight(body: str, query: Node, opening: str, closing: str) -> tuple[str, str]:
+    """The body with every match between `opening` and `closing`, and a snippet of it
+    marked with [ and ]: the window of `SNIPPET_TOKENS` words with the most matched words,
+    `…` where cut."""
     spans = [m.span() for m in _TOKEN.finditer(body)]
-    marked = _marked([_fold(body[a:b]) for a, b in spans], phrases)
+    matches = _matches([_fold(body[a:b]) for a, b in spans], query)
 
-    def render(first: int, last: int, start: int, end: int) -> str:
+    def render(first: int, last: int, start: int, end: int, marks: tuple[str, str]) -> str:
+        """Tokens first..last-1 (the text from `start` to `end`), matches marked."""
         out, at = [], start
-        for i in range(first, last):
-            a, b = spans[i]
-            if i in marked:
-                out += [body[at:a], opening, body[a:b], closing]
-                at = b
+        for a, b in matches:
+            a, b = max(a, first), min(b, last - 1)
+            if a > b:
+                continue
+            out += [body[at : spans[a][0]], marks[0], body[spans[a][0] : spans[b][1]], marks[1]]
+            at = spans[b][1]
         out.append(body[at:end])
         return "".join(out)
 
-    whole = render(0, len(spans), 0, len(body))
+    whole = render(0, len(spans), 0, len(body), (opening, closing))
     if len(spans) <= SNIPPET_TOKENS:
-        return whole, whole.replace(opening, "[").replace(closing, "]")
+        return whole, render(0, len(spans), 0, len(body), ("[", "]"))
+    marked = {i for a, b in matches for i in range(a, b + 1)}
     best, best_count = 0, -1
     for first in range(len(spans) - SNIPPET_TOKENS + 1):
         count = sum(1 for i in range(first, first + SNIPPET_TOKENS) if i in marked)
@@ -214,7 +237,7 @@ def highlight(body: str, phrases: list[Phrase], opening: str, closing: str) -> t
     last = best + SNIPPET_TOKENS
     start = 0 if best == 0 else spans[best][0]
     end = len(body) if last == len(spans) else spans[last - 1][1]
-    snippet = render(best, last, start, end).replace(opening, "[").replace(closing, "]")
+    snippet = render(best, last, start, end, ("[", "]"))
     return whole, ("…" if best else "") + snippet + ("" if end == len(body) else "…")
 
 
@@ -313,13 +336,12 @@ class PostgresSearchIndex(PostgresBase, SearchIndex):
                         "SELECT id, words FROM ocr_texts WHERE id = ANY(%s)", (ocr_ids,)
                     ).fetchall()
                 }
-        phrases = _phrases(node)
-        return [self._hit(r, phrases, boxes) for r in rows]
+        return [self._hit(r, node, boxes) for r in rows]
 
     @staticmethod
-    def _hit(row: Any, phrases: list[Phrase], boxes: dict[str, list[Any]]) -> SearchHit:
+    def _hit(row: Any, query: Node, boxes: dict[str, list[Any]]) -> SearchHit:
         kind, item_id, session_id, offset, name, body, rank = row
-        highlighted, snippet = highlight(body, phrases, _OPEN, _CLOSE)
+        highlighted, snippet = highlight(body, query, _OPEN, _CLOSE)
         words: list[OcrWord] = []
         if kind == "ocr":
             stored = boxes.get(item_id, [])
