@@ -428,8 +428,10 @@ class PostgresSessionRows(PostgresBase, SessionRows):
             where.append("s.start_time < %s")
             params.append(filter.until)
         if filter.tag is not None:
-            where.append("s.tags::jsonb ? %s")
-            params.append(filter.tag)
+            # The text search first (cheap: the tag as JSON writes it), then the exact test
+            # on the rows it lets through (parsing every row's JSON is what costs).
+            where.append("s.tags LIKE %s ESCAPE '\\' AND s.tags::jsonb ? %s")
+            params += ["%" + _escape_like(json.dumps(filter.tag)) + "%", filter.tag]
         condition = " WHERE " + " AND ".join(where) if where else ""
         with self._reading(snapshot=True) as db:
             counted = db.execute(f"SELECT COUNT(*) FROM sessions s{condition}", params).fetchone()
