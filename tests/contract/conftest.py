@@ -76,7 +76,7 @@ BLOB_BACKENDS: dict[str, Callable[[Path], AbstractContextManager[BlobBackend]]] 
 
 @contextmanager
 def postgres_database(server: PostgresServer) -> Iterator[StoreBackend]:
-    url = server.new_database()
+    url = server.new_database(migrated=True)
     try:
         yield StoreBackend(url)
     finally:
