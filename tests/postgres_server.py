@@ -22,7 +22,6 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-
 # Template databases made in each cluster (by port), for `new_database(migrated=True)`.
 _TEMPLATES: dict[int, set[str]] = {}
 _TEMPLATE_LOCK = threading.Lock()

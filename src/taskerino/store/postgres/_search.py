@@ -18,6 +18,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass
+from itertools import accumulate
 from typing import Any
 
 from ...errors import InvalidInput
@@ -211,7 +212,9 @@ def highlight(body: str, query: Node, opening: str, closing: str) -> tuple[str, 
     marked with [ and ]: the window of `SNIPPET_TOKENS` words with the most matched words,
     `…` where cut."""
     spans = [m.span() for m in _TOKEN.finditer(body)]
-    matches = _matches([_fold(body[a:b]) for a, b in spans], query)
+    folded = body.lower() if body.isascii() else None  # the common case, folded at once
+    tokens = [folded[a:b] if folded is not None else _fold(body[a:b]) for a, b in spans]
+    matches = _matches(tokens, query)
 
     def render(first: int, last: int, start: int, end: int, marks: tuple[str, str]) -> str:
         """Tokens first..last-1 (the text from `start` to `end`), matches marked."""
@@ -228,12 +231,16 @@ def highlight(body: str, query: Node, opening: str, closing: str) -> tuple[str, 
     whole = render(0, len(spans), 0, len(body), (opening, closing))
     if len(spans) <= SNIPPET_TOKENS:
         return whole, render(0, len(spans), 0, len(body), ("[", "]"))
-    marked = {i for a, b in matches for i in range(a, b + 1)}
-    best, best_count = 0, -1
-    for first in range(len(spans) - SNIPPET_TOKENS + 1):
-        count = sum(1 for i in range(first, first + SNIPPET_TOKENS) if i in marked)
-        if count > best_count:
-            best, best_count = first, count
+    # The window with the most marked words: counts of marked words before each token.
+    marked = [0] * (len(spans) + 1)
+    for a, b in matches:
+        for i in range(a, b + 1):
+            marked[i + 1] = 1
+    before = list(accumulate(marked))
+    best = max(
+        range(len(spans) - SNIPPET_TOKENS + 1),
+        key=lambda first: (before[first + SNIPPET_TOKENS] - before[first], -first),
+    )
     last = best + SNIPPET_TOKENS
     start = 0 if best == 0 else spans[best][0]
     end = len(body) if last == len(spans) else spans[last - 1][1]
@@ -242,9 +249,10 @@ def highlight(body: str, query: Node, opening: str, closing: str) -> tuple[str, 
 
 
 # Ranking reads every ranked match's tsvector again: a query matching more items than this
-# is ranked among its newest matches only. Measured with 100 000 items
-# (bench/bench_team_store.py): a common word took 3x longer to answer with 10 000.
-RANKED_AT_MOST = 2_000
+# is ranked among its newest matches only. Measured with 100 000 items on 2 busy cores
+# (bench/bench_team_store.py): a common word's p95 was about 35 ms with 1 000, 65 ms with
+# 2 000 and 250 ms with 10 000.
+RANKED_AT_MOST = 1_000
 
 # The newest matches by id alone (a small sort), then their rank, then the rows of the
 # page only: the texts of the other matches are never read.
