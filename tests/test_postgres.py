@@ -25,6 +25,7 @@ from taskerino.store.postgres import DB_VERSION, PostgresStore
 
 from .cli_helpers import TASKERINO, run
 from .postgres_server import PostgresServer
+from .web_helpers import Served
 from .xterm import xterm
 
 
@@ -135,7 +136,9 @@ def _record(home: Path, url: str) -> str:
 
 
 @pytest.mark.usefixtures("xdisplay")
-def test_record_list_enrich_search_and_doctor_on_postgresql(home: Path, database: str) -> None:
+def test_record_list_enrich_search_and_doctor_on_postgresql(
+    home: Path, database: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
     sid = _record(home, database)
     assert not (home / "taskerino.db").exists(), "the metadata went to PostgreSQL"
     (listed,) = _cli(home, database, "sessions", "list")
@@ -153,6 +156,17 @@ def test_record_list_enrich_search_and_doctor_on_postgresql(home: Path, database
     assert any(f"[{WORD}]" in h["snippet"].lower() for h in ocr), hits
     assert [h["kind"] for h in _cli(home, database, "search", "demo")] == ["session"]
     assert _cli(home, database, "doctor") == {"ok": True, "problems": []}
+    # The web app over the same store: the list, the session and search.
+    monkeypatch.setenv("TASKERINO_STORE", database)
+    served = Served(home, "--port", "0", "--no-worker")
+    try:
+        page = served.api("GET", "/api/sessions")
+        assert [s["id"] for s in page["sessions"]] == [sid]
+        assert served.api("GET", f"/api/sessions/{sid}")["name"] == "pg demo"
+        found = served.api("GET", f"/api/search?q={WORD}")["hits"]
+        assert found and {h["session_id"] for h in found} == {sid}
+    finally:
+        assert served.stop()[0] == 0
 
 
 @pytest.mark.usefixtures("xdisplay")
