@@ -7,9 +7,13 @@ from __future__ import annotations
 
 import json
 import multiprocessing
+import random
 import signal
 import subprocess
+import sys
+import textwrap
 import time
+from collections import Counter
 from pathlib import Path
 from typing import Any
 
@@ -280,3 +284,89 @@ def test_search_finds_and_marks_the_same_on_both_stores(
         )
     sqlite, pg = answers
     assert pg == sqlite, (texts, query)
+
+
+# --- workers killed at random while 100 jobs run ------------------------------------------
+JOB_WORKER = textwrap.dedent(
+    """
+    import sys, time
+    from pathlib import Path
+    from taskerino.enrich.worker import Worker, WorkerConfig
+    from taskerino.models import TranscriptLine
+    from taskerino.store import open_store
+    from taskerino.store.base import Backoff
+
+    store = open_store(sys.argv[1], Path("unused.db"))
+
+    def stage(job):
+        time.sleep(0.2)  # the work, outside any transaction
+        line = TranscriptLine(
+            job.session_id + "-line", job.session_id, 0.0, 1.0, "the result", "mic"
+        )
+
+        def commit():
+            store.replace_transcript(job.session_id, [line])
+            # Commits with the job's completion, or not at all: one key per committed run.
+            store.set_setting("run:" + job.id + ":" + worker.owner, 1)
+
+        return commit
+
+    config = WorkerConfig(
+        lease_seconds=1.5, max_attempts=100, backoff=Backoff(base=0.1, cap=0.2),
+        poll_seconds=0.05, concurrency=2,
+    )
+    worker = Worker(store, {"transcribe": stage}, lambda job: [], config)
+    worker.run(drain=True)
+    store.close()
+    """
+)
+
+
+def test_workers_killed_at_random_leave_every_job_done_once(database: str) -> None:
+    store = open_store(database, Path("unused.db"))
+    try:
+        sessions = []
+        with store.transaction():
+            for i in range(100):
+                session = Session(id=new_id(), name=f"s{i}", start_time=utc_now())
+                store.create_session(session)
+                store.enqueue_job(session.id, "transcribe", now=time.time())
+                sessions.append(session.id)
+        rng = random.Random(20261125)
+
+        def worker() -> subprocess.Popen[bytes]:
+            return subprocess.Popen(
+                [sys.executable, "-c", JOB_WORKER, database],
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+            )
+
+        procs = [worker() for _ in range(3)]
+        deadline = time.monotonic() + 60
+        while not store.list_jobs("running") and time.monotonic() < deadline:
+            time.sleep(0.02)
+        # 100 jobs of 0.2 s on 6 slots take about 3.5 s: both kills land while they run.
+        for proc in procs[:2]:
+            time.sleep(rng.uniform(0.2, 1.2))
+            proc.send_signal(signal.SIGKILL)
+        for proc in procs:
+            proc.wait(120)
+        assert [p.returncode for p in procs[:2]] == [-signal.SIGKILL] * 2
+        # What the killed ones held is claimed again once their leases run out.
+        for _ in range(10):
+            if all(j.state == "done" for j in store.list_jobs()):
+                break
+            time.sleep(1.6)
+            finisher = worker()
+            assert finisher.wait(120) == 0
+        jobs = store.list_jobs()
+        assert len(jobs) == 100 and all(j.state == "done" for j in jobs)
+        assert any(j.attempt > 1 for j in jobs), "no kill landed in the middle of a job"
+        with psycopg.connect(database) as db:
+            runs = [r[0] for r in db.execute("SELECT key FROM settings WHERE key LIKE 'run:%'")]
+        committed = Counter(key.split(":")[1] for key in runs)
+        assert committed == {j.id: 1 for j in jobs}, "a job's results committed twice"
+        for sid in sessions:
+            assert [t.text for t in store.get_session(sid).transcript] == ["the result"]
+    finally:
+        store.close()
