@@ -164,3 +164,7 @@ def test_redact_hides_passwords_only() -> None:
     assert redact("postgresql://me:pw@host:5432/db") == "postgresql://me:***@host:5432/db"
     assert redact("postgresql://me@host/db") == "postgresql://me@host/db"
     assert redact("sqlite:///a:b@c.db") == "sqlite:///a:b@c.db"
+    assert (
+        redact("postgresql://me@host/db?sslmode=require&password=pw&x=1")
+        == "postgresql://me@host/db?sslmode=require&password=***&x=1"
+    )

@@ -43,6 +43,7 @@ BLOB_STORES: dict[str, Backend] = {
 
 _SCHEME = re.compile(r"([A-Za-z][A-Za-z0-9+.-]*):")
 _PASSWORD = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]*://[^/@:]*:)[^/@]*@")
+_PASSWORD_PARAMETER = re.compile(r"([?&]password=)[^&#]*", re.IGNORECASE)
 
 
 def open_store(url: str | None, default_path: Path) -> Store:
@@ -80,8 +81,9 @@ def open_blob_store(url: str | None, default_folder: Path) -> BlobStore:
 
 
 def redact(url: str) -> str:
-    """The URL with any password replaced by ***, fit for messages and logs."""
-    return _PASSWORD.sub(r"\1***@", url)
+    """The URL with any password (also libpq's `?password=`) replaced by ***, fit for
+    messages and logs."""
+    return _PASSWORD_PARAMETER.sub(r"\1***", _PASSWORD.sub(r"\1***@", url))
 
 
 def _scheme(url: str) -> str | None:

@@ -27,7 +27,7 @@ import threading
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any, LiteralString
-from urllib.parse import urlsplit
+from urllib.parse import parse_qs, urlsplit
 
 import psycopg
 from psycopg import errors as pg_errors
@@ -58,10 +58,12 @@ def _may_be_refused(sql: str, refs: Sequence[Ref]) -> bool:
 
 
 def _password(url: str) -> str | None:
+    """The URL's password (in its user part or as libpq's `?password=`), if any."""
     try:
-        return urlsplit(url).password
+        parts = urlsplit(url)
     except ValueError:
         return None
+    return parts.password or next(iter(parse_qs(parts.query).get("password", [])), None)
 
 
 class PostgresBase(Transactional):
@@ -89,12 +91,13 @@ class PostgresBase(Transactional):
             min_size=1,
             max_size=POOL_SIZE,
             kwargs={"autocommit": True, "connect_timeout": CONNECT_SECONDS},
-            timeout=30.0,
+            # A call waits this long for a connection (the server gone): then StorageError.
+            timeout=CONNECT_SECONDS,
             open=False,
             name="taskerino",
         )
         try:
-            pool.open(wait=True, timeout=30.0)
+            pool.open(wait=True, timeout=CONNECT_SECONDS * 3)
         except FAILURES as exc:
             pool.close()
             raise self._failure(exc) from exc
