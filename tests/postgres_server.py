@@ -17,7 +17,7 @@ import subprocess
 import tempfile
 import threading
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -46,6 +46,8 @@ def _free_port() -> int:
 class PostgresServer:
     port: int
     user: str
+    # Runs `pg_ctl ACTION` on the cluster ("stop", "start": what a restart does to clients).
+    control: Callable[[str], None]
 
     def url(self, database: str = "postgres") -> str:
         return f"postgresql://{self.user}@127.0.0.1:{self.port}/{database}"
@@ -117,10 +119,14 @@ def postgres_server(*, durable: bool = False) -> Iterator[PostgresServer]:
         options = f"-p {port} -k {folder} -c listen_addresses=127.0.0.1 -c max_connections=200"
         if not durable:
             options += " -c fsync=off"
-        run(str(bindir / "pg_ctl"), "-D", str(data), "-o", options, "-l", str(folder / "log"),
-            "-w", "start")  # fmt: skip
+
+        def control(action: str) -> None:
+            run(str(bindir / "pg_ctl"), "-D", str(data), "-o", options, "-l",
+                str(folder / "log"), "-m", "fast", "-w", action)  # fmt: skip
+
+        control("start")
         try:
-            yield PostgresServer(port, user)
+            yield PostgresServer(port, user, control)
         finally:
             with contextlib.suppress(subprocess.SubprocessError):
                 run(str(bindir / "pg_ctl"), "-D", str(data), "-m", "immediate", "-w", "stop")

@@ -28,7 +28,7 @@ from taskerino.store import Store, open_store
 from taskerino.store.postgres import DB_VERSION, PostgresStore
 
 from .cli_helpers import TASKERINO, run
-from .postgres_server import PostgresServer
+from .postgres_server import PostgresServer, postgres_server
 from .web_helpers import Served
 from .xterm import xterm
 
@@ -77,6 +77,31 @@ def test_an_unreachable_database_is_one_clear_line(
     missing = postgres.url("no_such_database")
     with pytest.raises(StorageError, match="no_such_database"):
         open_store(missing, tmp_path / "unused.db")
+
+
+def test_a_restarted_server_costs_at_most_one_failed_call() -> None:
+    # A cluster of its own: the run's shared one stays up for the other tests.
+    with postgres_server() as server:
+        url = server.new_database()
+        store = open_store(url, Path("unused.db"))
+        try:
+            session = Session(id=new_id(), name="before the restart", start_time=utc_now())
+            store.create_session(session)
+            server.control("stop")
+            with pytest.raises(StorageError, match="cannot reach the database"):
+                store.get_session(session.id)
+            server.control("start")
+            failures = []
+            for _ in range(2):
+                try:
+                    store.heartbeat(session.id, 1.0)
+                    break
+                except StorageError as exc:  # the pool's connections from before the restart
+                    failures.append(str(exc))
+            assert len(failures) <= 1, failures
+            assert store.get_session(session.id).name == "before the restart"
+        finally:
+            store.close()
 
 
 def _open_at_once(url: str, barrier: Any, out: Any) -> None:
