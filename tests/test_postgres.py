@@ -104,6 +104,23 @@ def test_a_restarted_server_costs_at_most_one_failed_call() -> None:
             store.close()
 
 
+def test_a_transaction_a_failed_statement_undid_is_never_reported_as_saved(
+    database: str,
+) -> None:
+    store = open_store(database, Path("unused.db"))
+    assert isinstance(store, PostgresStore)
+    try:
+        kept = Session(id=new_id(), name="written before the failure", start_time=utc_now())
+        with pytest.raises(StorageError, match="undid the transaction"), store.transaction():
+            store.create_session(kept)
+            # A statement that needs no savepoint of its own fails; the caller goes on.
+            with pytest.raises(StorageError):
+                store._write("UPDATE sessions SET total_paused = 1 / 0")
+        assert store.list_sessions() == []
+    finally:
+        store.close()
+
+
 def _open_at_once(url: str, barrier: Any, out: Any) -> None:
     barrier.wait(60)
     try:

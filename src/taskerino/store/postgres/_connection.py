@@ -115,6 +115,11 @@ class PostgresBase(Transactional):
         unchanged = "the change was not saved" if writing else "it was not modified"
         if isinstance(exc, PoolClosed) or self._closed:
             return StorageError(f"the store {shown} is closed")
+        if isinstance(exc, pg_errors.TransactionRollback | pg_errors.LockNotAvailable):
+            return StorageError(
+                f"the database {shown} is busy ({text}): another client held what this "
+                f"needed; try again ({unchanged})"
+            )
         if isinstance(exc, PoolTimeout | psycopg.OperationalError | psycopg.InterfaceError):
             self._drop_broken()
             if isinstance(exc, pg_errors.DiskFull):
@@ -193,11 +198,23 @@ class PostgresBase(Transactional):
                     self._end(depth)
                 raise
             try:
+                if conn.info.transaction_status == psycopg.pq.TransactionStatus.INERROR:
+                    # A statement failed inside and the caller went on: PostgreSQL would
+                    # answer COMMIT with a silent rollback. Say so instead.
+                    undone = self._undone()
+                    block.__exit__(StorageError, undone, None)
+                    raise undone
                 block.__exit__(None, None, None)
             except psycopg.Error as exc:
                 raise self._failure(exc, writing=True) from exc
             finally:
                 self._end(depth)
+
+    def _undone(self) -> StorageError:
+        return StorageError(
+            f"the database {self.shown} undid the transaction after an error inside it; "
+            "the change was not saved"
+        )
 
     def _checkout(self) -> psycopg.Connection[Any]:
         if self._closed:
