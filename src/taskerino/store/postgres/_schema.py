@@ -61,6 +61,7 @@ CREATE TABLE sessions (
     recorder TEXT,
     heartbeat DOUBLE PRECISION,
     audio_attachment_id TEXT REFERENCES attachments(id),
+    recycled TEXT NOT NULL DEFAULT '[]',  -- what the storage budget removed, JSON
     -- Kept by the triggers below, so that listing sessions counts nothing.
     screenshot_count INTEGER NOT NULL DEFAULT 0,
     audio_segment_count INTEGER NOT NULL DEFAULT 0,

@@ -7,10 +7,11 @@ from typing import Any, ClassVar
 
 import psycopg
 
-from ...errors import NotFound, StorageError
+from ...errors import InvalidInput, NotFound, StorageError
 from ...models import (
     Attachment,
     ContextItem,
+    RecycledKind,
     Session,
     SessionAudioSegment,
     SessionConfig,
@@ -74,8 +75,8 @@ class PostgresSessionRows(PostgresBase, SessionRows):
         self._write(
             "INSERT INTO sessions (id, name, description, status, start_time, end_time,"
             " paused_at, total_paused, total_duration, config, tags, enrichment,"
-            " schema_version, audio_attachment_id)"
-            " VALUES (%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s)",
+            " schema_version, audio_attachment_id, recycled)"
+            " VALUES (%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s)",
             self._session_values(session),
             [("attachments", session.audio_attachment_id, "attachment")],
         )
@@ -97,6 +98,7 @@ class PostgresSessionRows(PostgresBase, SessionRows):
             json.dumps({stage: vars(status) for stage, status in s.enrichment.items()}),
             s.schema_version,
             s.audio_attachment_id,
+            json.dumps([vars(r) for r in s.recycled]),
         )
 
     def update_session(self, session: Session) -> None:
@@ -104,7 +106,8 @@ class PostgresSessionRows(PostgresBase, SessionRows):
         changed = self._write(
             "UPDATE sessions SET name=%s, description=%s, status=%s, start_time=%s,"
             " end_time=%s, paused_at=%s, total_paused=%s, total_duration=%s, config=%s,"
-            " tags=%s, enrichment=%s, schema_version=%s, audio_attachment_id=%s WHERE id=%s",
+            " tags=%s, enrichment=%s, schema_version=%s, audio_attachment_id=%s, recycled=%s"
+            " WHERE id=%s",
             (*values[1:], values[0]),
             [("attachments", session.audio_attachment_id, "attachment")],
         )
@@ -127,7 +130,8 @@ class PostgresSessionRows(PostgresBase, SessionRows):
         row = db.execute(
             "SELECT id, name, description, status, start_time, end_time, paused_at,"
             " total_paused, total_duration, config, tags, enrichment, schema_version,"
-            " audio_attachment_id FROM sessions WHERE id=%s" + (" FOR UPDATE" if lock else ""),
+            " audio_attachment_id, recycled FROM sessions WHERE id=%s"
+            + (" FOR UPDATE" if lock else ""),
             (session_id,),
         ).fetchone()
         if row is None:
@@ -138,6 +142,7 @@ class PostgresSessionRows(PostgresBase, SessionRows):
         data["enrichment"] = _json(row[11], dict)
         data["schema_version"] = row[12]
         data["audio_attachment_id"] = row[13]
+        data["recycled"] = _json(row[14], list)
         session = from_dict(Session, data)
         session.config = from_dict(SessionConfig, config)
         session.screenshots = [
@@ -331,6 +336,34 @@ class PostgresSessionRows(PostgresBase, SessionRows):
             (i.id, i.session_id, i.timestamp, i.media_offset, i.type, i.content),
             [("sessions", i.session_id, "session")],
         )
+
+    def remove_media(self, session_id: str, kind: RecycledKind) -> list[str]:
+        with self.transaction():
+            if not self._row_exists("sessions", session_id):
+                raise NotFound(f"no session {session_id!r}")
+            if kind == "video_chunks":
+                rows = self._write_returning(
+                    "DELETE FROM video_chunks WHERE video_id IN"
+                    " (SELECT id FROM videos WHERE session_id=%s) RETURNING attachment_id",
+                    (session_id,),
+                )
+            elif kind == "full_video":
+                # RETURNING gives the new value (NULL): the old one comes from a subquery.
+                rows = self._write_returning(
+                    "UPDATE videos v SET full_video_attachment_id=NULL"
+                    " FROM (SELECT id, full_video_attachment_id AS old FROM videos"
+                    "  WHERE session_id=%s AND full_video_attachment_id IS NOT NULL FOR UPDATE)"
+                    " o WHERE v.id = o.id RETURNING o.old",
+                    (session_id,),
+                )
+            elif kind == "screenshots":
+                rows = self._write_returning(
+                    "DELETE FROM screenshots WHERE session_id=%s RETURNING attachment_id",
+                    (session_id,),
+                )
+            else:
+                raise InvalidInput(f"cannot remove media of kind {kind!r}")
+        return list(dict.fromkeys(r[0] for r in rows))
 
     # --- attachments --------------------------------------------------------------------
     def add_attachment(self, attachment: Attachment) -> Attachment:
