@@ -202,6 +202,16 @@ def test_record_list_enrich_search_and_doctor_on_postgresql(
     assert any(f"[{WORD}]" in h["snippet"].lower() for h in ocr), hits
     assert [h["kind"] for h in _cli(home, database, "search", "demo")] == ["session"]
     assert _cli(home, database, "doctor") == {"ok": True, "problems": []}
+    # Export and the storage budget read and write through the same store.
+    exported = run(home, "export", sid, "--to", str(home.parent / "out"), "--format", "json,md",
+                   env={"TASKERINO_STORE": database})  # fmt: skip
+    assert exported.returncode == 0, exported.stderr
+    assert json.loads(next((home.parent / "out").glob("*.json")).read_text())["id"] == sid
+    gc = run(home, "gc", "--max-storage", "1K", "--json", env={"TASKERINO_STORE": database})
+    assert gc.returncode == 0, gc.stderr
+    recycled = {r["kind"] for r in _cli(home, database, "sessions", "show", sid)["recycled"]}
+    assert recycled >= {"full_video"}, recycled
+    assert _cli(home, database, "doctor") == {"ok": True, "problems": []}
     # The web app over the same store: the list, the session and search.
     monkeypatch.setenv("TASKERINO_STORE", database)
     served = Served(home, "--port", "0", "--no-worker")
