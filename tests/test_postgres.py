@@ -275,6 +275,18 @@ def test_a_worker_killed_mid_job_has_its_job_run_again_once(home: Path, database
         store.close()
 
 
+@pytest.mark.parametrize("query", ["NEAR(budget plan)", "budget + plan", "^budget", "body:budget"])
+def test_fts5_syntax_beyond_the_contract_is_refused_clearly(database: str, query: str) -> None:
+    store = open_store(database, Path("unused.db"))
+    try:
+        with pytest.raises(InvalidInput, match="cannot search for") as caught:
+            store.search(query)
+        assert "query" in str(caught.value) or "PostgreSQL" in str(caught.value)
+        assert store.search("NEAR") == [], "NEAR alone is a word"
+    finally:
+        store.close()
+
+
 # --- search reads the same on both stores ------------------------------------------------
 VOCABULARY = ["budget", "Budget", "budgets", "café", "CAFE", "e-mail", "mail", "plan", "плaн",
               "Привет", "x_y", "42", "v2", "deploy", "deployed"]  # fmt: skip

@@ -58,8 +58,17 @@ class Op:
 Node = Phrase | Op | None  # None: matches nothing (a phrase of no words)
 
 
+_UNSUPPORTED = (
+    "(NEAR groups, column filters, ^ and +) is not supported by the PostgreSQL store; write "
+    'words, "phrases", prefix*, AND, OR, NOT and parentheses'
+)
+
+
 def _pieces(query: str) -> Iterator[str | Phrase]:
-    for quoted, mark, bare, other in _PIECE.findall(query):
+    pieces = _PIECE.findall(query)
+    for i, (quoted, mark, bare, other) in enumerate(pieces):
+        if bare == "NEAR" and i + 1 < len(pieces) and pieces[i + 1][1] == "(":
+            raise InvalidInput(f"cannot search for {query[:60]!r}: NEAR {_UNSUPPORTED}")
         if mark:
             yield mark
         elif bare in ("AND", "OR", "NOT"):
@@ -68,11 +77,7 @@ def _pieces(query: str) -> Iterator[str | Phrase]:
             text = quoted.replace('""', '"') if quoted else bare
             yield Phrase(tuple(_fold(w) for w in _TOKEN.findall(text)), False)
         elif other:
-            raise InvalidInput(
-                f"cannot search for {query[:60]!r}: {other!r} (NEAR groups, column filters, ^ "
-                "and +) is not supported by the PostgreSQL store; write words, "
-                '"phrases", prefix*, AND, OR, NOT and parentheses'
-            )
+            raise InvalidInput(f"cannot search for {query[:60]!r}: {other!r} {_UNSUPPORTED}")
         else:
             # `""` alone: a phrase of no words.
             yield Phrase((), False)
