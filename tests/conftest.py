@@ -13,6 +13,7 @@ from hypothesis import settings
 from taskerino.virtual import VirtualAudio, VirtualDisplay
 
 from .enriched import Enriched, record_enriched
+from .postgres_server import PostgresServer, postgres_server
 
 # Property tests explore the same examples on every run: a failure found once is found
 # again, and CI never fails on an example no earlier run tried.
@@ -45,6 +46,13 @@ def pulse() -> Iterator[VirtualAudio]:
                 os.environ.pop(key, None)
             else:
                 os.environ[key] = value
+
+
+@pytest.fixture(scope="session")
+def postgres() -> Iterator[PostgresServer]:
+    """A throw-away PostgreSQL cluster for the run (see `postgres_server`)."""
+    with postgres_server() as server:
+        yield server
 
 
 @pytest.fixture

@@ -3,7 +3,8 @@
 A back end joins by adding one entry to `STORE_BACKENDS` or `BLOB_BACKENDS`: a context
 manager that, given a fresh temporary folder, makes an empty store and yields how to reach
 it (its URL), cleaning up afterwards. Tests open stores from the URL, also in other
-processes.
+processes. PostgreSQL runs in the one throw-away cluster of the test run (`postgres` in
+tests/conftest.py); each test gets a database of its own.
 """
 
 from __future__ import annotations
@@ -18,6 +19,8 @@ from urllib.parse import quote
 import pytest
 
 from taskerino.store import BlobStore, Store, open_blob_store, open_store
+
+from ..postgres_server import PostgresServer
 
 ODD_NAME = "folder with spaces – ünïcødé ✓"
 DEAD_PID = 999_999_999  # above any pid_max: no process has it
@@ -71,8 +74,21 @@ BLOB_BACKENDS: dict[str, Callable[[Path], AbstractContextManager[BlobBackend]]] 
 }
 
 
-@pytest.fixture(params=list(STORE_BACKENDS))
+@contextmanager
+def postgres_database(server: PostgresServer) -> Iterator[StoreBackend]:
+    url = server.new_database(migrated=True)
+    try:
+        yield StoreBackend(url)
+    finally:
+        server.drop_database(url)
+
+
+@pytest.fixture(params=[*STORE_BACKENDS, "postgresql"])
 def store_backend(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[StoreBackend]:
+    if request.param == "postgresql":
+        with postgres_database(request.getfixturevalue("postgres")) as backend:
+            yield backend
+        return
     with STORE_BACKENDS[request.param](tmp_path) as backend:
         yield backend
 
