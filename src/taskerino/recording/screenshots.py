@@ -132,7 +132,7 @@ class ScreenshotRecorder(Recorder):
                 )
             )
 
-        ctx.media.ingest(
+        ctx.uploads.submit(
             path,
             "image",
             f"screenshot-{offset:09.3f}.webp",

@@ -33,6 +33,7 @@ Rules every implementation keeps:
 from __future__ import annotations
 
 import abc
+import io
 import random
 import re
 from collections.abc import Iterator, Sequence
@@ -632,6 +633,14 @@ class BlobStore(abc.ABC):
     @abc.abstractmethod
     def open(self, digest: str) -> BinaryIO:
         """The bytes, for reading (the caller closes it). NotFound if absent."""
+
+    def open_range(self, digest: str, start: int, end: int) -> BinaryIO:
+        """Bytes `start` to `end` (exclusive) of the blob, for reading (the caller closes
+        it); fewer when the blob is shorter. NotFound if absent. Back ends whose bytes are
+        remote ask only for that range."""
+        with self.open(digest) as whole:
+            whole.seek(start)
+            return io.BytesIO(whole.read(max(0, end - start)))
 
     @abc.abstractmethod
     def local_path(self, digest: str) -> Path | None:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import mimetypes
+import shutil
 from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Literal
@@ -144,6 +145,28 @@ class MediaLibrary:
 
     def local_path(self, attachment: Attachment) -> Path | None:
         return self.blobs.local_path(attachment.hash)
+
+    @property
+    def remote(self) -> bool:
+        """Whether the blob store keeps its bytes off this machine (S3): then media to
+        work on (joining chunks, salvage) must be kept or fetched as local files."""
+        return self.blobs.local_path("0" * 64) is None
+
+    def fetch(self, attachment: Attachment, folder: Path) -> Path:
+        """A local file with the attachment's bytes: where the blob store keeps them on
+        this disk, else downloaded into `folder` (named by its hash; the caller removes it)."""
+        path = self.local_path(attachment)
+        if path is not None:
+            return path
+        folder.mkdir(parents=True, exist_ok=True)
+        target = folder / attachment.hash
+        if target.is_file() and target.stat().st_size == attachment.size:
+            return target
+        partial = folder / f"{attachment.hash}.part"
+        with self.blobs.open(attachment.hash) as src, partial.open("wb") as dst:
+            shutil.copyfileobj(src, dst, 1 << 20)
+        partial.replace(target)
+        return target
 
     def sweep(self) -> list[str]:
         """Remove what dead writers left: temp files, and blobs of intents never committed."""
