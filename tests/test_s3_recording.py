@@ -23,7 +23,7 @@ from taskerino.virtual import VirtualAudio, VirtualDisplay
 from taskerino.web import create_app
 from taskerino.web.security import allowed_hosts, load_token
 
-from .cli_helpers import run, run_json
+from .cli_helpers import run, run_json, start, wait_for_session
 from .s3_server import Gate, MotoS3, object_keys
 from .test_audio_sessions import sound  # noqa: F401  (silence played all along)
 
@@ -219,3 +219,59 @@ def test_an_s3_outage_during_a_recording_loses_nothing(
     assert referenced <= set(shown["attachments"])
     assert keys_of(shown) <= set(object_keys(s3_server.client(), s3_bucket))
     assert not (home / "staging" / sid).exists()
+
+
+def test_kill_9_of_a_recorder_into_s3_is_recovered_with_its_uploaded_media(
+    s3_server: MotoS3,
+    s3_bucket: str,
+    home: Path,
+    xdisplay: VirtualDisplay,
+    sound: VirtualAudio,  # noqa: F811
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The recorder dies after some of its media went up: the next command's recovery
+    fetches what reached the bucket, salvages what is left in staging, and attaches it
+    all; nothing in the bucket is left without a row."""
+    url = f"s3://{s3_bucket}/{PREFIX}"
+    monkeypatch.setenv("TASKERINO_MEDIA", url)
+    proc = start(
+        home,
+        "--screenshot-interval",
+        "1",
+        "--system-audio",
+        "--video",
+        "--source",
+        "test:red",
+        "--fps",
+        "10",
+        "--size",
+        "320x240",
+    )
+    try:
+        row = wait_for_session(home, timeout=60)
+
+        def uploaded() -> bool:
+            shown = run_json(home, "sessions", "show", row["id"])
+            return bool(shown["audio_segments"]) and len(shown["screenshots"]) >= 3
+
+        wait_for(uploaded, 90, "a first audio segment and screenshots uploaded")
+    finally:
+        proc.kill()
+        _, err = proc.communicate()
+    shown = run_json(home, "sessions", "show", row["id"])
+    assert shown["status"] == "interrupted", err
+    assert shown["video"]["chunking_status"] == "complete"
+    assert shown["audio_attachment_id"] in shown["attachments"]
+    assert all(a["path"] is None for a in shown["attachments"].values())
+    keys = set(object_keys(s3_server.client(), s3_bucket))
+    assert keys_of(shown) <= keys
+    assert not [k for k in keys if "/.tmp/" in k], "no multipart upload marker left"
+    video = shown["attachments"][shown["video"]["full_video_attachment_id"]]
+    with Taskerino.open(home, media=url) as library:
+        with library.open_media(library.attachment(video["id"])) as f:
+            content = f.read()
+        assert library.doctor() == []
+    with av.open(io.BytesIO(content), mode="r") as container:
+        assert len(container.streams.audio) == 1
+        assert len(list(container.decode(video=0))) >= 10
+    assert not (home / "staging" / row["id"]).exists()
