@@ -8,6 +8,7 @@ from __future__ import annotations
 import io
 import itertools
 import json
+import shutil
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -15,6 +16,7 @@ from typing import Any
 
 import av
 import pytest
+from playwright.sync_api import sync_playwright
 from starlette.testclient import TestClient
 
 from taskerino.models import SessionConfig
@@ -26,6 +28,8 @@ from taskerino.web.security import allowed_hosts, load_token
 from .cli_helpers import run, run_json, start, wait_for_session
 from .s3_server import Gate, MotoS3, object_keys
 from .test_audio_sessions import sound  # noqa: F401  (silence played all along)
+from .test_web_browser import CHROMIUM, FLAGS, logged_in, move_to, open_session
+from .web_helpers import Served
 
 PORT = 8742
 PREFIX = "team/media"
@@ -275,3 +279,44 @@ def test_kill_9_of_a_recorder_into_s3_is_recovered_with_its_uploaded_media(
         assert len(container.streams.audio) == 1
         assert len(list(container.decode(video=0))) >= 10
     assert not (home / "staging" / row["id"]).exists()
+
+
+@pytest.mark.skipif(shutil.which(CHROMIUM) is None, reason="needs Debian chromium")
+def test_the_player_seeks_in_a_video_served_from_s3(
+    s3_server: MotoS3,
+    s3_bucket: str,
+    home: Path,
+    xdisplay: VirtualDisplay,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """`taskerino serve` over S3 media, in real Chromium: the video plays and seeks
+    (Chromium seeks by asking for byte ranges)."""
+    monkeypatch.setenv("TASKERINO_MEDIA", f"s3://{s3_bucket}/{PREFIX}")
+    served = Served(home, "--port", "0")
+    try:
+        asked = {
+            "name": "From the bucket",
+            "screenshots": False,
+            "video": True,
+            "sources": ["test:blue"],
+            "fps": 10,
+            "size": "640x360",
+            "duration": 6,
+        }
+        session = served.wait_completed(served.api("POST", "/api/sessions", asked)["id"])
+        assert keys_of(session) <= set(object_keys(s3_server.client(), s3_bucket))
+        assert not list((home / "blobs").glob("??/*"))
+        with sync_playwright() as playwright:
+            browser = playwright.chromium.launch(executable_path=CHROMIUM, args=FLAGS)
+            try:
+                for page in logged_in(browser, served):
+                    open_session(page, served, session["id"])
+                    duration = float(page.evaluate("document.getElementById('player').duration"))
+                    assert duration == pytest.approx(session["video"]["duration"], abs=0.5)
+                    move_to(page, 4.0)
+                    move_to(page, 1.0)
+            finally:
+                browser.close()
+    finally:
+        status, _, err = served.stop()
+    assert status == 0, err
