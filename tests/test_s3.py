@@ -7,14 +7,15 @@ from __future__ import annotations
 import hashlib
 import os
 import socket
+import time
 from pathlib import Path
 
 import pytest
 from boto3.s3.transfer import TransferConfig
 
 from taskerino.errors import InvalidInput, StorageError
-from taskerino.models import Attachment
-from taskerino.process import ProcessOwner
+from taskerino.models import Attachment, Session, SessionScreenshot, new_id, utc_now
+from taskerino.process import HEARTBEAT_STALE, ProcessOwner
 from taskerino.sessions import Taskerino
 from taskerino.store import open_blob_store, open_store
 from taskerino.store.base import BlobIntent
@@ -213,3 +214,47 @@ def test_an_attachment_row_is_added_only_after_its_object_is_stored(
     assert store.attachment_by_hash(digest) == committed
     assert store.blob_intents() == []
     store.close()
+
+
+def test_a_recorder_that_died_on_another_machine_leaves_no_orphan_object(
+    s3_bucket: str, home: Path, tmp_path: Path
+) -> None:
+    """Its heartbeat went stale: this machine's recovery marks its session interrupted with
+    what it committed, and deletes the object it uploaded but never committed."""
+    with library_on(home, s3_bucket):
+        pass
+    store = open_store(f"sqlite:{home / 'taskerino.db'}", Path())
+    blobs = S3BlobStore(s3_bucket, "lib")
+    elsewhere = ProcessOwner("another-machine", 4242, "77")
+    session = Session(id=new_id(), name="elsewhere", start_time=utc_now())
+    with store.transaction():
+        store.create_session(session)
+        store.set_recorder(session.id, elsewhere)
+        store.heartbeat(session.id, time.time() - 2 * HEARTBEAT_STALE)
+    shot_path, _ = source(tmp_path, b"a screenshot it uploaded and committed", "shot.webp")
+
+    def add_row(attachment: Attachment) -> None:
+        store.add_screenshot(
+            SessionScreenshot(
+                id=new_id(),
+                session_id=session.id,
+                timestamp=utc_now(),
+                media_offset=1.0,
+                attachment_id=attachment.id,
+                hash=attachment.hash,
+            )
+        )
+
+    MediaLibrary(store, blobs).ingest(shot_path, "image", "shot.webp", then=add_row)
+    path, digest = source(tmp_path, b"uploaded, never committed")
+    store.add_blob_intent(BlobIntent(digest, elsewhere))
+    blobs.put_file(path, digest)
+    store.close()
+
+    with library_on(home, s3_bucket) as library:
+        recovered = library.get(session.id)
+        assert recovered.status == "interrupted"
+        assert len(recovered.screenshots) == 1
+        assert blobs.exists(recovered.screenshots[0].hash)
+        assert not blobs.exists(digest)
+        assert library.doctor() == []

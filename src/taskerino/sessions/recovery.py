@@ -56,9 +56,12 @@ class Recovery:
         """
         done: list[str] = []
         me = current_owner()
+        dead: set[ProcessOwner] = set()
         for live in self.store.live_sessions():
             if self.alive(live):
                 continue
+            if live.owner is not None:
+                dead.add(live.owner)
             try:
                 with self.store.transaction():
                     # Claim it: only one process salvages a session.
@@ -80,7 +83,9 @@ class Recovery:
             self.unfinished.pop(live.id, None)
             done.append(live.id)
         try:
-            self.media.sweep()
+            # A dead recorder on another machine is known dead only by its stale
+            # heartbeat: its blob intents are swept as a dead writer's all the same.
+            self.media.sweep(dead)
             self._remove_dead_staging()
         except (TaskerinoError, OSError) as exc:
             log.warning("could not clean up after dead writers yet: %s", exc)

@@ -12,12 +12,12 @@ import hashlib
 import logging
 import mimetypes
 import shutil
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Collection, Iterable
 from pathlib import Path
 from typing import Literal
 
 from ..models import Attachment, AttachmentType, new_id
-from ..process import current_owner
+from ..process import ProcessOwner, current_owner
 from .base import BlobIntent, BlobStore, Store
 
 log = logging.getLogger("taskerino.media")
@@ -168,10 +168,15 @@ class MediaLibrary:
         partial.replace(target)
         return target
 
-    def sweep(self) -> list[str]:
-        """Remove what dead writers left: temp files, and blobs of intents never committed."""
+    def sweep(self, dead_owners: Collection[ProcessOwner] = ()) -> list[str]:
+        """Remove what dead writers left: temp files, and blobs of intents never committed.
+
+        A writer is dead by `ProcessOwner.is_alive`, or when it is in `dead_owners` (a
+        recorder on another machine whose heartbeat went stale)."""
         removed = self.blobs.remove_stale_temp()
-        dead = [i for i in self.store.blob_intents() if not i.owner.is_alive()]
+        dead = [
+            i for i in self.store.blob_intents() if i.owner in dead_owners or not i.owner.is_alive()
+        ]
         for intent in dead:
             if self.store.attachment_by_hash(intent.hash) is None:
                 self.blobs.delete(intent.hash)
