@@ -178,6 +178,33 @@ def test_doctor_finds_orphan_and_missing_objects(
         media.store.close()
 
 
+def test_doctor_finds_damaged_objects(
+    s3_server: MotoS3, s3_bucket: str, home: Path, tmp_path: Path
+) -> None:
+    with library_on(home, s3_bucket) as library:
+        media = MediaLibrary(
+            open_store(f"sqlite:{home / 'taskerino.db'}", Path()), S3BlobStore(s3_bucket, "lib")
+        )
+        short_path, short = source(tmp_path, b"twelve bytes", "short.bin")
+        short_id = media.ingest(short_path, "file", "short.bin").id
+        same_path, same = source(tmp_path, b"same size", "same.bin")
+        same_id = media.ingest(same_path, "file", "same.bin").id
+        media.store.close()
+        client = s3_server.client()
+        # Objects changed behind the library's back: one cut short, one same-sized.
+        client.put_object(Bucket=s3_bucket, Key=f"lib/{short[:2]}/{short}", Body=b"twelve")
+        client.put_object(Bucket=s3_bucket, Key=f"lib/{same[:2]}/{same}", Body=b"SAME SIZE")
+        assert library.doctor() == [
+            f"damaged file: attachment {short_id} (short.bin) is 6 bytes, expected 12"
+        ]
+        assert sorted(library.doctor(deep=True)) == sorted(
+            [
+                f"damaged file: attachment {short_id} (short.bin) is 6 bytes, expected 12",
+                f"damaged file: attachment {same_id} (same.bin) does not match its SHA-256",
+            ]
+        )
+
+
 def test_a_dead_writers_object_is_swept_by_the_next_open(
     s3_server: MotoS3, s3_bucket: str, home: Path, tmp_path: Path
 ) -> None:

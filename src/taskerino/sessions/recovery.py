@@ -7,18 +7,19 @@ claimed (one process salvages each), what they wrote is attached, and they are m
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import os
 import shutil
 from pathlib import Path
 
 from ..config import Layout
-from ..errors import TaskerinoError
+from ..errors import StorageError, TaskerinoError
 from ..models import Session, on_timeline, utc_iso, utc_now
 from ..process import ProcessOwner, current_owner
 from ..recording.base import Finisher
 from ..recording.live import RecordingRegistry
-from ..store.base import LiveSession, Store
+from ..store.base import BlobStore, LiveSession, Store
 from ..store.media import MediaLibrary, sha256_file
 from .lifecycle import OWNER_FILE, queue_enrichment, seconds_between
 
@@ -169,23 +170,40 @@ class Recovery:
 
     def _damaged(self, missing: set[str], deep: bool) -> list[str]:
         problems = []
+        blobs = self.media.blobs
+        # Remote objects' sizes come from one listing, not a request each.
+        remote = blobs.sizes() if self.media.remote else {}
         for digest in sorted(self.store.attachment_hashes() - missing):
             attachment = self.store.attachment_by_hash(digest)
-            path = self.media.blobs.local_path(digest)
-            if attachment is None or path is None:
+            if attachment is None:
                 continue
+            path = blobs.local_path(digest)
             label = f"attachment {attachment.id} ({attachment.name})"
             try:
-                size = path.stat().st_size
+                size = path.stat().st_size if path is not None else remote.get(digest)
+                if size is None:
+                    continue  # deleted since the listing: `orphans` reports it next time
                 if size != attachment.size:
                     problems.append(
                         f"damaged file: {label} is {size} bytes, expected {attachment.size}"
                     )
-                elif deep and sha256_file(path) != digest:
+                elif deep and _sha256_of(blobs, digest, path) != digest:
                     problems.append(f"damaged file: {label} does not match its SHA-256")
             except OSError as exc:
                 problems.append(f"unreadable file: {label}: {exc.strerror or exc}")
+            except StorageError as exc:
+                problems.append(f"unreadable file: {label}: {exc}")
         return problems
+
+
+def _sha256_of(blobs: BlobStore, digest: str, path: Path | None) -> str:
+    if path is not None:
+        return sha256_file(path)
+    hashed = hashlib.sha256()
+    with blobs.open(digest) as f:
+        while block := f.read(1 << 20):
+            hashed.update(block)
+    return hashed.hexdigest()
 
 
 def _media_end(session: Session) -> float:

@@ -33,6 +33,7 @@ Rules every implementation keeps:
 from __future__ import annotations
 
 import abc
+import contextlib
 import io
 import random
 import re
@@ -655,6 +656,20 @@ class BlobStore(abc.ABC):
     def digests(self) -> Iterator[str]:
         """Every stored digest, each once, in no particular order (temporary files of
         writes in flight are not blobs)."""
+
+    def sizes(self) -> dict[str, int]:
+        """Every stored digest with its size in bytes (a back end whose bytes are remote
+        answers from one listing)."""
+        found = {}
+        for digest in self.digests():
+            path = self.local_path(digest)
+            if path is not None:
+                with contextlib.suppress(FileNotFoundError):  # deleted meanwhile
+                    found[digest] = path.stat().st_size
+            else:
+                with self.open(digest) as f:
+                    found[digest] = f.seek(0, io.SEEK_END)
+        return found
 
     @abc.abstractmethod
     def remove_stale_temp(self) -> list[str]:

@@ -337,6 +337,14 @@ class S3BlobStore(BlobStore):
             if is_digest(name) and folder == name[:2]:
                 yield name
 
+    def sizes(self) -> dict[str, int]:
+        found = {}
+        for item in self._list(self._base):
+            folder, _, name = str(item["Key"])[len(self._base) :].partition("/")
+            if is_digest(name) and folder == name[:2]:
+                found[name] = int(item["Size"])
+        return found
+
     def remove_stale_temp(self) -> list[str]:
         removed = []
         for item in self._list(f"{self._base}.tmp/"):
