@@ -9,6 +9,7 @@ import io
 import itertools
 import json
 import shutil
+import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -19,7 +20,7 @@ import pytest
 from playwright.sync_api import sync_playwright
 from starlette.testclient import TestClient
 
-from taskerino.models import SessionConfig
+from taskerino.models import Session, SessionConfig
 from taskerino.sessions import StartRequest, Taskerino
 from taskerino.virtual import VirtualAudio, VirtualDisplay
 from taskerino.web import create_app
@@ -188,10 +189,17 @@ def test_an_s3_outage_during_a_recording_loses_nothing(
         assert during.state == "recording"
         assert during.frames_captured > frames, "capture goes on while the bucket is away"
         assert during.uploads_failed >= 1
+        # Ending while the bucket is still away waits for the uploads, retrying.
+        ended: list[Session] = []
+        ending = threading.Thread(target=lambda: ended.append(library.end(sid)))
+        ending.start()
+        ending.join(3.0)
+        assert ending.is_alive(), "the end cannot complete before its media is uploaded"
+        assert library.stats(sid).uploads_pending >= 1
         gate.open()
-
-        wait_for(lambda: library.stats(sid).uploads_pending == 0, 180, "uploads catch up")
-        session = library.end(sid)
+        ending.join(240)
+        assert not ending.is_alive(), "uploads did not catch up"
+        session = ended[0]
     finally:
         library.close()
         gate.close()

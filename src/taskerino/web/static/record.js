@@ -223,6 +223,9 @@ document.addEventListener("DOMContentLoaded", () => {
     $("st-disk").textContent = T.bytes(s.disk_free);
     $("st-left").textContent = s.seconds_left === null ? "–" : T.span(s.seconds_left);
     $("st-bytes").textContent = T.bytes(s.bytes_written);
+    // Media in a bucket: what waits for its upload (retried while the bucket is away).
+    $("st-uploads").textContent = String(s.uploads_pending ?? 0);
+    $("st-upload-failures").textContent = String(s.uploads_failed ?? 0);
     panel.dataset.updated = s.updated_at;
   }
 
