@@ -7,6 +7,7 @@ from __future__ import annotations
 import hashlib
 import os
 import socket
+import sys
 import time
 from pathlib import Path
 
@@ -285,3 +286,10 @@ def test_a_recorder_that_died_on_another_machine_leaves_no_orphan_object(
         assert blobs.exists(recovered.screenshots[0].hash)
         assert not blobs.exists(digest)
         assert library.doctor() == []
+
+
+def test_without_boto3_the_error_says_what_to_install(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setitem(sys.modules, "boto3", None)  # as if not installed
+    monkeypatch.delitem(sys.modules, "taskerino.store.s3")
+    with pytest.raises(InvalidInput, match=r"pip install 'taskerino\[team\]'"):
+        open_blob_store("s3://some-bucket", Path("never-used"))

@@ -8,7 +8,9 @@ from __future__ import annotations
 import io
 import itertools
 import json
+import os
 import shutil
+import subprocess
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -20,13 +22,13 @@ import pytest
 from playwright.sync_api import sync_playwright
 from starlette.testclient import TestClient
 
-from taskerino.models import Session, SessionConfig
+from taskerino.models import Session, SessionConfig, parse_time
 from taskerino.sessions import StartRequest, Taskerino
 from taskerino.virtual import VirtualAudio, VirtualDisplay
 from taskerino.web import create_app
 from taskerino.web.security import allowed_hosts, load_token
 
-from .cli_helpers import run, run_json, start, wait_for_session
+from .cli_helpers import TASKERINO, run, run_json, wait_for_session
 from .s3_server import Gate, MotoS3, object_keys
 from .test_audio_sessions import sound  # noqa: F401  (silence played all along)
 from .test_web_browser import CHROMIUM, FLAGS, logged_in, move_to, open_session
@@ -241,37 +243,65 @@ def test_kill_9_of_a_recorder_into_s3_is_recovered_with_its_uploaded_media(
     sound: VirtualAudio,  # noqa: F811
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    """The recorder dies after some of its media went up: the next command's recovery
-    fetches what reached the bucket, salvages what is left in staging, and attaches it
-    all; nothing in the bucket is left without a row."""
+    """The recorder dies while the bucket is away, some media uploaded and some waiting in
+    staging: the next command's recovery fetches what reached the bucket, stores what
+    waited, and attaches it all; nothing in the bucket is left without a row."""
     url = f"s3://{s3_bucket}/{PREFIX}"
     monkeypatch.setenv("TASKERINO_MEDIA", url)
-    proc = start(
-        home,
-        "--screenshot-interval",
-        "1",
-        "--system-audio",
-        "--video",
-        "--source",
-        "test:red",
-        "--fps",
-        "10",
-        "--size",
-        "320x240",
+    gate = Gate(s3_server.port)
+    gate.open()
+    proc = subprocess.Popen(
+        [
+            *TASKERINO,
+            "--home",
+            str(home),
+            "record",
+            "--screenshot-interval",
+            "1",
+            "--system-audio",
+            "--video",
+            "--source",
+            "test:red",
+            "--fps",
+            "10",
+            "--size",
+            "320x240",
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "AWS_ENDPOINT_URL": gate.endpoint},  # the recorder's way only
     )
     try:
         row = wait_for_session(home, timeout=60)
 
-        def uploaded() -> bool:
-            shown = run_json(home, "sessions", "show", row["id"])
-            return bool(shown["audio_segments"]) and len(shown["screenshots"]) >= 3
+        def show() -> dict[str, Any]:
+            shown: dict[str, Any] = run_json(home, "sessions", "show", row["id"])
+            return shown
 
-        wait_for(uploaded, 90, "a first audio segment and screenshots uploaded")
+        wait_for(
+            lambda: bool(show()["audio_segments"]) and len(show()["screenshots"]) >= 3,
+            90,
+            "a first audio segment and screenshots uploaded",
+        )
+        gate.close()
+        wait_for(
+            lambda: run_json(home, "stats", row["id"])["uploads_pending"] >= 3,
+            60,
+            "screenshots waiting for the bucket",
+        )
     finally:
         proc.kill()
+        killed_at = time.time()
         _, err = proc.communicate()
+        gate.close()
     shown = run_json(home, "sessions", "show", row["id"])
     assert shown["status"] == "interrupted", err
+    # The screenshots that waited for the bucket were stored by recovery: no hole.
+    offsets = [s["media_offset"] for s in shown["screenshots"]]
+    recorded = killed_at - parse_time(row["start_time"]).timestamp()
+    assert offsets[-1] >= recorded - 4.0, (offsets, recorded)
+    assert max(b - a for a, b in itertools.pairwise(offsets)) < 3.0
     assert shown["video"]["chunking_status"] == "complete"
     assert shown["audio_attachment_id"] in shown["attachments"]
     assert all(a["path"] is None for a in shown["attachments"].values())

@@ -103,13 +103,13 @@ class Recovery:
     def _salvage(self, session_id: str, heartbeat: float | None) -> None:
         # Media code is only needed here.
         from ..recording.audio import salvage_audio
+        from ..recording.screenshots import salvage_screenshots
         from ..recording.video import salvage_video
 
         staging = self.layout.staging / session_id
         session = self.store.get_session(session_id)
-        for file in _files(staging / "screenshots"):
-            # A screenshot is committed whole or not at all; a half-written one is dropped.
-            file.unlink(missing_ok=True)
+        # Screenshots still waiting for their upload are stored; half-written ones dropped.
+        salvage_screenshots(session, staging / "screenshots", self.media)
         finishers: list[Finisher] = []
         audio_finisher, audio = salvage_audio(session, staging / "audio", self.media)
         if audio_finisher is not None:
@@ -213,10 +213,6 @@ def _media_end(session: Session) -> float:
         + [c.end_offset for c in (session.video.chunks if session.video else [])]
         + [0.0]
     )
-
-
-def _files(folder: Path) -> list[Path]:
-    return list(folder.iterdir()) if folder.is_dir() else []
 
 
 def _owner_alive(staging: Path) -> bool:

@@ -180,7 +180,11 @@ class Uploads:
                 self.lost += 1
                 self.report(f"gave up uploading {item.name} ({exc}); kept at {item.path}")
                 return
-            except (StorageError, OSError) as exc:
+            except Exception as exc:
+                if not isinstance(exc, StorageError | OSError):
+                    # Unexpected: logged with its traceback, and tried again like the rest
+                    # (the file stays in staging whatever happens).
+                    log.exception("upload of %s failed unexpectedly", item.name)
                 attempt += 1
                 self.failed_attempts += 1
                 self.last_error = str(exc)
