@@ -128,6 +128,16 @@ def test_an_unreachable_endpoint_is_a_storage_error(
         open_blob_store("s3://some-bucket", Path("never-used"))
 
 
+@pytest.mark.parametrize("endpoint", ["notaurl", "http://[bad"])
+def test_a_malformed_endpoint_is_one_line_of_error(
+    s3_server: MotoS3, home: Path, endpoint: str
+) -> None:
+    result = run(home, "--media", "s3://some-bucket", "doctor", env={"AWS_ENDPOINT_URL": endpoint})
+    assert result.returncode == 1
+    assert result.stderr.startswith("error: cannot open the media store s3://some-bucket: ")
+    assert "AWS_ENDPOINT_URL" in result.stderr and "unexpected" not in result.stderr
+
+
 def test_no_credentials_is_a_storage_error(
     s3_server: MotoS3, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:

@@ -152,6 +152,11 @@ class S3BlobStore(BlobStore):
             raise storage_error(exc, f"open the media store {self.where}") from exc
         except BotoCoreError as exc:
             raise storage_error(exc, f"open the media store {self.where}") from exc
+        except ValueError as exc:  # botocore's word for a malformed endpoint URL
+            raise StorageError(
+                f"cannot open the media store {self.where}: boto3's configuration is not "
+                f"usable ({exc}; see AWS_ENDPOINT_URL)"
+            ) from exc
 
     @classmethod
     def from_url(cls, url: str) -> Self:
