@@ -10,6 +10,7 @@ import socket
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 from boto3.s3.transfer import TransferConfig
@@ -39,7 +40,7 @@ def source(folder: Path, content: bytes, name: str = "source.bin") -> tuple[Path
     return path, hashlib.sha256(content).hexdigest()
 
 
-def uploads_in_flight(server: MotoS3, bucket: str) -> list[object]:
+def uploads_in_flight(server: MotoS3, bucket: str) -> list[dict[str, Any]]:
     return list(server.client().list_multipart_uploads(Bucket=bucket).get("Uploads", []))
 
 
@@ -69,6 +70,25 @@ def test_bytes_that_do_not_match_their_digest_leave_no_object(
     assert not blobs.exists(wrong)
     assert object_keys(s3_server.client(), s3_bucket) == []
     assert uploads_in_flight(s3_server, s3_bucket) == []
+
+
+def test_abandoned_multipart_uploads_are_aborted_by_age(s3_server: MotoS3, s3_bucket: str) -> None:
+    """Uploads whose writer cannot be asked (on another machine, or dead before it wrote
+    its marker) are aborted once older than `stale_after`; younger ones are kept."""
+    client = s3_server.client()
+    key = f"media/{'e' * 2}/{'e' * 64}"
+    client.create_multipart_upload(Bucket=s3_bucket, Key=key)  # no marker: its writer died
+    remote = S3BlobStore(s3_bucket, "media")
+    elsewhere = ProcessOwner("another-machine", 4242, "77")
+    upload_id, marker = remote._start_upload(remote.key("d" * 64), elsewhere)
+    # (moto dates every upload's start in 2010: the bare one may go at once already.)
+    assert marker.rpartition("/")[2] not in remote.remove_stale_temp(), "not a day old"
+    in_flight = uploads_in_flight(s3_server, s3_bucket)
+    assert upload_id in [u["UploadId"] for u in in_flight]
+    aged = S3BlobStore(s3_bucket, "media", stale_after=0.0)
+    assert marker.rpartition("/")[2] in aged.remove_stale_temp()
+    assert uploads_in_flight(s3_server, s3_bucket) == []
+    assert object_keys(client, s3_bucket) == []
 
 
 def test_a_range_is_asked_of_the_server(s3_bucket: str, tmp_path: Path) -> None:

@@ -24,6 +24,7 @@ import hashlib
 import io
 import json
 import re
+import time
 import uuid
 from collections.abc import Iterator
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
@@ -44,6 +45,8 @@ MIN_PART = 5 << 20  # S3 refuses smaller parts (but the last)
 DEFAULT_TRANSFER = TransferConfig(
     multipart_threshold=16 << 20, multipart_chunksize=8 << 20, max_concurrency=4
 )
+# A multipart upload this old is abandoned whoever started it (ours take seconds).
+STALE_UPLOAD_SECONDS = 24 * 3600.0
 _BUCKET = re.compile(r"[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]")
 _MISSING = {"404", "NoSuchKey", "NotFound"}
 
@@ -130,8 +133,10 @@ class S3BlobStore(BlobStore):
         *,
         client: Any = None,
         transfer: TransferConfig = DEFAULT_TRANSFER,
+        stale_after: float = STALE_UPLOAD_SECONDS,
     ) -> None:
         self.bucket = bucket
+        self.stale_after = stale_after
         self.prefix = prefix.strip("/")
         self._base = f"{self.prefix}/" if self.prefix else ""
         self.transfer = transfer
@@ -351,7 +356,12 @@ class S3BlobStore(BlobStore):
         return found
 
     def remove_stale_temp(self) -> list[str]:
+        """Abort the multipart uploads of writers that are gone: by their marker's owner
+        (a process on this machine), or by age (`stale_after`: a writer on another
+        machine, or one that died before writing its marker)."""
         removed = []
+        live_uploads = set()
+        oldest = time.time() - self.stale_after
         for item in self._list(f"{self._base}.tmp/"):
             marker = str(item["Key"])
             try:
@@ -366,16 +376,33 @@ class S3BlobStore(BlobStore):
                 owner = None  # a damaged marker: nobody can finish that upload
             except BotoCoreError as exc:
                 raise storage_error(exc, f"read {marker} from {self.where}") from exc
-            if owner is not None and owner.is_alive():
+            recent = item["LastModified"].timestamp() > oldest
+            if owner is not None and owner.is_alive() and recent:
+                live_uploads.add(note["upload_id"])
                 continue
             try:
                 if owner is not None:
-                    with contextlib.suppress(ClientError):  # already gone: fine
-                        self.client.abort_multipart_upload(
-                            Bucket=self.bucket, Key=note["key"], UploadId=note["upload_id"]
-                        )
+                    self._abort(note["key"], note["upload_id"])
                 self.client.delete_object(Bucket=self.bucket, Key=marker)
             except (BotoCoreError, ClientError) as exc:
                 raise storage_error(exc, f"clean {self.where}") from exc
             removed.append(marker.rpartition("/")[2])
+        try:
+            pages = self.client.get_paginator("list_multipart_uploads").paginate(
+                Bucket=self.bucket, Prefix=self._base
+            )
+            for page in pages:
+                for upload in page.get("Uploads", []):
+                    if (
+                        upload["UploadId"] not in live_uploads
+                        and upload["Initiated"].timestamp() <= oldest
+                    ):
+                        self._abort(upload["Key"], upload["UploadId"])
+                        removed.append(f"upload {upload['UploadId']}")
+        except (BotoCoreError, ClientError) as exc:
+            raise storage_error(exc, f"clean {self.where}") from exc
         return removed
+
+    def _abort(self, key: str, upload_id: str) -> None:
+        with contextlib.suppress(ClientError):  # already gone: fine
+            self.client.abort_multipart_upload(Bucket=self.bucket, Key=key, UploadId=upload_id)
