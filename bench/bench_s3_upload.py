@@ -143,6 +143,7 @@ def upload(home: Path, bucket: str, sizes: list[int]) -> dict[str, Any]:
 
 def markdown(report: dict[str, Any]) -> str:
     rec, chunks, shots = report["recording"], report["chunks"], report["screenshots"]
+    hour = report["hour_video"]
     mb = 1e6
     return "\n".join(
         [
@@ -167,6 +168,9 @@ def markdown(report: dict[str, Any]) -> str:
             f"{shots['bytes'] / mb:.1f} | {shots['seconds']} | "
             f"{shots['bytes_per_second'] / mb:.1f} | {shots['files_per_second']} | "
             f"{report['ratio_screenshots']:.0f} |",
+            f"| joined video of a 1-hour session (multipart) | 1 | {hour['bytes'] / mb:.1f} | "
+            f"{hour['seconds']} | {hour['bytes_per_second'] / mb:.1f} | – | "
+            f"{report['ratio_hour_video']:.0f} |",
             "",
             "Each upload goes the recorder's way: hash, blob intent, `put_file` (one PUT with "
             "its SHA-256 below 16 MiB, else 8 MiB parts, 4 at a time, each with its SHA-256), "
@@ -203,6 +207,10 @@ def main() -> None:
             chunk = max(1 << 20, round(recording["bytes_per_second"] * CHUNK_SECONDS))
             chunks = upload(Path(folder) / "chunks", bucket, [chunk] * CHUNK_FILES)
             shots = upload(Path(folder) / "shots", bucket, [SHOT_BYTES] * SHOT_FILES)
+            # What ending a 1-hour session uploads on its way: the joined video.
+            hour = upload(
+                Path(folder) / "hour", bucket, [round(recording["bytes_per_second"] * 3600)]
+            )
     finally:
         server.terminate()
         server.wait()
@@ -216,8 +224,10 @@ def main() -> None:
         "recording": recording,
         "chunks": chunks,
         "screenshots": shots,
+        "hour_video": hour,
         "ratio_chunks": chunks["bytes_per_second"] / recording["bytes_per_second"],
         "ratio_screenshots": shots["bytes_per_second"] / recording["bytes_per_second"],
+        "ratio_hour_video": hour["bytes_per_second"] / recording["bytes_per_second"],
     }
     RESULTS.mkdir(exist_ok=True)
     (RESULTS / f"{args.name}.json").write_text(json.dumps(report, indent=2) + "\n")
