@@ -63,8 +63,7 @@ class Uploads:
         self.media = media
         self.backoff = backoff
         self.report = report
-        # A blob store without local paths keeps its bytes elsewhere: upload in the background.
-        self.remote = media.blobs.local_path("0" * 64) is None
+        self.remote = media.remote  # bytes kept elsewhere: uploaded in the background
         self._queue: collections.deque[_Upload] = collections.deque()
         self._cond = threading.Condition()
         self._busy = False  # an item is being uploaded (it left the queue)
