@@ -358,3 +358,33 @@ def test_the_player_seeks_in_a_video_served_from_s3(
     finally:
         status, _, err = served.stop()
     assert status == 0, err
+
+
+def test_export_of_a_session_in_s3(
+    bucket: str, recorded: tuple[Path, dict[str, Any]], tmp_path: Path
+) -> None:
+    home, session = recorded
+    out = tmp_path / "out"
+    done = run(
+        home, "--media", f"s3://{bucket}/{PREFIX}", "export", session["id"], "--to", str(out)
+    )
+    assert done.returncode == 0, done.stderr
+    assert len(list((out / "screenshots").iterdir())) == len(session["screenshots"])
+    with av.open(str(out / "video.mp4"), mode="r") as container:
+        assert container.streams.audio
+        assert len(list(container.decode(video=0))) >= 10
+
+
+def test_gc_removes_objects_from_the_bucket_without_an_orphan(
+    s3_server: MotoS3, bucket: str, recorded: tuple[Path, dict[str, Any]]
+) -> None:
+    """Last in this module: it removes the recorded session's media."""
+    home, _ = recorded
+    url = f"s3://{bucket}/{PREFIX}"
+    before = set(object_keys(s3_server.client(), bucket))
+    done = run(home, "--media", url, "gc", "--max-storage", "1K", "--json")
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout)["removals"]
+    after = set(object_keys(s3_server.client(), bucket))
+    assert after < before
+    assert run_json(home, "--media", url, "doctor") == {"ok": True, "problems": []}
