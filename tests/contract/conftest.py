@@ -76,7 +76,7 @@ STORE_BACKENDS: dict[str, Callable[[Path], AbstractContextManager[StoreBackend]]
 
 
 @contextmanager
-def s3_bucket(server: MotoS3, prefix: str) -> Iterator[BlobBackend]:
+def s3_backend(server: MotoS3, prefix: str) -> Iterator[BlobBackend]:
     """A fresh bucket on the run's S3 stand-in (moto's server mode)."""
     with server.bucket() as bucket:
         url = f"s3://{bucket}/{quote(prefix)}" if prefix else f"s3://{bucket}"
@@ -103,8 +103,8 @@ BLOB_BACKENDS: dict[str, Callable[[Path], AbstractContextManager[BlobBackend]]] 
 }
 # Back ends behind a server that the tests start: (the server's fixture, the back end).
 SERVED_BLOB_BACKENDS: dict[str, Callable[[Any], AbstractContextManager[BlobBackend]]] = {
-    "s3": lambda server: s3_bucket(server, ""),
-    "s3 with a prefix": lambda server: s3_bucket(server, "team/media ✓"),
+    "s3": lambda server: s3_backend(server, ""),
+    "s3 with a prefix": lambda server: s3_backend(server, "team/media ✓"),
 }
 
 
