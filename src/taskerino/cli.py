@@ -496,11 +496,17 @@ def stats(ctx: click.Context, session_id: str, as_json: bool, watch: bool) -> No
             if as_json:
                 click.echo(json.dumps(to_dict(s)))
             else:
+                # Uploads only matter with media in a bucket: shown once there are any.
+                uploads = (
+                    f" uploads pending {s.uploads_pending} failed {s.uploads_failed}"
+                    if s.uploads_pending or s.uploads_failed
+                    else ""
+                )
                 click.echo(
                     f"{s.state:<9} captured {s.frames_captured} processed "
                     f"{s.frames_processed} dropped {s.frames_dropped} "
                     f"({s.drop_rate:.1%}, {s.health}) fps {s.fps:.1f}/{s.target_fps:.0f}"
-                    f" {s.bitrate_kbps:.0f} kbit/s lag {s.encode_lag_ms:.0f} ms"
+                    f" {s.bitrate_kbps:.0f} kbit/s lag {s.encode_lag_ms:.0f} ms{uploads}"
                 )
             if not watch or s.state == "stopped":
                 return

@@ -318,6 +318,10 @@ class RecordingStats:
     health: Health = "healthy"
     updated_at: str = field(default_factory=utc_now)
     audio: dict[str, float] = field(default_factory=dict)
+    # Media files closed but not yet in a remote blob store, and failed upload attempts
+    # so far (each retried): both stay 0 with the embedded folder store.
+    uploads_pending: int = 0
+    uploads_failed: int = 0
 
 
 @dataclass

@@ -525,9 +525,15 @@ class Taskerino:
         attachment = self._store.get_attachment(check_object_id(attachment_id, "attachment id"))
         return attachment, self._media.local_path(attachment)
 
-    def open_media(self, attachment: Attachment) -> BinaryIO:
-        """The bytes of an attachment, wherever the blob store keeps them."""
-        return self._media.blobs.open(attachment.hash)
+    def open_media(
+        self, attachment: Attachment, start: int = 0, end: int | None = None
+    ) -> BinaryIO:
+        """The bytes of an attachment, wherever the blob store keeps them; with `start` or
+        `end` (exclusive) only that range, asked of the blob store as such."""
+        if start == 0 and end is None:
+            return self._media.blobs.open(attachment.hash)
+        stop = attachment.size if end is None else end
+        return self._media.blobs.open_range(attachment.hash, start, stop)
 
     def disk_free(self) -> int:
         """Bytes free on the disk that live recordings write to (the data folder's)."""

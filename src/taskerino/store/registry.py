@@ -8,7 +8,9 @@ the URL (`Store.from_url`, `BlobStore.from_url`).
 - `None` or "": the embedded default (SQLite at `default_path`, blobs in `default_folder`).
 - Store: `sqlite:///abs/path.db`, `sqlite:relative.db`, or a plain path to a SQLite file;
   `postgresql://user:password@host:port/database` (or `postgres://`) for the team profile.
-- BlobStore: `file:///abs/folder`, `file:relative`, or a plain folder path.
+- BlobStore: `file:///abs/folder`, `file:relative`, or a plain folder path;
+  `s3://bucket/prefix` (boto3, from the `team` extra; endpoint and credentials from boto3's
+  standard configuration).
 """
 
 from __future__ import annotations
@@ -39,6 +41,7 @@ STORES: dict[str, Backend] = {
 }
 BLOB_STORES: dict[str, Backend] = {
     "file": Backend("taskerino.store.files:FolderBlobStore"),
+    "s3": Backend("taskerino.store.s3:S3BlobStore", TEAM_INSTALL),
 }
 
 _SCHEME = re.compile(r"([A-Za-z][A-Za-z0-9+.-]*):")
