@@ -56,6 +56,7 @@ def postgres() -> Iterator[PostgresServer]:
         yield server
 
 
+@pytest.fixture(scope="session")
 def s3_server() -> Iterator[MotoS3]:
     """moto's S3 server (the S3 stand-in) on loopback for the run, with boto3's standard
     environment (endpoint, dummy credentials, region) pointing at it."""
