@@ -12,6 +12,7 @@ import random
 import shutil
 import signal
 import sqlite3
+import stat
 import subprocess
 import sys
 import time
@@ -281,11 +282,12 @@ def test_recording_into_a_damaged_database_is_refused(home: Path) -> None:
 
 
 def test_the_data_folder_is_private(tmp_path: Path) -> None:
-    home = tmp_path / "shared"
+    home = tmp_path / "library"
     home.mkdir()
     home.chmod(0o755)  # as an older version left it
-    (home / "notes.txt").write_text("left by an older version")
-    (home / "notes.txt").chmod(0o644)
+    (home / "blobs").mkdir(mode=0o755)
+    (home / "errors.log").write_text("left by an older version")
+    (home / "errors.log").chmod(0o644)
     old_umask = os.umask(0o022)  # a permissive umask, inherited by the commands below
     try:
         first = run(home, "sessions", "list")
@@ -302,3 +304,35 @@ def test_the_data_folder_is_private(tmp_path: Path) -> None:
     (home / "taskerino.db").chmod(0o644)
     report = run(home, "doctor", "--json")
     assert report.returncode == 1 and "readable by others" in report.stdout
+
+
+def test_a_folder_that_also_holds_other_files_keeps_their_permissions(tmp_path: Path) -> None:
+    # Someone's home or project folder named as the data folder: Taskerino's own files are
+    # made private, the folder and everything else in it are not Taskerino's to change.
+    home = tmp_path / "projects"
+    home.mkdir()
+    home.chmod(0o755)
+    (home / "src").mkdir(mode=0o755)
+    (home / "src" / "main.c").write_text("int main(void) { return 0; }\n")
+    (home / "src" / "main.c").chmod(0o644)
+    (home / "blobs").mkdir(mode=0o755)
+    assert run(home, "sessions", "list").returncode == 0
+    assert stat.S_IMODE(home.stat().st_mode) == 0o755
+    assert stat.S_IMODE((home / "src").stat().st_mode) == 0o755
+    assert stat.S_IMODE((home / "src" / "main.c").stat().st_mode) == 0o644
+    assert stat.S_IMODE((home / "blobs").stat().st_mode) == 0o700
+    assert stat.S_IMODE((home / "taskerino.db").stat().st_mode) == 0o600
+
+
+def test_a_shared_folder_like_tmp_is_refused_and_left_as_it_was(tmp_path: Path) -> None:
+    shared = tmp_path / "tmp"
+    shared.mkdir()
+    shared.chmod(0o1777)  # sticky and writable by all, as /tmp
+    (shared / "someone-elses").write_text("x")
+    (shared / "someone-elses").chmod(0o644)
+    result = run(shared, "doctor")
+    assert result.returncode == 2 and "is shared" in result.stderr
+    assert "mkdir -m 700" in result.stderr and "Traceback" not in result.stderr
+    assert stat.S_IMODE(shared.stat().st_mode) == 0o1777
+    assert sorted(p.name for p in shared.iterdir()) == ["someone-elses"]
+    assert stat.S_IMODE((shared / "someone-elses").stat().st_mode) == 0o644

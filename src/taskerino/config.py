@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import stat
 import sys
 import tempfile
 from dataclasses import dataclass
@@ -70,16 +71,46 @@ def user_umask() -> int:
     return current
 
 
-def keep_private(home: Path) -> list[str]:
-    """Owner-only access to the data folder and everything in it (0700 folders, 0600 files).
+# What Taskerino keeps in a data folder (the database with its -wal/-shm files, too).
+OWN_NAMES = frozenset({"blobs", "staging", "reserve.bin", "errors.log", "web-token"})
 
-    New files are kept private by the process umask (set by `Taskerino.open`); an existing
-    folder that others can reach is tightened here, whole, once. Returns what was changed.
-    """
-    if not home.stat().st_mode & OTHERS:
+
+def _is_own(name: str) -> bool:
+    return name.startswith("taskerino.db") or name in OWN_NAMES
+
+
+def _private_scope(home: Path, *, open_only: bool) -> list[Path]:
+    """What privacy covers: the folder and all in it when it holds only Taskerino's files;
+    else Taskerino's own entries, whole. A folder that also holds other files (someone's
+    home, a project) keeps its permissions and theirs: they are not Taskerino's to change.
+    `open_only`: only below a root others can reach (what a 0700 folder holds is safe)."""
+    try:
+        entries = list(home.iterdir())
+    except OSError:
         return []
+    own = [p for p in entries if _is_own(p.name)]
+    roots = [home] if len(own) == len(entries) else own
+    scope: list[Path] = []
+    for root in roots:
+        try:
+            if root.is_symlink() or (open_only and not root.lstat().st_mode & OTHERS):
+                continue
+        except OSError:
+            continue
+        scope.append(root)
+        if root.is_dir():
+            scope.extend(root.rglob("*"))
+    return scope
+
+
+def keep_private(home: Path) -> list[str]:
+    """Owner-only access to what Taskerino keeps (0700 folders, 0600 files).
+
+    New files are kept private by the process umask (set by `Taskerino.open`); what an
+    older version left open to others is tightened here, once. Returns what was changed.
+    """
     changed = []
-    for path in [home, *home.rglob("*")]:
+    for path in _private_scope(home, open_only=True):
         try:
             mode = path.lstat().st_mode
             if path.is_symlink() or not mode & OTHERS:
@@ -92,9 +123,9 @@ def keep_private(home: Path) -> list[str]:
 
 
 def readable_by_others(home: Path) -> list[str]:
-    """Everything in the data folder that another account could read or enter."""
+    """What Taskerino keeps that another account could read or enter."""
     found = []
-    for path in [home, *home.rglob("*")]:
+    for path in _private_scope(home, open_only=False):
         try:
             if not path.is_symlink() and path.lstat().st_mode & OTHERS:
                 found.append(str(path))
@@ -125,6 +156,13 @@ def resolve_home(flag: str | Path | None = None) -> Layout:
             raise InvalidInput(
                 f"data folder {str(home)!r} does not exist: create it or pass an existing "
                 "folder with --home / TASKERINO_HOME"
+            )
+        if home.stat().st_mode & (stat.S_ISVTX | stat.S_IWOTH):
+            # /tmp and the like: every account may write there, so nothing in it is private.
+            raise InvalidInput(
+                f"data folder {str(home)!r} is shared: every account on this machine may "
+                f"write in it; make a folder of your own (mkdir -m 700 {home / 'taskerino'}) "
+                "and pass that"
             )
     try:
         tempfile.TemporaryFile(dir=home).close()

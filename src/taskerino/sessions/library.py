@@ -9,6 +9,7 @@ against the rule book before anything happens.
 from __future__ import annotations
 
 import logging
+import shlex
 import shutil
 import time
 from collections.abc import Iterable
@@ -408,9 +409,9 @@ class Taskerino:
         """Problems of the database and media files; empty when all is well. File sizes
         are always checked; `deep` also checks every file's contents against its hash."""
         problems = self._recovery.doctor(deep)
-        fix = f"chmod -R go-rwx {self.layout.home}"
+        # The exact path in each fix: the data folder may hold files that are not ours.
         problems += [
-            f"readable by others: {path} (make it private with: {fix})"
+            f"readable by others: {path} (make it private with: chmod go-rwx {shlex.quote(path)})"
             for path in readable_by_others(self.layout.home)
         ]
         return problems
