@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import multiprocessing
+import os
 import random
 import signal
 import subprocess
@@ -23,7 +24,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from taskerino.errors import InvalidInput, StorageError
-from taskerino.models import ContextItem, Session, new_id, utc_now
+from taskerino.models import ContextItem, Session, new_id, parse_time, utc_now
 from taskerino.store import Store, open_store
 from taskerino.store.postgres import DB_VERSION, PostgresStore
 
@@ -434,3 +435,47 @@ def test_workers_killed_at_random_leave_every_job_done_once(database: str) -> No
             assert [t.text for t in store.get_session(sid).transcript] == ["the result"]
     finally:
         store.close()
+
+
+@pytest.mark.usefixtures("xdisplay")
+def test_recording_goes_on_while_the_database_is_away_and_catches_up(home: Path) -> None:
+    # A cluster of its own, stopped for 10 s in the middle of a 16 s recording.
+    with postgres_server() as server:
+        url = server.new_database()
+        env = {**os.environ, "TASKERINO_STORE": url}
+        proc = subprocess.Popen(
+            [*TASKERINO, "--home", str(home), "record", "--duration", "16", "--video",
+             "--screenshot-interval", "1", "--json"],
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
+        )  # fmt: skip
+        try:
+            deadline = time.monotonic() + 60
+            while not list(home.glob("staging/*/video/chunk-*.mp4")):
+                assert proc.poll() is None and time.monotonic() < deadline, proc.communicate()
+                time.sleep(0.1)
+            time.sleep(2.0)
+            server.control("stop")
+            away = time.time()
+            time.sleep(10.0)
+            server.control("start")
+            back = time.time()
+            out, err = proc.communicate(timeout=120)
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+                proc.communicate()
+        assert proc.returncode == 0, err
+        assert "Traceback" not in err and "error connecting" not in err, err
+        ended = json.loads(out)
+        assert ended["status"] == "completed"
+        # Screenshots went on (a second apart) while the database was away, and every one
+        # of them reached it once it was back.
+        start = parse_time(ended["start_time"]).timestamp()
+        offsets = sorted(s["media_offset"] for s in ended["screenshots"])
+        during = [t for t in offsets if away - start + 0.5 <= t <= back - start - 0.5]
+        assert len(during) >= 7, (offsets, away - start, back - start)
+        assert len(offsets) >= 12, offsets
+        assert ended["video"]["chunking_status"] == "complete"
+        assert ended["total_duration"] >= 15.0
+        doctor = run(home, "doctor", "--json", env={"TASKERINO_STORE": url})
+        assert json.loads(doctor.stdout) == {"ok": True, "problems": []}, doctor.stderr

@@ -54,6 +54,9 @@ def _fail(message: str, code: int) -> NoReturn:
 
 def main() -> None:
     logging.basicConfig(level=logging.WARNING, format="taskerino: %(message)s")
+    # The connection pool logs each failed reconnect while a database server is away;
+    # Taskerino says once what is wrong and what it does about it.
+    logging.getLogger("psycopg.pool").setLevel(logging.ERROR)
     # Errors raised where nobody can catch them (a callback from C, a finalizer) go to the
     # log file too, never as a traceback on the terminal.
     sys.unraisablehook = _unraisable

@@ -599,6 +599,10 @@ class Store(
 ):
     """Session metadata: all the parts above, sharing one transaction."""
 
+    # A store behind a server (PostgreSQL) can be away for a while: recorders then keep
+    # their media in staging and store it once the server is back (`Uploads`).
+    served = False
+
     @classmethod
     @abc.abstractmethod
     def from_url(cls, url: str) -> Self:

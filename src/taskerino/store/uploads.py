@@ -7,8 +7,9 @@ refusing — is retried with backoff, for as long as it takes; the file stays in
 recorder's staging folder until its rows commit, so nothing is lost meanwhile and a crash
 leaves it for recovery. `drain` waits until everything submitted is stored.
 
-When the blob store is on this machine's disk there is nothing to wait for: `submit`
-ingests at once, in the caller's thread, as recorders always did.
+The same holds for rows in a database server (PostgreSQL) that is away for a while. When
+the blob store is on this machine's disk and the store is embedded, there is nothing to
+wait for: `submit` ingests at once, in the caller's thread, as recorders always did.
 """
 
 from __future__ import annotations
@@ -63,7 +64,9 @@ class Uploads:
         self.media = media
         self.backoff = backoff
         self.report = report
-        self.remote = media.remote  # bytes kept elsewhere: uploaded in the background
+        # Bytes kept elsewhere, or rows in a database server that may be away for a while:
+        # stored in the background, retried until they are.
+        self.remote = media.remote or media.store.served
         self._queue: collections.deque[_Upload] = collections.deque()
         self._cond = threading.Condition()
         self._busy = False  # an item is being uploaded (it left the queue)

@@ -30,6 +30,8 @@ class PostgresStore(
     """The team profile's store: one PostgreSQL database (`postgresql:` and `postgres:`
     URLs, as libpq reads them: `postgresql://user:password@host:port/database?options`)."""
 
+    served = True
+
     @classmethod
     def from_url(cls, url: str) -> Self:
         from ..registry import redact
