@@ -19,6 +19,9 @@ from .s3_server import MotoS3
 # Property tests explore the same examples on every run: a failure found once is found
 # again, and CI never fails on an example no earlier run tried.
 settings.register_profile("taskerino", derandomize=True, deadline=None)
+
+# A command that crashes in native code prints where every thread was (the tests show it).
+os.environ.setdefault("PYTHONFAULTHANDLER", "1")
 settings.load_profile("taskerino")
 
 

@@ -24,7 +24,7 @@ def small_disk(tmp_path: Path) -> Iterator[Path]:
     mount = tmp_path / "disk"
     mount.mkdir()
     result = subprocess.run(
-        ["mount", "-t", "tmpfs", "-o", "size=40m", "tmpfs", str(mount)],
+        ["mount", "-t", "tmpfs", "-o", "size=40m,mode=0700", "tmpfs", str(mount)],
         capture_output=True,
         text=True,
     )
@@ -215,5 +215,5 @@ def test_disk_full_while_ending(small_disk: Path, xdisplay: VirtualDisplay) -> N
     filler.unlink()
     shown = run_json(small_disk, "sessions", "show", sid)
     assert shown["status"] in ("completed", "interrupted")
-    assert shown["video"]["full_video_attachment_id"] is not None
+    assert shown["video"]["full_video_attachment_id"] is not None, (err, shown["video"])
     assert run_json(small_disk, "doctor") == {"ok": True, "problems": []}

@@ -149,7 +149,7 @@ def test_the_api_fuzzed_from_its_description(library: Taskerino) -> None:
             for path, methods in spec["paths"].items()
             for method, op in methods.items()
         ]
-        assert len(operations) == 18  # every operation of the API (see test_web_api)
+        assert len(operations) == 19  # every operation of the API (see test_web_api)
 
         @st.composite
         def requests(draw: st.DrawFn) -> tuple[str, str, str, dict[str, Any]]:

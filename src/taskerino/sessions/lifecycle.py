@@ -100,6 +100,9 @@ class Lifecycle:
         self.after_end: list[Callable[[str], None]] = []
         self.failures: dict[str, list[str]] = {}  # why recorders stopped, by session
         self._keepers: dict[str, Keeper] = {}
+        # Ends run apart from the recording's own threads (`end_soon`): joined by `close`,
+        # which must not release the store under them.
+        self._ending: list[threading.Thread] = []
         # Live figures (stats, heartbeats) are saved through the queue, off the recorders'
         # threads; state changes of a session are written synchronously in transactions.
         self.queue: PersistenceQueue[Callable[[], None]] = PersistenceQueue(self._apply)
@@ -117,6 +120,8 @@ class Lifecycle:
                 self.end(recording.session_id)
             except TaskerinoError as exc:
                 log.error("could not end session %s: %s", recording.session_id, exc)
+        for thread in list(self._ending):
+            thread.join()
         self.queue.shutdown()
 
     def report(self, session_id: str, message: str) -> None:
@@ -245,7 +250,15 @@ class Lifecycle:
 
     def end_soon(self, session_id: str) -> None:
         """End from a thread of the recording itself (which `end` joins): run it apart."""
-        threading.Thread(target=self.end, args=(session_id,), daemon=True).start()
+        thread = threading.Thread(target=self._end_apart, args=(session_id,), daemon=True)
+        self._ending = [t for t in self._ending if t.is_alive()] + [thread]
+        thread.start()
+
+    def _end_apart(self, session_id: str) -> None:
+        try:
+            self.end(session_id)
+        except TaskerinoError as exc:
+            log.error("could not end session %s: %s", session_id, exc)
 
     def wait(self, session_id: str, timeout: float | None = None) -> bool:
         """Block until a session recorded here has ended; True when it has."""
