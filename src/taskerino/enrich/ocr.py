@@ -366,7 +366,13 @@ def key_frames(
                         yield offset, shown.to_ndarray(format="bgr24")
                     k += 1
                 else:
-                    k = max(k + 1, math.ceil((t - first) / interval))
+                    # Settled: the samples until this frame see the same picture (a still
+                    # screen has no frames in between): no change, nothing to look at.
+                    skip_to = max(k + 1, math.ceil((t - first) / interval))
+                    if on_sample is not None:
+                        for j in range(k, skip_to):
+                            on_sample(first + j * interval, 0.0)
+                    k = skip_to
             shown, thumb, looks = frame, None, 0
         if shown is not None and first is not None and looks < 2:  # it stays to the end
             thumb = _thumbnail(shown) if thumb is None else thumb
