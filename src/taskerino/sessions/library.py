@@ -21,7 +21,6 @@ from typing import TYPE_CHECKING, Any, BinaryIO
 from ..config import PRIVATE_UMASK, Layout, keep_private, readable_by_others, resolve_home
 from ..enrich.worker import Worker, WorkerConfig
 from ..errors import CaptureError, InvalidInput, NotFound, TaskerinoError
-from ..frame import Frame
 from ..models import (
     Attachment,
     ContextItem,
@@ -66,6 +65,7 @@ from .views import session_json, summary_json
 
 if TYPE_CHECKING:
     from ..capture import CaptureBackend
+    from ..frame import Frame  # numpy: imported only by what handles pictures
 
 __all__ = ["StartRequest", "Taskerino"]
 
