@@ -290,18 +290,20 @@ class SessionSummary:
 class RecordingStats:
     session_id: str
     state: RecordingState = "recording"
-    frames_captured: int = 0
+    frames_captured: int = 0  # capture ticks that grabbed a picture, changed or not
     frames_processed: int = 0
     frames_dropped: int = 0
     drop_rate: float = 0.0
     fps: float = 0.0
     target_fps: float = 0.0
-    bytes_written: int = 0
+    bytes_written: int = 0  # on disk, every recorder's, the files being written included
     bitrate_kbps: float = 0.0
     encode_lag_ms: float = 0.0
     health: Health = "healthy"
     updated_at: str = field(default_factory=utc_now)
     audio: dict[str, float] = field(default_factory=dict)
+    frames_changed: int = 0  # frames that differed from the one before, so were encoded
+    seconds: float = 0.0  # recorded so far, paused time excluded
 
 
 @dataclass

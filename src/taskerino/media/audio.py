@@ -263,6 +263,14 @@ class AudioJoiner:
         except av.FFmpegError as exc:
             raise CaptureError(f"could not join audio segment {segment.name}: {exc}") from exc
 
+    @property
+    def bytes(self) -> int:
+        """Bytes written to `out` so far."""
+        try:
+            return self.out.stat().st_size
+        except OSError:
+            return 0
+
     def close(self) -> int:
         """Finish the file; returns the samples it holds (0: nothing appended, no file)."""
         if self._dst is not None:

@@ -10,6 +10,7 @@ half-joined file is dropped; recovery joins the stored segments again.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import threading
@@ -51,6 +52,7 @@ class AudioRecorder(Recorder):
         self._stopped = False
         self._segments: list[Path] = []  # the stored segments' bytes, in order
         self._joiner: AudioJoiner | None = None  # None once it failed: joined at the end
+        self._segment_bytes = 0  # of the closed segments
         self.joined: Path | None = None  # the session's audio once stopped
 
     def prepare(self, ctx: RecordingContext) -> None:
@@ -88,6 +90,8 @@ class AudioRecorder(Recorder):
     def _store_segment(self, info: SegmentInfo) -> None:
         ctx = self._ctx
         assert ctx is not None
+        with contextlib.suppress(OSError):
+            self._segment_bytes += info.path.stat().st_size
         if self._joiner is not None:
             try:
                 self._joiner.append(info.path)  # before it is stored: the file is here now
@@ -133,7 +137,7 @@ class AudioRecorder(Recorder):
             return None
 
     def stats(self) -> dict[str, float]:
-        capture = self._capture
+        capture, joiner = self._capture, self._joiner
         if capture is None:
             return {}
         return {
@@ -141,6 +145,10 @@ class AudioRecorder(Recorder):
             "audio_overruns": float(capture.overruns),
             "audio_seconds_lost": capture.frames_lost / RATE,
             "audio_seconds": capture.seconds_recorded,
+            # Closed segments, the one being recorded and the file joined so far.
+            "bytes_written": float(
+                self._segment_bytes + capture.open_segment_bytes + (joiner.bytes if joiner else 0)
+            ),
         }
 
 

@@ -52,6 +52,7 @@ class ScreenshotRecorder(Recorder):
         self._ctx: RecordingContext | None = None
         self._failure: str | None = None
         self.taken = 0
+        self.bytes_written = 0  # of the pictures taken
 
     def prepare(self, ctx: RecordingContext) -> None:
         self._ctx = ctx
@@ -112,6 +113,9 @@ class ScreenshotRecorder(Recorder):
                 # The interval restarts after a pause: no burst of overdue pictures.
                 next_due = max(next_due, time.monotonic())
 
+    def stats(self) -> dict[str, float]:
+        return {"bytes_written": float(self.bytes_written)}
+
     def _take(self, ctx: RecordingContext) -> None:
         assert self._backend is not None
         offset = ctx.clock.offset()
@@ -132,6 +136,7 @@ class ScreenshotRecorder(Recorder):
                 )
             )
 
+        self.bytes_written += path.stat().st_size
         ctx.media.ingest(
             path,
             "image",

@@ -329,6 +329,7 @@ class VideoRecorder(Recorder):
         return {
             "frames_captured": float(self.frames_captured),
             "frames_processed": float(encoded + self.frames_identical),
+            "frames_changed": float(encoded),
             "frames_dropped": float(
                 self._captured.dropped + self._composed.dropped + self.frames_missed
             ),

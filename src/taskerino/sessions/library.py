@@ -19,7 +19,6 @@ from types import TracebackType
 from typing import TYPE_CHECKING, Any, BinaryIO
 
 from ..config import PRIVATE_UMASK, Layout, keep_private, readable_by_others, resolve_home
-from ..enrich.worker import Worker, WorkerConfig
 from ..errors import CaptureError, InvalidInput, NotFound, TaskerinoError
 from ..models import (
     Attachment,
@@ -65,6 +64,7 @@ from .views import session_json, summary_json
 
 if TYPE_CHECKING:
     from ..capture import CaptureBackend
+    from ..enrich.worker import Worker, WorkerConfig
     from ..frame import Frame  # numpy: imported only by what handles pictures
 
 __all__ = ["StartRequest", "Taskerino"]
@@ -325,6 +325,7 @@ class Taskerino:
         """A worker that runs this library's enrichment jobs with `concurrency` threads;
         call `run()` on it, and set its `stop` event to end it."""
         from ..enrich.stages import Stages, StageSettings
+        from ..enrich.worker import Worker, WorkerConfig  # only the commands that run jobs
 
         config = config or WorkerConfig()
         config.concurrency = parse_concurrency(concurrency)
