@@ -146,6 +146,7 @@ def main() -> None:
         os.environ.update(sound.env)
         keep = subprocess.Popen([*PACAT, "/dev/zero"])  # the sink renders all along
         time.sleep(1.0)
+        (Path(tmp) / "home").mkdir()
         library = Taskerino.open(Path(tmp) / "home")
         try:
             for fps in (15, 30):
