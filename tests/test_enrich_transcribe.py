@@ -9,6 +9,8 @@ import subprocess
 import sys
 from collections.abc import Iterator
 from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
 
 import numpy as np
 import pytest
@@ -18,6 +20,7 @@ from taskerino.enrich.transcribe import (
     AudioTimeline,
     Transcriber,
     TranscriptPiece,
+    _garbled,
     packaged_model,
     resolve_model,
 )
@@ -200,3 +203,60 @@ def test_more_threads_than_the_openmp_limit_still_transcribe(
     ).stdout.splitlines()
     assert out[0] == "1"
     assert recall(FIRST, out[1]) >= 0.7 and recall(SECOND, out[1]) >= 0.7, out
+
+
+def test_a_garbled_pass_is_decoded_again_and_never_stored(
+    transcriber: Transcriber,
+    two_sentences: tuple[Path, float, float, float],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # The model's numeric failure ("!!!!" at a log-probability of minus hundreds) cannot be
+    # provoked on demand, so the first pass is replaced by such output; the second pass is
+    # the real model on the real audio.
+    path = two_sentences[0]
+    real = transcriber._model.transcribe
+    calls: list[int] = []
+
+    def first_pass_garbled(*args: Any, **kwargs: Any) -> Any:
+        calls.append(1)
+        if len(calls) == 1:
+            bad = SimpleNamespace(
+                start=0.0, end=5.0, text=" !!!!!!!!!!!!", avg_logprob=-291.0, compression_ratio=18.7
+            )
+            return [bad], None
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(transcriber._model, "transcribe", first_pass_garbled)
+    pieces = transcriber.transcribe(path)
+    assert len(calls) == 2
+    assert pieces and all(any(c.isalpha() for c in p.text) for p in pieces)
+
+    # Garbled both times: dropped, not stored as a line of punctuation.
+    calls.clear()
+    monkeypatch.setattr(
+        transcriber._model,
+        "transcribe",
+        lambda *a, **k: (
+            [
+                SimpleNamespace(
+                    start=0.0, end=2.0, text=" !!!", avg_logprob=-0.5, compression_ratio=1.0
+                )
+            ],
+            None,
+        ),
+    )
+    assert transcriber.transcribe(path) == []
+
+
+def test_garbled_means_no_word_or_both_whisper_bounds_broken() -> None:
+    def seg(text: str, logprob: float = -0.3, ratio: float = 1.2) -> SimpleNamespace:
+        return SimpleNamespace(text=text, avg_logprob=logprob, compression_ratio=ratio)
+
+    assert not _garbled(seg(" Retry the invoice queue."))
+    assert not _garbled(seg(" 4411"))
+    assert not _garbled(seg(" la la la la la la", ratio=3.0))  # repetitive but confident
+    assert not _garbled(seg(" mumbled", logprob=-1.5))  # unsure but not repeating
+    assert _garbled(seg(" !!!!!!!!"))
+    assert _garbled(seg(" ..."))
+    assert _garbled(seg(" the the the the the", logprob=-1.6, ratio=2.9))
+    assert _garbled(seg(" hello", logprob=float("nan")))

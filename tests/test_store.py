@@ -21,6 +21,7 @@ from taskerino.models import (
     Attachment,
     ContextItem,
     OcrText,
+    RecycledMedia,
     Session,
     SessionScreenshot,
     SessionVideo,
@@ -213,7 +214,29 @@ def test_a_version_1_database_is_migrated_in_place(tmp_path: Path) -> None:
     check = sqlite3.connect(path)
     assert check.execute("PRAGMA user_version").fetchone() == (DB_VERSION,)
     check.close()
-    assert DB_VERSION == len(MIGRATIONS) == 3
+    assert DB_VERSION == len(MIGRATIONS) == 4
+
+
+def test_a_version_3_database_gets_the_recycled_column(tmp_path: Path) -> None:
+    path = tmp_path / "t.db"
+    old = sqlite3.connect(path, isolation_level=None)
+    old.execute("PRAGMA journal_mode=WAL")
+    old.executescript(MIGRATIONS[0] + MIGRATIONS[1] + MIGRATIONS[2])
+    old.execute("PRAGMA user_version=3")
+    old.execute(
+        "INSERT INTO sessions (id, name, status, start_time, schema_version)"
+        " VALUES ('old', 'from v3', 'completed', '2025-01-01T00:00:00.000Z', 2)"
+    )
+    old.close()
+    store = SQLiteStore(path)
+    try:
+        session = store.get_session("old")
+        assert session.name == "from v3" and session.recycled == []
+        session.recycled.append(RecycledMedia("screenshots", 2, 10))
+        store.update_session(session)
+        assert store.get_session("old").recycled == session.recycled
+    finally:
+        store.close()
 
 
 def test_a_version_2_database_gets_its_text_indexed_and_chapters_moved(tmp_path: Path) -> None:

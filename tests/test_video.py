@@ -279,10 +279,13 @@ def test_kill_9_of_video_recording_is_playable_to_the_kill(
         video = shown["video"]
         assert video["chunking_status"] == "complete", (attempt, video)
         path = Path(shown["attachments"][video["full_video_attachment_id"]]["path"])
-        frames, _, duration = decode(path)
+        frames, times, _ = decode(path)
         assert frames
-        # Playable to within 1 s of the kill.
-        assert duration >= recorded - 1.0, (attempt, duration, recorded)
+        # Playable to within 1 s of the kill: the last frame's moment on the session's
+        # timeline (a slow start-up on a busy machine delays the first frame, which is no
+        # loss at the kill).
+        last = max(times) + 1 / 10
+        assert last >= recorded - 1.0, (attempt, last, recorded)
         assert shown["total_duration"] >= recorded - 1.5
         assert run_json(home, "doctor") == {"ok": True, "problems": []}
         assert blob_files(home) == {a["hash"] for a in shown["attachments"].values()}

@@ -564,3 +564,22 @@ def test_the_session_audio_plays_and_seeks(page: Page, server: Served, enriched:
     page.evaluate("document.getElementById('joined').play()")
     wait_until(page, f"document.getElementById('joined').currentTime > {target + 0.3}")
     assert page.evaluate("document.getElementById('joined').error") is None
+
+
+def test_the_export_button_downloads_the_session_as_a_zip(
+    page: Page, server: Served, enriched: Enriched, tmp_path: Path
+) -> None:
+    import zipfile
+
+    open_session(page, server, enriched.session_id)
+    with page.expect_download() as info:
+        page.locator("#export").click()
+    download = info.value
+    assert download.suggested_filename == f"taskerino-{enriched.session_id}.zip"
+    saved = tmp_path / "export.zip"
+    download.save_as(saved)
+    with zipfile.ZipFile(saved) as archive:
+        names = {n.split("/", 1)[1] for n in archive.namelist()}
+        assert archive.testzip() is None
+    assert {"video.mp4", "session.json", "summary.md", "transcript.srt", "transcript.vtt"} <= names
+    assert any(n.startswith("screenshots/") for n in names)

@@ -26,10 +26,13 @@ import click
 from .errorlog import log_unexpected
 from .errors import InvalidInput, NotFound, RecorderError, TaskerinoError
 from .rules import (
+    EXPORT_FORMATS,
     WEB_PORT,
+    check_export_formats,
     check_query,
     check_session_id,
     check_stages,
+    parse_bytes,
     parse_concurrency,
     parse_duration,
     parse_port,
@@ -423,6 +426,8 @@ def _status(value: str | None) -> SessionStatus | None:
 @click.option("--json", "as_json", is_flag=True)
 @click.pass_context
 def sessions_show(ctx: click.Context, session_id: str, as_json: bool) -> None:
+    from .sessions.budget import RECYCLED_NAMES
+
     session_id = check_session_id(session_id)
     with _library(ctx) as library:
         data = library.session_json(session_id)
@@ -443,6 +448,11 @@ def sessions_show(ctx: click.Context, session_id: str, as_json: bool) -> None:
     )
     for item in data["context_items"]:
         click.echo(f"  {item['media_offset']:8.1f}s {item['type']}: {item['content']}")
+    for r in data["recycled"]:
+        click.echo(
+            f"  removed by the storage budget at {r['at']}: {r['count']} "
+            f"{RECYCLED_NAMES[r['kind']]}, {_bytes(r['bytes'])}"
+        )
 
 
 def _steer(action: str) -> Callable[..., None]:
@@ -504,6 +514,92 @@ def doctor(ctx: click.Context, as_json: bool, deep: bool) -> None:
         click.echo("ok" if not problems else f"{len(problems)} problem(s)")
     if problems:
         sys.exit(1)
+
+
+# --- storage budget / export ---------------------------------------------------------
+def _bytes(count: int) -> str:
+    size = float(count)
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if size < 1024 or unit == "GiB":
+            return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
+        size /= 1024
+    raise AssertionError("unreachable")
+
+
+@cli.command(help="Free space, oldest media first, until the media fit in the storage budget.")
+@click.option(
+    "--max-storage",
+    default=None,
+    help="Budget in bytes (500M, 2G; K/M/G/T are powers of 1024). Default: the budget set "
+    "with 'taskerino budget'.",
+)
+@click.option("--dry-run", is_flag=True, help="Say what would be removed; remove nothing.")
+@click.option("--json", "as_json", is_flag=True)
+@click.pass_context
+def gc(ctx: click.Context, max_storage: str | None, dry_run: bool, as_json: bool) -> None:
+    from .models import to_dict
+    from .sessions.budget import RECYCLED_NAMES
+
+    budget = None if max_storage is None else parse_bytes(max_storage)
+    with _library(ctx) as library:
+        report = library.gc(budget, dry_run=dry_run)
+    if as_json:
+        data = to_dict(report)
+        data["within_budget"] = report.within_budget
+        _dump(data)
+        return
+    would = "would remove" if dry_run else "removed"
+    for r in report.removals:
+        click.echo(
+            f"{r.session_id[:8]}  {r.start_time}  {would} {r.count} "
+            f"{RECYCLED_NAMES[r.kind]}, {_bytes(r.bytes)}  ({printable(r.session_name)})"
+        )
+    verdict = "within" if report.within_budget else "still over"
+    click.echo(
+        f"media: {_bytes(report.before)} before, {_bytes(report.after)} "
+        f"{'would remain' if dry_run else 'after'}; {verdict} the budget of "
+        f"{_bytes(report.max_storage)}"
+    )
+
+
+@cli.command(help="Show, set (e.g. 20G) or clear (off) the storage budget kept after each session.")
+@click.argument("max_storage", required=False)
+@click.pass_context
+def budget(ctx: click.Context, max_storage: str | None) -> None:
+    clear = max_storage is not None and max_storage.strip().lower() == "off"
+    value = None if max_storage is None or clear else parse_bytes(max_storage)
+    with _library(ctx) as library:
+        if clear:
+            library.set_max_storage(None)
+        elif value is not None:
+            library.set_max_storage(value)
+        current = library.max_storage()
+    if current is None:
+        click.echo("no storage budget: sessions keep all their media")
+    else:
+        click.echo(f"storage budget: {current} bytes ({_bytes(current)}), kept after each session")
+
+
+@cli.command(help="Export a session: video, JSON, transcript (SRT, WebVTT), summary, screenshots.")
+@click.argument("session_id")
+@click.option("--to", "folder", required=True, help="Folder to write into (made if missing).")
+@click.option(
+    "--format",
+    "formats",
+    multiple=True,
+    help=f"What to write, comma-separated or repeated: {','.join(EXPORT_FORMATS)} (default all).",
+)
+@click.option("--force", is_flag=True, help="Replace files that exist in the folder.")
+@click.pass_context
+def export(
+    ctx: click.Context, session_id: str, folder: str, formats: tuple[str, ...], force: bool
+) -> None:
+    session_id = check_session_id(session_id)
+    wanted = check_export_formats(formats)
+    with _library(ctx) as library:
+        written = library.export(session_id, Path(folder), wanted, force=force)
+    for path in written:
+        click.echo(str(path))
 
 
 # --- serve ----------------------------------------------------------------------------

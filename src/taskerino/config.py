@@ -50,6 +50,24 @@ class Layout:
 # Screen recordings, audio and transcripts are a person's own: owner-only, whatever the umask.
 PRIVATE_UMASK = 0o077
 OTHERS = 0o077  # the group and other permission bits
+_USER_UMASK: list[int] = []  # the umask the process started with, once it was replaced
+
+
+def make_private() -> None:
+    """Owner-only files from now on in this process (the umask), remembering the user's
+    own umask for what goes elsewhere: exported files follow the user's choice."""
+    previous = os.umask(PRIVATE_UMASK)
+    if not _USER_UMASK:
+        _USER_UMASK.append(previous)
+
+
+def user_umask() -> int:
+    """The umask the user gave this process (also after `make_private`)."""
+    if _USER_UMASK:
+        return _USER_UMASK[0]
+    current = os.umask(0)
+    os.umask(current)
+    return current
 
 
 def keep_private(home: Path) -> list[str]:

@@ -29,6 +29,7 @@ JobState = Literal["queued", "running", "done", "failed"]
 StageState = Literal["pending", "running", "done", "failed"]
 TranscriptSource = Literal["mic", "system", "mixed"]
 SearchKind = Literal["ocr", "transcript", "activity", "note", "comment", "session"]
+RecycledKind = Literal["video_chunks", "full_video", "screenshots"]
 
 STAGE_STATES: tuple[StageState, ...] = ("pending", "running", "done", "failed")
 TRANSCRIPT_SOURCES: tuple[TranscriptSource, ...] = ("mic", "system", "mixed")
@@ -266,7 +267,19 @@ class Session:
     ocr: list[OcrText] = field(default_factory=list)
     tags: list[str] = field(default_factory=list)
     enrichment: dict[str, StageStatus] = field(default_factory=dict)  # by stage name
+    recycled: list[RecycledMedia] = field(default_factory=list)  # removed by the budget
     schema_version: int = SCHEMA_VERSION
+
+
+@dataclass
+class RecycledMedia:
+    """Media of a session that the storage budget removed (`taskerino gc`): what, how many
+    files and bytes, and when. The text found in it (OCR, transcript) stays."""
+
+    kind: RecycledKind
+    count: int
+    bytes: int
+    at: str = field(default_factory=utc_now)
 
 
 @dataclass

@@ -53,6 +53,10 @@ MAX_PAGE_SIZE = 500
 MAX_OFFSET = 10_000_000
 THUMBNAIL_WIDTH_RANGE = (16, 1920)
 PORT_RANGE = (0, 65535)
+MAX_STORAGE = 1 << 60  # an exabyte: anything larger is a typo
+# Suffixes of byte sizes: powers of 1024, as `du -h` and `df -h` show them.
+SIZE_UNITS = {"": 1, "K": 1 << 10, "M": 1 << 20, "G": 1 << 30, "T": 1 << 40}
+EXPORT_FORMATS = ("mp4", "json", "md", "srt", "vtt", "screenshots")
 WEB_PORT = 8741  # fixed, so that bookmarks and the login cookie keep working
 
 
@@ -392,3 +396,33 @@ def parse_media_offset(value: object) -> float:
 
 def parse_flag(value: object, what: str) -> bool:
     return _flag(value, what)
+
+
+def parse_bytes(value: object, what: str = "storage budget") -> int:
+    """A byte count: a whole number, optionally with a suffix K, M, G or T (powers of
+    1024, `B`/`iB` allowed after it: 500M, 2G, 1.5GiB), from 0 to an exabyte."""
+    match = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([kmgt]?)(?:i?b)?\s*", str(value), re.IGNORECASE)
+    if isinstance(value, bool) or match is None:
+        raise InvalidInput(
+            f"{what} must be a number of bytes, optionally with K, M, G or T "
+            f"(e.g. 500M, 2G), got {_show(value)}"
+        )
+    number = float(match[1]) * SIZE_UNITS[match[2].upper()]
+    if number > MAX_STORAGE:
+        raise InvalidInput(f"{what} must be at most 1024P bytes, got {_show(value)}")
+    return int(number)
+
+
+def check_export_formats(values: Iterable[object]) -> list[str]:
+    """Export formats, in the order of EXPORT_FORMATS; empty means all of them. Values may
+    be comma-separated (`--format mp4,md`)."""
+    wanted: set[str] = set()
+    for value in values:
+        for part in str(value).split(","):
+            name = part.strip().lower()
+            if name not in EXPORT_FORMATS:
+                raise InvalidInput(
+                    f"unknown export format {_show(part)}: choose from {', '.join(EXPORT_FORMATS)}"
+                )
+            wanted.add(name)
+    return [f for f in EXPORT_FORMATS if not wanted or f in wanted]

@@ -51,7 +51,13 @@ def _stop(proc: subprocess.Popen[bytes]) -> None:
 class VirtualDisplay:
     """An Xvfb screen of 3200x1080 split into a 1920x1080 and a 1280x720 monitor."""
 
-    def __init__(self, width: int = 3200, height: int = 1080, monitors: bool = True) -> None:
+    def __init__(
+        self,
+        width: int = 3200,
+        height: int = 1080,
+        monitors: bool = True,
+        extensions_off: tuple[str, ...] = (),
+    ) -> None:
         if shutil.which("Xvfb") is None:
             raise CaptureError("Xvfb is not installed (Debian package xvfb)")
         self.number = _free_display()
@@ -66,6 +72,8 @@ class VirtualDisplay:
                 "-noreset",
                 "-nolisten",
                 "tcp",
+                # A server without some extension (DAMAGE, Composite), as on other machines.
+                *(arg for name in extensions_off for arg in ("-extension", name)),
             ],
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,

@@ -23,6 +23,7 @@ from taskerino.models import (
     OcrText,
     OcrWord,
     RecordingStats,
+    RecycledMedia,
     SearchHit,
     Session,
     SessionAudioSegment,
@@ -331,9 +332,13 @@ class TestStoreContract:
             audio_attachment_id=audio.id,
             tags=["a", "b"],
             enrichment={"ocr": StageStatus("done", None, "2026-01-01T11:00:00.000Z")},
+            recycled=[RecycledMedia("screenshots", 3, 1200, "2026-01-02T00:00:00.000Z")],
         )
         store.create_session(session)
         assert store.get_session(session.id) == session
+        session.recycled.append(RecycledMedia("full_video", 1, 5, "2026-01-03T00:00:00.000Z"))
+        store.update_session(session)
+        assert store.get_session(session.id).recycled == session.recycled
 
     def test_children_come_back_in_timeline_order(self, store: Store) -> None:
         session = stored_session(store)
@@ -1175,6 +1180,41 @@ class TestStoreContract:
         assert store.delete_attachment(first.id) == first
         assert store.attachment_hashes() == {shared.hash, second.hash}
         assert store.replace_chapters(session.id, []) == [second.id]
+
+    def test_remove_media_deletes_one_kind_of_rows_and_keeps_the_rest(self, store: Store) -> None:
+        session = store.get_session(with_video(store).id)
+        assert session.video is not None
+        full, chunk, picture, thumb = (store.add_attachment(make_attachment()) for _ in range(4))
+        video = replace(session.video, full_video_attachment_id=full.id)
+        store.save_video(video)
+        store.add_video_chunk(SessionVideoChunk(new_id(), video.id, chunk.id, 0, 0, 1, 5, 3))
+        first, second = shot(session, picture, 1.0), shot(session, picture, 2.0)
+        store.add_screenshot(first)
+        store.add_screenshot(second)
+        store.replace_chapters(session.id, [chapter(session, 0.0, thumb.id)])
+        store.replace_ocr(session.id, [ocr_text(session, 1.0, "kept text", first.id)])
+
+        assert store.remove_media(session.id, "video_chunks") == [chunk.id]
+        assert store.remove_media(session.id, "video_chunks") == []
+        assert store.remove_media(session.id, "full_video") == [full.id]
+        assert store.remove_media(session.id, "screenshots") == [picture.id]  # once
+        after = store.get_session(session.id)
+        assert after.video is not None and after.video.chunks == []
+        assert after.video.full_video_attachment_id is None and after.screenshots == []
+        assert after.video.chapters[0].thumbnail_attachment_id == thumb.id
+        assert [(o.text, o.screenshot_id) for o in after.ocr] == [("kept text", None)]
+        assert store.list_sessions()[0].screenshot_count == 0
+        # Only the rows: the attachments are the caller's to delete, and now may be.
+        assert [store.delete_attachment(a.id) for a in (full, chunk, picture)] == [
+            full,
+            chunk,
+            picture,
+        ]
+        assert store.delete_attachment(thumb.id) is None
+        with pytest.raises(NotFound):
+            store.remove_media("nope", "screenshots")
+        with pytest.raises(InvalidInput):
+            store.remove_media(session.id, "audio")  # type: ignore[arg-type]
 
     # --- search -------------------------------------------------------------------------
     def test_search_finds_every_kind_with_the_match_marked(self, store: Store) -> None:

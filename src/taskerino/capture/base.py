@@ -49,6 +49,11 @@ class Source(abc.ABC):
     def grab(self) -> Frame:
         """The current picture as BGRA. A window that is gone yields black (see `gone`)."""
 
+    def changed(self) -> bool:
+        """False only when the source knows its picture is what the last `grab` returned
+        (the server reported no change there); a caller may then skip the grab."""
+        return True
+
     @property
     def gone(self) -> bool:
         """True once the captured thing has disappeared (a closed window)."""

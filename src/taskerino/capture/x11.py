@@ -11,7 +11,7 @@ import dataclasses
 import os
 import threading
 from collections.abc import Callable
-from typing import Any, Generic, TypeVar
+from typing import Any, Generic, Literal, TypeVar
 
 import cv2
 import mss
@@ -26,6 +26,7 @@ from Xlib.xobject.drawable import Window
 from ..errors import CaptureError, InvalidInput
 from ..frame import Frame
 from .base import CaptureBackend, DisplayInfo, Source, WindowInfo
+from .damage import ChangeListener, DamageWatch
 from .ids import parse_source_id, validate_sources
 
 T = TypeVar("T")
@@ -120,6 +121,9 @@ class X11Backend(CaptureBackend):
         # Focused window -> its top-level window, for `focused_window` (window ids are the
         # server's, the same on every thread's connection).
         self._toplevels: dict[int, int] = {}
+        # Change reports: False until the first display source asks, then a watch or None.
+        self._watch: DamageWatch | Literal[False] | None = False
+        self._watch_lock = threading.Lock()
         # Fail here, with a clear message, if the server is unreachable. mss first: a failed
         # Xlib connect leaks its sockets (ResourceWarning), a failed xcb connect does not.
         try:
@@ -309,7 +313,33 @@ class X11Backend(CaptureBackend):
         finally:
             source.close()
 
+    # Change reports: one watch for all display sources that listen, closed with the last
+    # (a watch nobody polls would have the server queue its reports without end).
+
+    def listen_for_changes(self, area: tuple[int, int, int, int]) -> ChangeListener | None:
+        """A listener for changes in `area` of the root window; None without DAMAGE."""
+        with self._watch_lock:
+            if self._watch is False:
+                self._watch = DamageWatch.open(self.display_name)
+            return self._watch.listen(area) if self._watch is not None else None
+
+    def poll_changes(self) -> None:
+        with self._watch_lock:
+            watch = self._watch
+        if watch:
+            watch.poll()
+
+    def stop_listening(self, listener: ChangeListener) -> None:
+        with self._watch_lock:
+            if self._watch and self._watch.forget(listener) == 0:
+                self._watch.close()
+                self._watch = False
+
     def close(self) -> None:
+        with self._watch_lock:
+            if self._watch:
+                self._watch.close()
+            self._watch = False
         self._mss.close_all()
         self._xlib.close_all()
 
@@ -385,16 +415,70 @@ def _focused_window(d: xdisplay.Display, toplevels: dict[int, int]) -> tuple[str
 
 
 class _DisplaySource(Source):
+    """A monitor's area of the root window.
+
+    Once a caller asks `changed` (the video's capture loop does, a screenshot does not),
+    the source listens to the server's change reports (`DamageWatch`): a tick where nothing
+    changed there grabs nothing, and a small change grabs only its bounding box, patched
+    into a copy of the last frame.
+    """
+
     def __init__(self, backend: X11Backend, source_id: str, region: Region) -> None:
         self.id = source_id
         self._backend, self._region = backend, region
+        self._area = (region["left"], region["top"], region["width"], region["height"])
+        self._changes: ChangeListener | None = None
+        self._polling = False  # no change reports to be had: grab every tick
+        self._last: Frame | None = None
 
     @property
     def size(self) -> tuple[int, int]:
         return self._region["width"], self._region["height"]
 
+    def changed(self) -> bool:
+        if self._polling or self._last is None:
+            return True
+        try:
+            if self._changes is None:
+                # Listening starts now, with a whole grab (what changed before is unknown).
+                self._changes = self._backend.listen_for_changes(self._area)
+                self._polling = self._changes is None
+                return True
+            self._backend.poll_changes()
+        except _CONNECTION_ERRORS as e:
+            raise CaptureError(f"lost the X display while watching {self.id}: {e}") from e
+        return self._changes.pending or self._changes.dirty is not None
+
     def grab(self) -> Frame:
-        return self._backend.grab_region(self._region)
+        last, box, whole = self._last, None, True
+        if self._changes is not None:
+            whole, box = self._changes.take()
+        if whole or last is None or box is None or _large(box, self.size):
+            frame = self._backend.grab_region(self._region)
+        else:
+            # A copy: the caller still holds (and compares against) the last frame.
+            frame = last.copy()
+            x, y, w, h = box
+            frame[y : y + h, x : x + w] = self._backend.grab_region(
+                {
+                    "left": self._region["left"] + x,
+                    "top": self._region["top"] + y,
+                    "width": w,
+                    "height": h,
+                }
+            )
+        self._last = frame
+        return frame
+
+    def close(self) -> None:
+        if self._changes is not None:
+            self._backend.stop_listening(self._changes)
+            self._changes = None
+
+
+def _large(box: tuple[int, int, int, int], size: tuple[int, int]) -> bool:
+    # Past a third of the area, one whole grab is cheaper than a copy plus a partial one.
+    return box[2] * box[3] * 3 > size[0] * size[1]
 
 
 class _WindowSource(Source):

@@ -11,6 +11,7 @@ them to media offsets from the segments' (media offset, duration) list.
 from __future__ import annotations
 
 import bisect
+import logging
 import math
 import os
 from collections.abc import Sequence
@@ -22,6 +23,8 @@ import av
 import numpy as np
 
 from ..errors import EnrichmentError, InvalidInput
+
+log = logging.getLogger(__name__)
 
 SAMPLE_RATE = 16000  # what Whisper takes
 
@@ -170,6 +173,26 @@ class Transcriber:
     ) -> list[TranscriptPiece]:
         if len(samples) == 0:
             return []
+        found = self._decode(samples)
+        if any(_garbled(segment) for segment in found):
+            # Seen rarely on a busy machine: the int8 model's numbers go bad for one pass
+            # ("!!!!…" at a log-probability of minus hundreds). The same audio decodes
+            # cleanly on a second pass; what is still garbled then is dropped, and said so.
+            found = self._decode(samples)
+        pieces = []
+        for segment in found:
+            text = segment.text.strip()
+            start, end = (
+                round(offset + float(segment.start), 3),
+                round(offset + float(segment.end), 3),
+            )
+            if _garbled(segment):
+                log.warning("speech from %.1f s to %.1f s could not be recognised", start, end)
+            elif text:
+                pieces.append(TranscriptPiece(start, end, text))
+        return pieces
+
+    def _decode(self, samples: np.ndarray[Any, np.dtype[np.float32]]) -> list[Any]:
         try:
             segments, _info = self._model.transcribe(
                 samples,
@@ -183,21 +206,20 @@ class Transcriber:
                 # hard audio costs no extra passes.
                 temperature=0.0,
             )
-            found = list(segments)
+            return list(segments)
         except (RuntimeError, ValueError) as e:
             raise EnrichmentError(f"speech recognition failed: {e}") from e
-        pieces = []
-        for segment in found:
-            text = segment.text.strip()
-            if text:
-                pieces.append(
-                    TranscriptPiece(
-                        round(offset + float(segment.start), 3),
-                        round(offset + float(segment.end), 3),
-                        text,
-                    )
-                )
-        return pieces
+
+
+def _garbled(segment: Any) -> bool:
+    """A segment that is not speech recognised but a numeric failure of the model: no letter
+    or digit at all, or Whisper's own bounds both broken (text that repeats itself,
+    compression ratio over 2.4, at an average log-probability under -1)."""
+    text = str(segment.text)
+    if text.strip() and not any(ch.isalnum() for ch in text):
+        return True
+    logprob = float(segment.avg_logprob)
+    return math.isnan(logprob) or (float(segment.compression_ratio) > 2.4 and logprob < -1.0)
 
 
 def _openmp_cap(threads: int) -> int:

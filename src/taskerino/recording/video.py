@@ -59,6 +59,8 @@ def same_frame(a: Frame | None, b: Frame | None) -> bool:
     """
     if a is None or b is None or a.shape != b.shape:
         return False
+    if a is b:
+        return True  # a source left unchanged hands back its last frame
     if a.flags.c_contiguous and b.flags.c_contiguous and a.nbytes % 8 == 0:
         return bool(np.array_equal(a.reshape(-1).view(np.uint64), b.reshape(-1).view(np.uint64)))
     return bool(np.array_equal(a, b))
@@ -249,11 +251,22 @@ class VideoRecorder(Recorder):
             next_tick += (missed + 1) * period
             media_time = ctx.clock.offset(now)
             try:
-                frames: list[Frame | None] = [source.grab() for source in self._sources]
+                # A source whose pixels the server says are unchanged is not grabbed: its
+                # last frame stands (a still screen costs almost nothing).
+                changed = [
+                    p is None or s.changed() for s, p in zip(self._sources, previous, strict=True)
+                ]
+                frames: list[Frame | None] = [
+                    source.grab() if c else p
+                    for source, c, p in zip(self._sources, changed, previous, strict=True)
+                ]
             except TaskerinoError as exc:
                 self._fail(f"video capture stopped: {exc}")
                 return
             self.frames_captured += 1
+            if not any(changed):
+                self.frames_identical += 1
+                continue
             for source in self._sources:
                 if source.gone and source.id not in self._gone_reported:
                     self._gone_reported.add(source.id)

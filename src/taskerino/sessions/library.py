@@ -9,7 +9,6 @@ against the rule book before anything happens.
 from __future__ import annotations
 
 import logging
-import os
 import shutil
 import time
 from collections.abc import Iterable
@@ -18,7 +17,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, BinaryIO
 
-from ..config import PRIVATE_UMASK, Layout, keep_private, readable_by_others, resolve_home
+from ..config import Layout, keep_private, make_private, readable_by_others, resolve_home
 from ..errors import CaptureError, InvalidInput, NotFound, TaskerinoError
 from ..models import (
     Attachment,
@@ -48,6 +47,7 @@ from ..rules import (
     check_tags,
     check_text,
     is_test_source,
+    parse_bytes,
     parse_concurrency,
     parse_flag,
     parse_thumbnail_width,
@@ -57,6 +57,8 @@ from ..rules import (
 from ..store.base import BlobStore, Store
 from ..store.media import MediaLibrary
 from ..store.registry import open_blob_store, open_store
+from .budget import MAX_STORAGE_SETTING, Budget, GcReport
+from .export import Export, ExportFile, export_files, write_folder
 from .lifecycle import Lifecycle, Listener, StartRequest
 from .recovery import Recovery
 from .steering import Steering
@@ -83,6 +85,8 @@ class Taskerino:
         self._recovery = Recovery(layout, store, self._media, self._registry)
         steering = Steering(store, self._recovery.recorder_alive, self._recovery.recover)
         self._life = Lifecycle(layout, store, self._media, self._registry, steering)
+        self._budget = Budget(store, self._media)
+        self._life.after_end.append(self._keep_budget)
         self._closed = False
 
     @classmethod
@@ -99,7 +103,7 @@ class Taskerino:
         Recovers sessions left by dead recorders unless `recover` is False."""
         layout = resolve_home(home)
         # Everything this process writes in the library is owner-only from now on.
-        os.umask(PRIVATE_UMASK)
+        make_private()
         tightened = keep_private(layout.home)
         if tightened:
             log.warning(
@@ -339,8 +343,12 @@ class Taskerino:
         )
 
     def recover(self) -> list[str]:
-        """Mark sessions whose recorder died `interrupted`, with what they wrote attached."""
-        return self._recovery.recover()
+        """Mark sessions whose recorder died `interrupted`, with what they wrote attached;
+        the storage budget is kept after them as after any session's end."""
+        recovered = self._recovery.recover()
+        if recovered:
+            self._keep_budget(recovered[-1])
+        return recovered
 
     def doctor(self, deep: bool = False) -> list[str]:
         """Problems of the database and media files; empty when all is well. File sizes
@@ -352,6 +360,61 @@ class Taskerino:
             for path in readable_by_others(self.layout.home)
         ]
         return problems
+
+    # --- storage budget and export ------------------------------------------------------
+    def gc(self, max_storage: object = None, *, dry_run: bool = False) -> GcReport:
+        """Free space, oldest media first, until the media take at most `max_storage`
+        bytes (default: the budget set with `set_max_storage`); see `sessions.budget`."""
+        if max_storage is None:
+            budget = self._budget.setting()
+            if budget is None:
+                raise InvalidInput(
+                    "no storage budget: give --max-storage BYTES (e.g. 2G), or set one with "
+                    "'taskerino budget BYTES'"
+                )
+        else:
+            budget = parse_bytes(max_storage)
+        return self._budget.gc(budget, dry_run=dry_run)
+
+    def max_storage(self) -> int | None:
+        """The storage budget applied after each session ends, in bytes; None: none."""
+        return self._budget.setting()
+
+    def set_max_storage(self, max_storage: object) -> int | None:
+        """Set (bytes, or text like 2G) or clear (None) the budget applied after each
+        session ends; returns it in bytes."""
+        budget = None if max_storage is None else parse_bytes(max_storage)
+        self._store.set_setting(MAX_STORAGE_SETTING, budget)
+        return budget
+
+    def _keep_budget(self, session_id: str) -> None:
+        try:
+            budget = self._budget.setting()
+            if budget is not None:
+                report = self._budget.gc(budget)
+                if report.removals:
+                    log.info(
+                        "storage budget %d bytes: freed %d bytes from %d session(s)",
+                        budget,
+                        report.before - report.after,
+                        len({r.session_id for r in report.removals}),
+                    )
+        except TaskerinoError as exc:
+            # The session has ended all the same; the next end or `gc` tries again.
+            self._life.report(session_id, f"could not keep the storage budget: {exc}")
+
+    def export_files(self, session_id: str, formats: Iterable[str] = ()) -> list[ExportFile]:
+        """The files an export of the session holds (names relative to its folder), each
+        written on demand; see `sessions.export`."""
+        session = self.get(session_id)
+        return export_files(Export(session, self.session_json(session.id), self._media), formats)
+
+    def export(
+        self, session_id: str, folder: Path, formats: Iterable[str] = (), *, force: bool = False
+    ) -> list[Path]:
+        """Write the session's export into `folder` (see `sessions.export`); existing files
+        are refused, before anything is written, unless `force`. The paths written."""
+        return write_folder(self.export_files(session_id, formats), folder, force=force)
 
     # --- review (the web app) -----------------------------------------------------------
     def find_sessions(

@@ -95,6 +95,8 @@ class Lifecycle:
         self.registry = registry
         self.steering = steering
         self.listeners: list[Listener] = []
+        # Called with a session's id after its end committed (e.g. the storage budget).
+        self.after_end: list[Callable[[str], None]] = []
         self.failures: dict[str, list[str]] = {}  # why recorders stopped, by session
         self._keepers: dict[str, Keeper] = {}
         # Live figures (stats, heartbeats) are saved through the queue, off the recorders'
@@ -287,6 +289,8 @@ class Lifecycle:
                 queue_enrichment(self.store, sid)
         self.registry.remove(sid)
         shutil.rmtree(self.layout.staging / sid, ignore_errors=True)
+        for follow in self.after_end:
+            follow(sid)
         live.ended.set()
 
     def _leave_to_recovery(self, live: LiveRecording) -> None:

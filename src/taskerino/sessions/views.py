@@ -26,3 +26,21 @@ def session_json(
         entries[attachment.id] = entry
     data["attachments"] = entries
     return data
+
+
+def media_url(attachment_id: str) -> str:
+    """Where the review web app serves an attachment's bytes."""
+    return f"/api/media/{attachment_id}"
+
+
+def review_json(data: dict[str, Any]) -> dict[str, Any]:
+    """`session_json` as the API answers it (and an export's `session.json` holds it): a
+    URL for each attachment instead of its local path, and `media`: the one playable file
+    (the video, else the audio)."""
+    for attachment in data["attachments"].values():
+        attachment.pop("path", None)
+        attachment["url"] = media_url(attachment["id"])
+    video = data.get("video") or {}
+    playable = video.get("full_video_attachment_id") or data.get("audio_attachment_id")
+    data["media"] = data["attachments"].get(playable) if playable else None
+    return data

@@ -50,6 +50,7 @@ from ..models import (
     JobState,
     OcrText,
     RecordingStats,
+    RecycledKind,
     SearchHit,
     Session,
     SessionAudioSegment,
@@ -310,6 +311,18 @@ class SessionRows(Transactional):
             ):
                 return summary.id
         raise NotFound(f"no screenshot {screenshot_id!r}")
+
+    @abc.abstractmethod
+    def remove_media(self, session_id: str, kind: RecycledKind) -> list[str]:
+        """Delete the rows of one kind of the session's media (the storage budget):
+        `video_chunks` its video's chunk rows, `full_video` its video's reference to the
+        full video (the video row stays, with `full_video_attachment_id` None),
+        `screenshots` its screenshot rows (OCR texts found in them stay, with
+        `screenshot_id` None). Returns the ids of the attachments they referenced, each
+        once. Only those rows: the attachment rows and blobs are the caller's to delete
+        in the same transaction (see `MediaLibrary.release`). Nothing to remove is fine.
+
+        NotFound if the session does not exist; InvalidInput for another `kind`."""
 
     @abc.abstractmethod
     def delete_attachment(self, attachment_id: str) -> Attachment | None:

@@ -128,15 +128,35 @@ class MediaLibrary:
         so a crash in between leaves a blob that recovery deletes (its intent names a dead
         owner and no row claims it), never an orphan.
         """
-        me = current_owner()
         removed = []
         for attachment_id in attachment_ids:
             with self.store.transaction():
+                released = self.release([attachment_id])
+            removed += self.drop(released)
+        return removed
+
+    def release(self, attachment_ids: Iterable[str]) -> list[Attachment]:
+        """Inside the caller's transaction: delete the rows of the attachments that no row
+        references any more, each with an intent on its blob; the attachments deleted.
+        After the transaction commits, hand them to `drop`. A crash before `drop` leaves
+        blobs whose intents name a dead owner and that no row claims: recovery deletes
+        them, so no file is ever orphaned and no row ever lacks its file."""
+        me = current_owner()
+        released = []
+        with self.store.transaction():
+            for attachment_id in attachment_ids:
                 attachment = self.store.delete_attachment(attachment_id)
                 if attachment is not None:
                     self.store.add_blob_intent(BlobIntent(attachment.hash, me))
-            if attachment is None:
-                continue
+                    released.append(attachment)
+        return released
+
+    def drop(self, released: Iterable[Attachment]) -> list[str]:
+        """Delete the blobs of attachments `release` deleted (after its transaction
+        committed), then their intents; the hashes deleted."""
+        me = current_owner()
+        removed = []
+        for attachment in released:
             self.blobs.delete(attachment.hash)
             self.store.remove_blob_intent(attachment.hash, me)
             removed.append(attachment.hash)

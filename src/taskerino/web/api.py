@@ -36,6 +36,7 @@ from ..rules import (
     record_config,
 )
 from ..sessions import StartRequest, Taskerino
+from ..sessions.export import zip_stream
 from .errors import BadRequest, error_response
 from .events import live_events, session_events
 from .openapi import openapi
@@ -271,6 +272,21 @@ async def media(request: Request) -> Response:
     return StreamingResponse(chunks(), media_type=attachment.mime_type, headers=headers)
 
 
+async def export_zip(request: Request) -> Response:
+    """The session's export as a zip, written piece by piece while it is sent."""
+    library = library_of(request)
+    sid = check_session_id(request.path_params["session_id"])
+    formats = request.query_params.getlist("format")
+    files = await call(library.export_files, sid, formats)
+    top = f"taskerino-{sid}"
+    headers = {
+        "content-disposition": f'attachment; filename="{top}.zip"',
+        "cache-control": "no-store",
+    }
+    # A sync iterator: Starlette runs each step in a worker thread.
+    return StreamingResponse(zip_stream(files, top), media_type="application/zip", headers=headers)
+
+
 def _check_range(header: str | None, size: int) -> Response | None:
     """A Range header that cannot be answered, answered as the API answers errors (JSON)
     rather than by the file response's plain text; None when it can be."""
@@ -336,6 +352,7 @@ ROUTES = [
     Route("/api/sessions/{session_id}/stats", session_stats, methods=["GET"]),
     Route("/api/sessions/{session_id}/events", session_events, methods=["GET"]),
     Route("/api/sessions/{session_id}/enrich", enrich_session, methods=["POST"]),
+    Route("/api/sessions/{session_id}/export.zip", export_zip, methods=["GET"]),
     Route("/api/screenshots/{screenshot_id}", update_screenshot, methods=["PATCH"]),
     Route("/api/sources", list_sources, methods=["GET"]),
     Route("/api/sources/{source_id}/thumbnail", source_thumbnail, methods=["GET"]),

@@ -17,6 +17,7 @@ from starlette.templating import Jinja2Templates
 
 from ..models import parse_time
 from ..sessions import Taskerino
+from ..sessions.budget import RECYCLED_NAMES
 from . import api, pages
 from .errors import EXCEPTION_HANDLERS, Boundary
 from .security import Guard, Secrets
@@ -29,7 +30,12 @@ def create_app(library: Taskerino, *, token: str, port: int, hosts: frozenset[st
     it answers to (see `security.allowed_hosts`), `port` the one it is reached on."""
     templates = Jinja2Templates(directory=HERE / "templates")
     templates.env.filters.update(
-        clock=clock, when=when, size=size, marked=marked, hit_kind=HIT_KINDS.get
+        clock=clock,
+        when=when,
+        size=size,
+        marked=marked,
+        hit_kind=HIT_KINDS.get,
+        recycled=RECYCLED_NAMES.get,
     )
     app = Starlette(
         routes=[

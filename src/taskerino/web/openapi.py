@@ -9,6 +9,7 @@ from ..rules import (
     BALANCE_RANGE,
     COMPOSITORS,
     CONTEXT_ITEM_TYPES,
+    EXPORT_FORMATS,
     FPS_RANGE,
     MAX_DESCRIPTION,
     MAX_NAME,
@@ -238,6 +239,28 @@ def openapi(version: str) -> Schema:
                 parameters=[SESSION_ID],
                 statuses=(404, 422),
                 code="202",
+            )
+        },
+        "/api/sessions/{session_id}/export.zip": {
+            "get": operation(
+                "The session's export as a zip, streamed: video.mp4, session.json, "
+                "transcript.srt, transcript.vtt, summary.md, screenshots/",
+                {
+                    "description": "a zip with one folder, taskerino-ID",
+                    "content": {"application/zip": {"schema": {"type": "string"}}},
+                },
+                parameters=[
+                    SESSION_ID,
+                    param(
+                        "format",
+                        "query",
+                        {"type": "string"},
+                        "what to include, comma-separated or repeated: "
+                        + ",".join(EXPORT_FORMATS)
+                        + " (default all)",
+                    ),
+                ],
+                statuses=(404, 422),
             )
         },
         "/api/screenshots/{screenshot_id}": {

@@ -8,6 +8,8 @@ from typing import Any
 
 from ..models import SearchHit, SessionPage, SessionSummary, to_dict
 from ..sessions import Taskerino
+from ..sessions.views import media_url as media_url
+from ..sessions.views import review_json
 
 
 def find_sessions(library: Taskerino, q: Mapping[str, str]) -> SessionPage:
@@ -23,10 +25,6 @@ def find_sessions(library: Taskerino, q: Mapping[str, str]) -> SessionPage:
         limit=q.get("limit"),
         offset=q.get("offset"),
     )
-
-
-def media_url(attachment_id: str) -> str:
-    return f"/api/media/{attachment_id}"
 
 
 def summary_view(summary: SessionSummary, thumbnail: str | None) -> dict[str, Any]:
@@ -55,14 +53,7 @@ def hit_view(hit: SearchHit) -> dict[str, Any]:
 def session_view(library: Taskerino, session_id: str) -> dict[str, Any]:
     """The session of `sessions show --json`, with a URL for each attachment instead of
     its local path, and `media`: the one playable file (the video, else the audio)."""
-    data = library.session_json(session_id)
-    for attachment in data["attachments"].values():
-        attachment.pop("path", None)
-        attachment["url"] = media_url(attachment["id"])
-    video = data.get("video") or {}
-    playable = video.get("full_video_attachment_id") or data.get("audio_attachment_id")
-    data["media"] = data["attachments"].get(playable) if playable else None
-    return data
+    return review_json(library.session_json(session_id))
 
 
 def stats_view(stats: object, disk_free: int, elapsed: float | None) -> dict[str, Any]:

@@ -372,8 +372,13 @@ INSERT INTO search_index (rowid, body, session)
     FROM search_items i JOIN screenshots p ON i.kind = 'comment' AND p.id = i.item_id;
 """
 
+# What the storage budget removed from each session (`taskerino gc`), as a JSON list.
+_V4_RECYCLED = """
+ALTER TABLE sessions ADD COLUMN recycled TEXT NOT NULL DEFAULT '[]';
+"""
+
 # user_version N -> the script that makes a version-N database a version-N+1 one.
-MIGRATIONS: dict[int, str] = {0: _V1, 1: _V2_JOBS, 2: _V3_ENRICHMENT}
+MIGRATIONS: dict[int, str] = {0: _V1, 1: _V2_JOBS, 2: _V3_ENRICHMENT, 3: _V4_RECYCLED}
 DB_VERSION = len(MIGRATIONS)
 # The whole current schema as one script (for tools that build a database from scratch).
 SCHEMA = "".join(MIGRATIONS[v] for v in range(DB_VERSION))

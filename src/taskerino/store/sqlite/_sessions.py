@@ -6,10 +6,11 @@ import json
 import sqlite3
 from typing import Any, ClassVar
 
-from ...errors import NotFound, StorageError
+from ...errors import InvalidInput, NotFound, StorageError
 from ...models import (
     Attachment,
     ContextItem,
+    RecycledKind,
     Session,
     SessionAudioSegment,
     SessionConfig,
@@ -84,7 +85,8 @@ class SQLiteSessionRows(SQLiteBase, SessionRows):
         self._write(
             "INSERT INTO sessions (id, name, description, status, start_time, end_time,"
             " paused_at, total_paused, total_duration, config, tags, enrichment,"
-            " schema_version, audio_attachment_id) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+            " schema_version, audio_attachment_id, recycled)"
+            " VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
             self._session_values(session),
             [("attachments", session.audio_attachment_id, "attachment")],
         )
@@ -106,6 +108,7 @@ class SQLiteSessionRows(SQLiteBase, SessionRows):
             json.dumps({stage: vars(status) for stage, status in s.enrichment.items()}),
             s.schema_version,
             s.audio_attachment_id,
+            json.dumps([vars(r) for r in s.recycled]),
         )
 
     def update_session(self, session: Session) -> None:
@@ -113,7 +116,7 @@ class SQLiteSessionRows(SQLiteBase, SessionRows):
         changed = self._write(
             "UPDATE sessions SET name=?, description=?, status=?, start_time=?, end_time=?,"
             " paused_at=?, total_paused=?, total_duration=?, config=?, tags=?, enrichment=?,"
-            " schema_version=?, audio_attachment_id=? WHERE id=?",
+            " schema_version=?, audio_attachment_id=?, recycled=? WHERE id=?",
             (*values[1:], values[0]),
             [("attachments", session.audio_attachment_id, "attachment")],
         )
@@ -136,7 +139,7 @@ class SQLiteSessionRows(SQLiteBase, SessionRows):
         row = db.execute(
             "SELECT id, name, description, status, start_time, end_time, paused_at,"
             " total_paused, total_duration, config, tags, enrichment, schema_version,"
-            " audio_attachment_id FROM sessions WHERE id=?",
+            " audio_attachment_id, recycled FROM sessions WHERE id=?",
             (session_id,),
         ).fetchone()
         if row is None:
@@ -147,6 +150,7 @@ class SQLiteSessionRows(SQLiteBase, SessionRows):
         data["enrichment"] = _json(row[11], dict)
         data["schema_version"] = row[12]
         data["audio_attachment_id"] = row[13]
+        data["recycled"] = _json(row[14], list)
         session = from_dict(Session, data)
         session.config = from_dict(SessionConfig, config)
         session.screenshots = [
@@ -342,6 +346,36 @@ class SQLiteSessionRows(SQLiteBase, SessionRows):
             (i.id, i.session_id, i.timestamp, i.media_offset, i.type, i.content),
             [("sessions", i.session_id, "session")],
         )
+
+    def remove_media(self, session_id: str, kind: RecycledKind) -> list[str]:
+        with self.transaction():
+            if not self._row_exists("sessions", session_id):
+                raise NotFound(f"no session {session_id!r}")
+            if kind == "video_chunks":
+                rows = self._write_returning(
+                    "DELETE FROM video_chunks WHERE video_id IN"
+                    " (SELECT id FROM videos WHERE session_id=?) RETURNING attachment_id",
+                    (session_id,),
+                )
+            elif kind == "full_video":
+                # RETURNING gives the new value (NULL): read the old one first.
+                rows = self._write_returning(
+                    "SELECT full_video_attachment_id FROM videos"
+                    " WHERE session_id=? AND full_video_attachment_id IS NOT NULL",
+                    (session_id,),
+                )
+                self._write(
+                    "UPDATE videos SET full_video_attachment_id=NULL WHERE session_id=?",
+                    (session_id,),
+                )
+            elif kind == "screenshots":
+                rows = self._write_returning(
+                    "DELETE FROM screenshots WHERE session_id=? RETURNING attachment_id",
+                    (session_id,),
+                )
+            else:
+                raise InvalidInput(f"cannot remove media of kind {kind!r}")
+        return list(dict.fromkeys(r[0] for r in rows))
 
     # --- attachments --------------------------------------------------------------------
     def add_attachment(self, attachment: Attachment) -> Attachment:

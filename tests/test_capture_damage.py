@@ -1,0 +1,231 @@
+"""Change-driven capture: the server's change reports (DAMAGE) decide what is grabbed."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import av
+import numpy as np
+import pytest
+from Xlib import X
+from Xlib import display as xdisplay
+from Xlib.ext import xtest
+
+from taskerino.capture.damage import CAPTURE_MODE_ENV, DamageWatch
+from taskerino.capture.x11 import X11Backend
+from taskerino.models import parse_time
+from taskerino.sessions import Taskerino
+from taskerino.virtual import VirtualDisplay
+
+from .test_capture import x_window
+from .test_video import full_video, video_request
+
+RED, GREEN = 0xFF0000, 0x00FF00
+
+
+@pytest.fixture(scope="module")
+def screen() -> Iterator[VirtualDisplay]:
+    """A display of its own: no other test's windows change it."""
+    with VirtualDisplay() as display:
+        yield display
+
+
+@pytest.fixture
+def counted(screen: VirtualDisplay, monkeypatch: pytest.MonkeyPatch) -> Iterator[X11Backend]:
+    """A backend that counts the pixels it grabs."""
+    monkeypatch.setenv("DISPLAY", screen.name)
+    backend = X11Backend(screen.name)
+    grabbed: list[int] = []
+    real = backend.grab_region
+
+    def grab_region(region: dict[str, int]) -> np.ndarray:
+        grabbed.append(region["width"] * region["height"])
+        return real(region)
+
+    monkeypatch.setattr(backend, "grab_region", grab_region)
+    backend.grabbed = grabbed  # type: ignore[attr-defined]
+    yield backend
+    backend.close()
+
+
+def settle(source: object, ticks: int = 20) -> None:
+    """Grab until the source reports nothing new (the window's first paint has landed)."""
+    for _ in range(ticks):
+        time.sleep(0.05)
+        if not source.changed():  # type: ignore[attr-defined]
+            return
+        source.grab()  # type: ignore[attr-defined]
+    raise AssertionError("the screen never became still")
+
+
+def test_a_still_screen_and_cursor_moves_grab_nothing(
+    screen: VirtualDisplay, counted: X11Backend, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    source = counted.open("display:1")
+    try:
+        assert source.changed()  # nothing grabbed yet
+        source.grab()
+        settle(source)
+        before = len(counted.grabbed)  # type: ignore[attr-defined]
+        d = xdisplay.Display(screen.name)
+        try:
+            for i in range(30):
+                xtest.fake_input(d, X.MotionNotify, x=100 + 20 * i, y=100 + 10 * i)
+                d.sync()
+                time.sleep(0.01)
+                assert not source.changed()
+        finally:
+            d.close()
+        assert len(counted.grabbed) == before  # type: ignore[attr-defined]
+    finally:
+        source.close()
+
+
+def test_a_small_change_grabs_only_its_box_and_gives_the_true_picture(
+    screen: VirtualDisplay, counted: X11Backend
+) -> None:
+    source = counted.open("display:1")
+    try:
+        source.grab()
+        settle(source)
+        counted.grabbed.clear()  # type: ignore[attr-defined]
+        with x_window(400, 300, 12, 20, RED) as _window:  # about one character cell
+            deadline = time.monotonic() + 10
+            while not source.changed():
+                assert time.monotonic() < deadline, "the change was not reported"
+                time.sleep(0.02)
+            frame = source.grab()
+            truth = counted.grab_region({"left": 0, "top": 0, "width": 1920, "height": 1080})
+            assert np.array_equal(frame, truth)
+            assert tuple(frame[310, 405, :3]) == (0, 0, 255)  # BGR red
+            # Only the box of the change was grabbed for the frame, not the monitor.
+            assert counted.grabbed[0] <= 4 * 12 * 20  # type: ignore[attr-defined]
+        # The window's removal is a change too: the picture is the true one again.
+        deadline = time.monotonic() + 10
+        while not source.changed():
+            assert time.monotonic() < deadline, "the removal was not reported"
+            time.sleep(0.02)
+        frame = source.grab()
+        truth = counted.grab_region({"left": 0, "top": 0, "width": 1920, "height": 1080})
+        assert np.array_equal(frame, truth)
+        assert tuple(frame[310, 405, :3]) != (0, 0, 255)
+    finally:
+        source.close()
+
+
+def test_a_one_character_edit_lands_in_the_video_at_its_moment(
+    screen: VirtualDisplay, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("DISPLAY", screen.name)
+    fps = 15
+    (tmp_path / "home").mkdir(mode=0o700)
+    library = Taskerino.open(tmp_path / "home")
+    try:
+        session = library.start(video_request("display:1", fps=fps, size=(1280, 720)))
+        try:
+            time.sleep(1.5)  # a still screen first
+            d = xdisplay.Display(screen.name)
+            try:
+                root = d.screen().root
+                window = root.create_window(
+                    700,
+                    500,
+                    10,
+                    18,
+                    0,
+                    d.screen().root_depth,
+                    X.InputOutput,
+                    X.CopyFromParent,
+                    background_pixel=GREEN,
+                    override_redirect=True,
+                )
+                window.map()
+                d.sync()
+                changed_at = time.time() - parse_time(session.start_time).timestamp()
+                time.sleep(1.5)
+            finally:
+                d.close()
+        finally:
+            ended = library.end(session.id)
+        stats = library.stats(session.id)
+        path = full_video(library, ended)
+    finally:
+        library.close()
+    with av.open(str(path)) as container:
+        stream = container.streams.video[0]
+        shown = []
+        for frame in container.decode(stream):
+            assert frame.pts is not None and frame.time_base is not None
+            picture = frame.to_ndarray(format="bgr24")
+            # display:1 fills the 1280x720 output: (705, 509) lands near (470, 339).
+            shown.append((float(frame.pts * frame.time_base), int(picture[339, 470, 1]) > 200))
+    first = next(t for t, green in shown if green)
+    assert not any(green for t, green in shown if t < first)
+    # Not before it happened; on a quiet machine within one frame interval after it (the
+    # margin is for a busy one: the tick that grabs it may run late).
+    assert changed_at - 0.05 <= first <= changed_at + 1 / fps + 0.5, (first, changed_at)
+    # A still screen was not re-encoded: far fewer frames than ticks.
+    assert len(shown) < 0.5 * fps * (ended.total_duration or 0)
+    assert stats.frames_captured > len(shown)
+
+
+def test_without_damage_every_tick_grabs_and_recording_still_works(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    with VirtualDisplay(extensions_off=("DAMAGE",)) as bare:
+        assert DamageWatch.open(bare.name) is None
+        backend = X11Backend(bare.name)
+        try:
+            source = backend.open("display:1")
+            source.grab()
+            assert source.changed() and source.changed()  # no reports: always grab
+            source.close()
+        finally:
+            backend.close()
+        monkeypatch.setenv("DISPLAY", bare.name)
+        (tmp_path / "home").mkdir(mode=0o700)
+        library = Taskerino.open(tmp_path / "home")
+        try:
+            session = library.start(video_request("display:1", fps=10))
+            time.sleep(2.0)
+            ended = library.end(session.id)
+            stats = library.stats(session.id)
+        finally:
+            library.close()
+        assert ended.video is not None and ended.video.chunking_status == "complete"
+        assert stats.frames_captured >= 10 and stats.frames_dropped == 0
+
+
+def test_poll_mode_is_chosen_by_the_environment(
+    screen: VirtualDisplay, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv(CAPTURE_MODE_ENV, "poll")
+    assert DamageWatch.open(screen.name) is None
+    monkeypatch.delenv(CAPTURE_MODE_ENV)
+    watch = DamageWatch.open(screen.name)
+    assert watch is not None
+    watch.close()
+
+
+def test_only_a_source_asked_for_changes_listens_and_the_last_one_out_closes_the_watch(
+    screen: VirtualDisplay,
+) -> None:
+    backend = X11Backend(screen.name)
+    try:
+        backend.screenshot("display:1")  # screenshots grab whole: no watch is opened
+        assert backend._watch is False
+        first, second = backend.open("display:1"), backend.open("display:2")
+        for source in (first, second):
+            source.grab()
+            assert source.changed()  # starts listening, with a whole grab
+            source.grab()
+        watch = backend._watch
+        assert isinstance(watch, DamageWatch)
+        first.close()
+        assert backend._watch is watch  # the other source still listens
+        second.close()
+        assert backend._watch is False  # nobody polls it any more: closed
+    finally:
+        backend.close()
