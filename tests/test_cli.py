@@ -15,6 +15,8 @@ from pathlib import Path
 
 import pytest
 
+from taskerino.cli import live_line
+from taskerino.models import RecordingStats
 from taskerino.virtual import VirtualDisplay
 
 from .cli_helpers import TASKERINO, blob_files, run, run_json, start, wait_for_session
@@ -270,3 +272,24 @@ def test_live_line_tells_the_truth_on_a_still_screen(home: Path) -> None:
         f"watch it: taskerino --home {home} serve, then open http://127.0.0.1:8741/sessions/{sid}"
     ), terminal
     assert lines[5:] == [""], terminal
+
+
+def test_live_line_shapes() -> None:
+    """Video counts frames against the target; audio its seconds and level; sizes scale."""
+    video = live_line(
+        RecordingStats(
+            "s", frames_captured=448, frames_changed=3, frames_dropped=2, drop_rate=0.004,
+            target_fps=15, seconds=30.2, bytes_written=1_534_000,
+        )
+    )  # fmt: skip
+    assert video == (
+        "recording  0:30  frames 448/453 at 15 fps, 3 changed, 2 dropped (0.4%)  "
+        "healthy  1.5 MB on disk"
+    )
+    audio = live_line(
+        RecordingStats(
+            "s", state="paused", seconds=3725.0, bytes_written=999,
+            audio={"audio_seconds": 3725.0, "audio_level_dbfs": -38.4},
+        )
+    )  # fmt: skip
+    assert audio == "paused     1:02:05  audio 3725 s at -38 dBFS  healthy  1 kB on disk"
