@@ -13,6 +13,8 @@ from hypothesis import settings
 from taskerino.virtual import VirtualAudio, VirtualDisplay
 
 from .enriched import Enriched, record_enriched
+from .postgres_server import PostgresServer, postgres_server
+from .s3_server import MotoS3
 
 # Property tests explore the same examples on every run: a failure found once is found
 # again, and CI never fails on an example no earlier run tried.
@@ -45,6 +47,33 @@ def pulse() -> Iterator[VirtualAudio]:
                 os.environ.pop(key, None)
             else:
                 os.environ[key] = value
+
+
+@pytest.fixture(scope="session")
+def postgres() -> Iterator[PostgresServer]:
+    """A throw-away PostgreSQL cluster for the run (see `postgres_server`)."""
+    with postgres_server() as server:
+        yield server
+
+
+@pytest.fixture(scope="session")
+def s3_server() -> Iterator[MotoS3]:
+    """moto's S3 server (the S3 stand-in) on loopback for the run, with boto3's standard
+    environment (endpoint, dummy credentials, region) pointing at it."""
+    server = MotoS3()
+    server.start()
+    try:
+        with server.environment():
+            yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture
+def s3_bucket(s3_server: MotoS3) -> Iterator[str]:
+    """A fresh bucket on the run's S3 server."""
+    with s3_server.bucket() as name:
+        yield name
 
 
 @pytest.fixture

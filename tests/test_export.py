@@ -85,7 +85,8 @@ def test_export_writes_every_format(exported: tuple[Path, str], tmp_path: Path) 
         audio_frames = sum(1 for _ in container.decode(audio=0))
         assert container.duration is not None
         duration = container.duration / av.time_base
-    assert video_frames > 10 and audio_frames > 10
+    # The screen was mostly still: a few changes, each followed by its repeats.
+    assert video_frames >= 4 and audio_frames > 10
     assert session.total_duration is not None
     assert abs(duration - session.total_duration) < 1.5
 

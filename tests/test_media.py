@@ -209,10 +209,12 @@ def test_keepalive_repeats_last_frame_sparingly(tmp_path: Path) -> None:
     assert not enc.keepalive(0.5)  # nothing to repeat yet
     enc.encode(moving(0), 0.0)
     sent = [enc.keepalive(i / 15) for i in range(1, 31)]  # 2 s of a static screen
-    assert sum(sent) == 7  # every 4th frame: the first at or after 0.25 s
+    # Every 4th tick (the first at or after 0.25 s) until one at 0.75 s or later has put
+    # the change on disk; then none for the rest of the 2 s.
+    assert [i for i, s in enumerate(sent, 1) if s] == [4, 8, 12]
     info = enc.close(2.1)
-    assert info is not None and info.frames == 8 and enc.frames_repeated == 7
-    assert len(decode_all(info.path)) == 8
+    assert info is not None and info.frames == 4 and enc.frames_repeated == 3
+    assert len(decode_all(info.path)) == 4
 
 
 def test_chunk_rollover(tmp_path: Path) -> None:
@@ -413,6 +415,53 @@ def test_sigkill_loses_at_most_the_last_second(tmp_path: Path) -> None:
     assert probe.duration == pytest.approx(info.end_offset - info.start_offset, abs=1e-3)
 
 
+def test_a_still_screen_repeats_until_the_change_is_on_disk_then_rarely(tmp_path: Path) -> None:
+    enc = ChunkedEncoder(tmp_path, 320, 240, 15, keepalive_interval=0.25)
+    enc.encode(moving(0), 1.0)
+    chunk = tmp_path / "chunk-00000.mp4"
+    alive = tmp_path / "chunk-00000.mp4.alive"
+    sent = [t for t in (1.25, 1.5, 1.75, 2.0, 2.25, 5.0, 10.0) if enc.keepalive(t)]
+    # Three repeats put the change on disk; after that the picture is known still and only
+    # its moment is noted, no frame is encoded.
+    assert sent == [1.25, 1.5, 1.75]
+    assert float(alive.read_text()) == pytest.approx(10.0)
+    assert enc.keepalive(11.75)  # the idle repeat (chunk clock) after 10 s
+    assert not enc.keepalive(12.0)
+    enc.encode(moving(1), 12.5)  # a change: repeats every 0.25 s again until it is on disk
+    assert enc.keepalive(12.75)
+    info = enc.close(13.0)
+    assert info is not None and info.path == chunk and info.end_offset == pytest.approx(13.0)
+    assert not alive.exists()
+    assert enc.frames_repeated == 5
+
+
+def test_salvage_stretches_the_last_picture_to_the_moment_it_was_known_still(
+    tmp_path: Path,
+) -> None:
+    enc = ChunkedEncoder(tmp_path / "live", 320, 240, 15, keepalive_interval=0.25)
+    for i in range(15):
+        enc.encode(moving(i), i / 15)
+    for k in range(1, 40):  # ten seconds of a still screen after the last change
+        enc.keepalive(14 / 15 + k * 0.25)
+    # A kill now: copy what is on disk (the encoder is never closed).
+    dead = tmp_path / "dead"
+    dead.mkdir()
+    for name in ("chunk-00000.mp4", "chunk-00000.mp4.alive"):
+        (dead / name).write_bytes((tmp_path / "live" / name).read_bytes())
+    info = salvage_chunk(dead / "chunk-00000.mp4")
+    assert info is not None
+    still = 14 / 15 + 39 * 0.25
+    assert info.end_offset == pytest.approx(still, abs=1e-3)
+    probe = probe_video(dead / "chunk-00000.mp4")
+    assert probe.start + probe.duration == pytest.approx(still, abs=1e-3)
+    assert not (dead / "chunk-00000.mp4.alive").exists()
+    # Without the note the video ends with the last frame on disk.
+    (dead / "again.mp4").write_bytes((tmp_path / "live" / "chunk-00000.mp4").read_bytes())
+    bare = salvage_chunk(dead / "again.mp4")
+    assert bare is not None and bare.end_offset < 2.0
+    enc.close()
+
+
 def test_salvage_of_nothing_playable(tmp_path: Path) -> None:
     empty = tmp_path / "chunk-00000.mp4"
     empty.write_bytes(b"")
@@ -424,3 +473,21 @@ def test_salvage_of_nothing_playable(tmp_path: Path) -> None:
     data = enc.chunks[0].path.read_bytes()
     header_only.write_bytes(data[: data.index(b"moof") - 4])  # ftyp + empty moov only
     assert salvage_chunk(header_only) is None
+
+
+def test_fresh_output_has_black_bars_even_in_reused_memory() -> None:
+    # The output of a full grid is not zeroed first: the bars of a picture that does not
+    # fill its slot, and an empty slot, must still come out black although the allocator
+    # hands back the memory of the white picture just dropped.
+    comp = Compositor("grid", 4, 640, 360)
+    white = np.full((180, 320, 4), 255, np.uint8)
+    for _ in range(3):
+        del_me = comp.compose([white] * 4)
+        assert int(del_me.min()) == 255
+        del del_me
+    tall = solid(90, 180, COLOURS[0])  # half the slot's width: bars left and right
+    out = comp.compose([tall, None, white, white])
+    assert not out[0:180, 0:100].any() and not out[0:180, 220:320].any()
+    assert tuple(out[90, 160, :3]) == COLOURS[0]
+    assert not out[0:180, 320:640].any()  # the slot without a picture
+    assert int(out[180:360].min()) == 255

@@ -59,8 +59,12 @@ def test_sqlite_urls(
         ("sqlite://db.example.com/t.db", "names the host"),
         ("sqlite:", "names no path"),
         ("sqlite:///t.db?mode=ro", "query"),
-        ("mysql://localhost/t", "schemes supported are sqlite:"),
-        ("postgresql://me:secret@localhost/t", "schemes supported are sqlite:"),
+        ("mysql://localhost/t", "schemes supported are postgres:, postgresql:, sqlite:"),
+        (
+            "mongodb://me:secret@localhost/t",
+            "schemes supported are postgres:, postgresql:, sqlite:",
+        ),
+        ("postgresql://me:secret@localhost:port/t", "malformed database URL"),
     ],
 )
 def test_bad_store_urls(tmp_path: Path, url: str, message: str) -> None:
@@ -160,3 +164,7 @@ def test_redact_hides_passwords_only() -> None:
     assert redact("postgresql://me:pw@host:5432/db") == "postgresql://me:***@host:5432/db"
     assert redact("postgresql://me@host/db") == "postgresql://me@host/db"
     assert redact("sqlite:///a:b@c.db") == "sqlite:///a:b@c.db"
+    assert (
+        redact("postgresql://me@host/db?sslmode=require&password=pw&x=1")
+        == "postgresql://me@host/db?sslmode=require&password=***&x=1"
+    )

@@ -518,3 +518,26 @@ def test_the_event_stream_follows_enrichment_until_every_stage_settles(
     assert kinds.count("end") == 1 and kinds.index("end") < len(kinds) - 1
     assert states[-1] == "done"  # and then the stream closed by itself
     assert seen[-1][0] == "state" and seen[-1][1]["status"] == "completed"
+
+
+def test_exclusions_through_the_api_and_on_the_page(
+    client: TestClient, recorded: Taskerino
+) -> None:
+    body = {"name": "Private", "screenshots": False, **VIDEO}
+    bad = client.post("/api/sessions", json={**body, "exclude": ["re:("]})
+    assert bad.status_code == 422 and "exclude pattern 're:('" in bad.json()["error"]
+    text = client.post("/api/sessions", json={**body, "exclude": "*KeePassXC*"})
+    assert text.status_code == 422 and "must be a list" in text.json()["error"]
+    started = client.post("/api/sessions", json={**body, "exclude": ["*KeePassXC*", "re:<b>"]})
+    assert started.status_code == 201, started.text
+    sid = started.json()["id"]
+    recorded.end(sid)
+    assert client.get(f"/api/sessions/{sid}").json()["config"]["exclude"] == [
+        "*KeePassXC*",
+        "re:<b>",
+    ]
+    page = client.get(f"/sessions/{sid}").text
+    assert "Excluded windows" in page and "*KeePassXC*" in page
+    assert "re:&lt;b&gt;" in page  # escaped like every text from a user
+    plain = client.get(f"/sessions/{recorded.find_sessions(query='Invoice').sessions[0].id}")
+    assert "Excluded windows" not in plain.text

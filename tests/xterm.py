@@ -69,12 +69,14 @@ def xterm(
     cols: int = 40,
     rows: int | None = None,
     dark: bool = False,
+    colours: tuple[str, str] | None = None,
 ) -> Iterator[Terminal]:
-    """An xterm at (x, y) on $DISPLAY showing `lines` (cursor hidden), closed on exit."""
+    """An xterm at (x, y) on $DISPLAY showing `lines` (cursor hidden), closed on exit;
+    `colours` (foreground, background) overrides black on white (or white on black)."""
     rows = rows or len(lines) + 1
     text = "\\n".join(lines)
     script = f"printf '\\033[?25l{text}'; exec sleep 600"
-    fg, bg = ("white", "black") if dark else ("black", "white")
+    fg, bg = colours or (("white", "black") if dark else ("black", "white"))
     proc = subprocess.Popen(
         [
             "xterm",

@@ -28,6 +28,7 @@ from .errors import InvalidInput, NotFound, RecorderError, TaskerinoError
 from .rules import (
     EXPORT_FORMATS,
     WEB_PORT,
+    check_exclusions,
     check_export_formats,
     check_query,
     check_session_id,
@@ -234,6 +235,15 @@ def sources(as_json: bool) -> None:
     show_default=True,
     help="Microphone/system mix, 0 (all microphone) to 100 (all system).",
 )
+@click.option(
+    "--exclude",
+    "exclude",
+    multiple=True,
+    metavar="PATTERN",
+    help="Black out windows whose title or application matches (case-insensitive): a glob "
+    "matching the whole name ('*KeePassXC*'), or re:REGEX matching anywhere. Repeatable; "
+    "the patterns of 'taskerino settings exclude' apply too.",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print the ended session as JSON.")
 @click.pass_context
 def record(
@@ -252,6 +262,7 @@ def record(
     system_audio: bool,
     mic: str | None,
     balance: str,
+    exclude: tuple[str, ...],
     as_json: bool,
 ) -> None:
     # Everything is checked before the data folder is touched.
@@ -268,6 +279,7 @@ def record(
         system_audio=system_audio,
         mic=mic,
         balance=balance,
+        exclude=exclude,
     )
     stop = threading.Event()
 
@@ -446,6 +458,8 @@ def sessions_show(ctx: click.Context, session_id: str, as_json: bool) -> None:
         f"{len(data['audio_segments'])} audio segments, "
         f"video: {'yes' if data['video'] else 'no'}"
     )
+    if data["config"]["exclude"]:
+        click.echo(f"  excluded windows: {', '.join(data['config']['exclude'])}")
     for item in data["context_items"]:
         click.echo(f"  {item['media_offset']:8.1f}s {item['type']}: {item['content']}")
     for r in data["recycled"]:
@@ -472,6 +486,58 @@ sessions.command("resume", help="Resume a paused session (from any process).")(_
 sessions.command("end", help="End a session (from any process).")(_steer("end"))
 
 
+# --- settings -------------------------------------------------------------------------
+@cli.group(help="Settings applied to every session.")
+def settings() -> None:
+    """The subcommands do the work."""
+
+
+@settings.group(
+    "exclude",
+    help="Windows blacked out in every session (title or application: a glob matching the "
+    "whole name, or re:REGEX matching anywhere; case-insensitive).",
+)
+def settings_exclude() -> None:
+    """The subcommands do the work."""
+
+
+def _print_exclusions(patterns: list[str], as_json: bool) -> None:
+    if as_json:
+        _dump(patterns)
+    elif patterns:
+        for pattern in patterns:
+            click.echo(printable(pattern))
+    else:
+        click.echo("no windows are excluded", err=True)
+
+
+@settings_exclude.command("list", help="The patterns applied to every session.")
+@click.option("--json", "as_json", is_flag=True)
+@click.pass_context
+def settings_exclude_list(ctx: click.Context, as_json: bool) -> None:
+    with _library(ctx) as library:
+        _print_exclusions(library.exclusions(), as_json)
+
+
+@settings_exclude.command("add", help="Exclude windows matching PATTERN in every session.")
+@click.argument("patterns", nargs=-1, required=True, metavar="PATTERN...")
+@click.option("--json", "as_json", is_flag=True)
+@click.pass_context
+def settings_exclude_add(ctx: click.Context, patterns: tuple[str, ...], as_json: bool) -> None:
+    check_exclusions(patterns)  # before the data folder is touched
+    with _library(ctx) as library:
+        _print_exclusions(library.change_exclusions(add=patterns), as_json)
+
+
+@settings_exclude.command("remove", help="Stop excluding PATTERN (as it was added).")
+@click.argument("patterns", nargs=-1, required=True, metavar="PATTERN...")
+@click.option("--json", "as_json", is_flag=True)
+@click.pass_context
+def settings_exclude_remove(ctx: click.Context, patterns: tuple[str, ...], as_json: bool) -> None:
+    with _library(ctx) as library:
+        _print_exclusions(library.change_exclusions(remove=patterns), as_json)
+
+
 # --- stats / doctor -------------------------------------------------------------------
 @cli.command(help="Live recording stats of a session.")
 @click.argument("session_id")
@@ -488,11 +554,17 @@ def stats(ctx: click.Context, session_id: str, as_json: bool, watch: bool) -> No
             if as_json:
                 click.echo(json.dumps(to_dict(s)))
             else:
+                # Uploads only matter with media in a bucket: shown once there are any.
+                uploads = (
+                    f" uploads pending {s.uploads_pending} failed {s.uploads_failed}"
+                    if s.uploads_pending or s.uploads_failed
+                    else ""
+                )
                 click.echo(
                     f"{s.state:<9} captured {s.frames_captured} processed "
                     f"{s.frames_processed} dropped {s.frames_dropped} "
                     f"({s.drop_rate:.1%}, {s.health}) fps {s.fps:.1f}/{s.target_fps:.0f}"
-                    f" {s.bitrate_kbps:.0f} kbit/s lag {s.encode_lag_ms:.0f} ms"
+                    f" {s.bitrate_kbps:.0f} kbit/s lag {s.encode_lag_ms:.0f} ms{uploads}"
                 )
             if not watch or s.state == "stopped":
                 return

@@ -240,6 +240,9 @@ class SessionConfig:
     system_audio: bool = False
     mic: str | None = None
     balance: int = 50
+    # Windows blacked out at capture time, their titles kept out of the activity track:
+    # the patterns given for the session and those of the `exclude` setting (spec §12).
+    exclude: list[str] = field(default_factory=list)
 
 
 @dataclass
@@ -315,6 +318,10 @@ class RecordingStats:
     health: Health = "healthy"
     updated_at: str = field(default_factory=utc_now)
     audio: dict[str, float] = field(default_factory=dict)
+    # Media files closed but not yet in a remote blob store, and failed upload attempts
+    # so far (each retried): both stay 0 with the embedded folder store.
+    uploads_pending: int = 0
+    uploads_failed: int = 0
     frames_changed: int = 0  # frames that differed from the one before, so were encoded
     seconds: float = 0.0  # recorded so far, paused time excluded
 

@@ -8,10 +8,11 @@ capture code and are run by `sessions.configure`.
 
 from __future__ import annotations
 
+import fnmatch
 import math
 import re
 import unicodedata
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING
 
@@ -30,6 +31,11 @@ BALANCE_RANGE = (0, 100)
 SCREENSHOT_INTERVAL_RANGE = (1.0, 24 * 3600.0)
 MAX_DURATION = 31 * 24 * 3600.0  # a month: longer is a typo, and overflows timers
 TEST_SOURCE_PREFIX = "test:"
+# Windows kept out of recordings (spec §12): a glob, or a regular expression after `re:`.
+MAX_EXCLUSIONS = 100
+MAX_EXCLUSION = 300
+REGEX_PREFIX = "re:"
+EXCLUDED_TITLE = "(excluded)"  # what the activity track says of an excluded window
 
 # Enrichment stages (spec §5). A session that ends is queued for the first ones; chapters
 # follow once OCR and transcript are in, the index check follows the chapters.
@@ -227,6 +233,55 @@ def parse_concurrency(text: object) -> int:
     return parse_whole(text, "concurrency (worker threads)", *CONCURRENCY_RANGE)
 
 
+def compile_exclusion(pattern: str) -> re.Pattern[str]:
+    """An exclusion pattern as one case-insensitive regular expression to `search` with.
+
+    A glob (`*`, `?`, `[...]`) must match a whole title or application name; after `re:`,
+    a regular expression matches anywhere in it (anchor it with ^ and $ if need be).
+    """
+    if pattern.startswith(REGEX_PREFIX):
+        body = pattern[len(REGEX_PREFIX) :]
+        if not body.strip():
+            raise InvalidInput(
+                f"exclude pattern {_show(pattern)} needs a regular expression after 're:'"
+            )
+        try:
+            return re.compile(body, re.IGNORECASE)
+        except (re.error, RecursionError, OverflowError) as exc:
+            raise InvalidInput(
+                f"exclude pattern {_show(pattern)} is not a valid regular expression ({exc}); "
+                "write a glob like '*KeePassXC*', or 're:' and a Python regular expression"
+            ) from None
+    return re.compile(r"\A" + fnmatch.translate(pattern), re.IGNORECASE)
+
+
+def check_exclusions(values: Iterable[object]) -> list[str]:
+    """Exclusion patterns from a user (flags, a setting, a JSON body): each valid, each
+    once, in the order given."""
+    if isinstance(values, str):
+        raise InvalidInput("exclude patterns must be a list of patterns, not one text")
+    result: list[str] = []
+    for value in values:
+        text = check_text(value, "exclude pattern", MAX_EXCLUSION, allow_empty=False)
+        compile_exclusion(text)
+        if text not in result:
+            result.append(text)
+    if len(result) > MAX_EXCLUSIONS:
+        raise InvalidInput(f"at most {MAX_EXCLUSIONS} exclude patterns, got {len(result)}")
+    return result
+
+
+def exclusion_matcher(patterns: Iterable[str]) -> Callable[[Iterable[str]], bool]:
+    """A test of a window's names (title, application names): True when any pattern
+    matches any of them."""
+    compiled = [compile_exclusion(p) for p in patterns]
+
+    def matches(names: Iterable[str]) -> bool:
+        return any(c.search(n) for n in names if n for c in compiled)
+
+    return matches
+
+
 def record_config(
     *,
     screenshots: object = True,
@@ -240,6 +295,7 @@ def record_config(
     system_audio: object = False,
     mic: object = None,
     balance: object = 50,
+    exclude: Iterable[object] = (),
 ) -> SessionConfig:
     """A session configuration from raw values (flags or a JSON body), checked as a whole.
 
@@ -265,6 +321,7 @@ def record_config(
         system_audio=_flag(system_audio, "system audio"),
         mic=mic_text,
         balance=parse_balance(balance),
+        exclude=check_exclusions(exclude),
     )
     return check_config(config)
 
@@ -277,6 +334,7 @@ def check_config(config: SessionConfig) -> SessionConfig:
         )
     config.screenshot_interval = parse_interval(config.screenshot_interval)
     config.balance = parse_balance(config.balance)
+    config.exclude = check_exclusions(config.exclude)
     if config.video:
         config.fps = parse_fps(config.fps)
         check_size(config.width, config.height)

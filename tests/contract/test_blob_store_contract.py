@@ -87,6 +87,15 @@ class TestBlobStoreContract:
         listed = list(blobs.digests())
         assert len(listed) == 20 and set(listed) == expected
 
+    def test_sizes_of_every_blob(self, blobs: BlobStore, tmp_path: Path) -> None:
+        assert blobs.sizes() == {}
+        expected = {}
+        for i, content in enumerate((b"", b"four", bytes(3000))):
+            source, digest = source_file(tmp_path, content, f"{i}.bin")
+            blobs.put_file(source, digest)
+            expected[digest] = len(content)
+        assert blobs.sizes() == expected
+
     def test_local_path_when_there_is_one(self, blobs: BlobStore, tmp_path: Path) -> None:
         source, digest = source_file(tmp_path, b"local")
         blobs.put_file(source, digest)

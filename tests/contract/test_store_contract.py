@@ -28,6 +28,7 @@ from taskerino.models import (
     Session,
     SessionAudioSegment,
     SessionConfig,
+    SessionFilter,
     SessionScreenshot,
     SessionVideo,
     SessionVideoChunk,
@@ -40,7 +41,7 @@ from taskerino.models import (
 )
 from taskerino.process import ProcessOwner, current_owner
 from taskerino.store import Store
-from taskerino.store.base import Backoff, BlobIntent
+from taskerino.store.base import Backoff, BlobIntent, SessionRows
 
 from .conftest import StoreBackend
 
@@ -566,6 +567,46 @@ class TestStoreContract:
         with pytest.raises(StorageError):
             store.add_attachment(replace(first, hash=digest()))
         assert store.attachment_hashes() == {first.hash}
+
+    def test_find_sessions_answers_as_the_reference_reading(self, store: Store) -> None:
+        # Each back end runs its own SQL for the review list; the base class's reading
+        # (filters applied to list_sessions in Python) says what it must answer.
+        names = ["alpha", "Bravo", "charlie", "delta", "Echo", "foxtrot", "golf"]
+        for i, name in enumerate(names):
+            session = Session(
+                id=new_id(),
+                name=name,
+                start_time=f"2026-01-0{min(i, 5) + 1}T00:00:00.000Z",  # the last two tie
+                description="with 100% care" if i % 2 else "plain",
+                tags=["t1"] if i % 3 == 0 else ["t2", "t_1"],
+                status="completed" if i % 2 else "interrupted",
+                total_duration=float((i * 5) % 7) + i / 10,
+            )
+            store.create_session(session)
+            if i in (1, 4):
+                for offset in (9.0, 2.0):
+                    att = store.add_attachment(make_attachment())
+                    store.add_screenshot(shot(session, att, offset))
+        filters = [
+            SessionFilter(),
+            SessionFilter(statuses=["completed"]),
+            SessionFilter(statuses=["completed", "interrupted"]),
+            SessionFilter(query="100%"),
+            SessionFilter(query="T_1"),
+            SessionFilter(query="%"),
+            SessionFilter(tag="t1"),
+            SessionFilter(tag="t"),
+            SessionFilter(since="2026-01-02T00:00:00.000Z", until="2026-01-05T00:00:00.000Z"),
+            SessionFilter(limit=2, offset=1),
+            SessionFilter(limit=3, offset=6),
+            *[
+                SessionFilter(sort=sort, limit=4)
+                for sort in ("newest", "oldest", "longest", "shortest", "name")
+            ],
+            SessionFilter(statuses=["completed"], tag="t2", query="care", sort="oldest"),
+        ]
+        for f in filters:
+            assert store.find_sessions(f) == SessionRows.find_sessions(store, f), f
 
     def test_attachments_for_a_session(self, store: Store) -> None:
         session, other = stored_session(store), stored_session(store)

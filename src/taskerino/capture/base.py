@@ -8,8 +8,10 @@ A `Source` yields BGRA frames (numpy uint8 arrays of shape (height, width, 4)); 
 from __future__ import annotations
 
 import abc
+from collections.abc import Sequence
 from dataclasses import dataclass
 
+from ..errors import CaptureError
 from ..frame import Frame
 
 
@@ -59,6 +61,12 @@ class Source(abc.ABC):
         """True once the captured thing has disappeared (a closed window)."""
         return False
 
+    @property
+    def hidden(self) -> bool:
+        """True while the captured thing is there but cannot be seen (a minimised window):
+        `grab` gives its last picture meanwhile."""
+        return False
+
     def close(self) -> None:  # noqa: B027 - optional hook, nothing to release by default
         """Release the platform resources; safe to call twice."""
 
@@ -82,8 +90,18 @@ class CaptureBackend(abc.ABC):
 
     def focused_window(self) -> tuple[str, str] | None:
         """(application, title) of the window in front, if the platform can tell; cheap
-        enough to ask once a second."""
+        enough to ask once a second. An excluded window is ("", rules.EXCLUDED_TITLE)."""
         return None
+
+    def exclude(self, patterns: Sequence[str]) -> None:
+        """From now on, black out in every picture this back end gives the windows whose
+        title or application matches one of `patterns` (checked by
+        `rules.check_exclusions`), and never name them in `focused_window`.
+
+        A platform that cannot do this refuses, so nothing is recorded unmasked.
+        """
+        if patterns:
+            raise CaptureError("window exclusions are not available on this platform")
 
     def close(self) -> None:  # noqa: B027 - optional hook, nothing to release by default
         """Release the platform connection; safe to call twice."""

@@ -3,15 +3,21 @@
 Neither an mss instance nor an Xlib connection may be shared between threads, and sources
 are grabbed on a capture thread other than the one that opened them, so each thread gets
 its own connections, made on first use and closed with the back end.
+
+A window source reads the window's own pixels with the Composite extension (the window is
+redirected to off-screen storage and that storage is read), so what covers it is never
+recorded. With exclusions (`exclude`), every picture the back end hands out has the
+excluded windows blacked out before it leaves: raw pixels never reach a caller.
 """
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import os
 import threading
-from collections.abc import Callable
-from typing import Any, Generic, Literal, TypeVar
+from collections.abc import Callable, Iterable, Sequence
+from typing import Any, Generic, Literal, TypeVar, cast
 
 import cv2
 import mss
@@ -19,15 +25,18 @@ import numpy as np
 from Xlib import X
 from Xlib import display as xdisplay
 from Xlib import error as xerror
-from Xlib.ext import randr
+from Xlib.ext import composite, randr
 from Xlib.protocol import request
 from Xlib.xobject.drawable import Window
 
 from ..errors import CaptureError, InvalidInput
 from ..frame import Frame
+from ..rules import EXCLUDED_TITLE, exclusion_matcher
 from .base import CaptureBackend, DisplayInfo, Source, WindowInfo
 from .damage import ChangeListener, DamageWatch
 from .ids import parse_source_id, validate_sources
+from .x11_pixels import DrawableReader, XcbError
+from .x11_windows import Hidden, WindowTracker, black_out
 
 T = TypeVar("T")
 Region = dict[str, int]  # mss region: left, top, width, height
@@ -121,6 +130,10 @@ class X11Backend(CaptureBackend):
         # Focused window -> its top-level window, for `focused_window` (window ids are the
         # server's, the same on every thread's connection).
         self._toplevels: dict[int, int] = {}
+        self._tracker: WindowTracker | None = None
+        self._tracker_lock = threading.Lock()
+        self._masking = False
+        self._excluded: Callable[[Iterable[str]], bool] = lambda names: False
         # Change reports: False until the first display source asks, then a watch or None.
         self._watch: DamageWatch | Literal[False] | None = False
         self._watch_lock = threading.Lock()
@@ -249,22 +262,66 @@ class X11Backend(CaptureBackend):
         """
         d = self._xlib.get()
         try:
-            return _focused_window(d, self._toplevels)
+            found = _focused_window(d, self._toplevels)
         except xerror.XError:  # the window went away while we looked
             return None
         except _CONNECTION_ERRORS as e:
             raise CaptureError(f"lost the X display {self.display_name}: {e}") from e
+        if found is None:
+            return None
+        app, title, names = found
+        # An excluded window is known to have been in front, never by its names.
+        return ("", EXCLUDED_TITLE) if self._excluded(names) else (app, title)
+
+    # Exclusions
+
+    def exclude(self, patterns: Sequence[str]) -> None:
+        if not patterns:
+            return
+        self._excluded = exclusion_matcher(patterns)
+        if self._tracker is not None:
+            self._tracker.close()
+            self._tracker = None
+        self._masking = True
+
+    def _hidden_token(self) -> int:
+        if not self._masking:
+            return 0
+        if self._tracker is None:
+            # Made at the first grab: a back end that only asks what is in front needs none
+            # (and would leave the server holding events nobody reads).
+            with self._tracker_lock:
+                if self._tracker is None:
+                    self._tracker = WindowTracker(self.display_name, self._excluded)
+        return self._tracker.token()
+
+    def _exclusion_epoch(self) -> int | None:
+        """Changes whenever an excluded window appears, moves, hides or is (un)excluded
+        (a round trip); None without exclusions."""
+        return self._hidden_token() if self._masking else None
+
+    def _hidden_since(self, token: int) -> Hidden | None:
+        return self._tracker.hidden_since(token) if self._tracker is not None else None
 
     # Capture
 
     def grab_region(self, region: Region) -> Frame:
-        """BGRA pixels of a root-window rectangle, as a view over mss's fresh buffer."""
+        """BGRA pixels of a root-window rectangle (excluded windows blacked out), as a view
+        over mss's fresh buffer."""
+        token = self._hidden_token()
         try:
             shot = self._mss.get().grab(region)
         except mss.ScreenShotError as e:
             raise CaptureError(f"cannot grab {region} on {self.display_name}: {e}") from e
         # mss allocates a new bytearray per grab and the array keeps it alive: no copy.
-        return np.frombuffer(shot.raw, np.uint8).reshape(shot.height, shot.width, 4)
+        frame = np.frombuffer(shot.raw, np.uint8).reshape(shot.height, shot.width, 4)
+        hidden = self._hidden_since(token)
+        if hidden is not None:
+            if hidden.everything:
+                frame[:] = 0
+            else:
+                black_out(frame, region["left"], region["top"], hidden.rects)
+        return frame
 
     def screen_size(self) -> tuple[int, int]:
         root = self._mss.get().monitors[0]
@@ -342,6 +399,8 @@ class X11Backend(CaptureBackend):
             self._watch = False
         self._mss.close_all()
         self._xlib.close_all()
+        if self._tracker is not None:
+            self._tracker.close()
 
 
 def _get_property(d: xdisplay.Display, wid: int, atom: int) -> request.GetProperty:
@@ -376,7 +435,10 @@ def _text(d: xdisplay.Display, prop: request.GetProperty) -> str:
     return raw.decode("utf-8" if utf8 else "latin-1", errors="replace")
 
 
-def _focused_window(d: xdisplay.Display, toplevels: dict[int, int]) -> tuple[str, str] | None:
+def _focused_window(
+    d: xdisplay.Display, toplevels: dict[int, int]
+) -> tuple[str, str, list[str]] | None:
+    """(application, title, every name) of the focused top-level window."""
     root = d.screen().root
     names = [d.get_atom(a) for a in ("_NET_ACTIVE_WINDOW", "_NET_WM_NAME", "WM_NAME", "WM_CLASS")]
     active_atom, net_name, wm_name, wm_class = names
@@ -411,7 +473,7 @@ def _focused_window(d: xdisplay.Display, toplevels: dict[int, int]) -> tuple[str
         toplevels[start] = wid
     # WM_CLASS is "instance\0class\0": the class names the application, as in `windows`.
     app = (klass[1] or klass[0]) if len(klass) > 1 else ""
-    return app, title
+    return app, title, [title, *klass[:2]]
 
 
 class _DisplaySource(Source):
@@ -430,6 +492,9 @@ class _DisplaySource(Source):
         self._changes: ChangeListener | None = None
         self._polling = False  # no change reports to be had: grab every tick
         self._last: Frame | None = None
+        # The excluded windows' state at the last grab: a change there (a window renamed
+        # into an exclusion draws nothing) needs a whole grab though no pixel changed.
+        self._epoch: int | None = None
 
     @property
     def size(self) -> tuple[int, int]:
@@ -439,6 +504,8 @@ class _DisplaySource(Source):
         if self._polling or self._last is None:
             return True
         try:
+            if self._backend._exclusion_epoch() != self._epoch:
+                return True
             if self._changes is None:
                 # Listening starts now, with a whole grab (what changed before is unknown).
                 self._changes = self._backend.listen_for_changes(self._area)
@@ -453,6 +520,12 @@ class _DisplaySource(Source):
         last, box, whole = self._last, None, True
         if self._changes is not None:
             whole, box = self._changes.take()
+        try:
+            epoch = self._backend._exclusion_epoch()
+        except _CONNECTION_ERRORS as e:
+            raise CaptureError(f"lost the X display while grabbing {self.id}: {e}") from e
+        if epoch != self._epoch:
+            whole, self._epoch = True, epoch  # what is blacked out changed: all of it anew
         if whole or last is None or box is None or _large(box, self.size):
             frame = self._backend.grab_region(self._region)
         else:
@@ -482,9 +555,13 @@ def _large(box: tuple[int, int, int, int], size: tuple[int, int]) -> bool:
 
 
 class _WindowSource(Source):
-    """A window's screen area, followed as it moves; the frame size is fixed at open.
+    """A window's own pixels, read from its off-screen storage (Composite); the frame size
+    is fixed at open, a resized window is scaled into it.
 
-    Without a compositor this is what is on screen there, overlapping windows included.
+    Redirection belongs to the connection that asked for it, so the source keeps its own
+    Xlib connection (to redirect and name the storage) and its own XCB one to read the
+    pixels in C (`x11_pixels`). Closing them ends the redirection. One lock: grabs may
+    come from any thread.
     """
 
     def __init__(
@@ -494,7 +571,30 @@ class _WindowSource(Source):
         self._backend, self._wid = backend, wid
         self._width, self._height = width, height
         self._gone = False
+        self._hidden = False
         self._last: Frame | None = None
+        self._lock = threading.Lock()
+        self._pixels: DrawableReader | None = None
+        self._x = backend._new_xlib()
+        try:
+            self._x.set_error_handler(_ignore_async)
+            if not self._x.has_extension(composite.extname):
+                raise CaptureError(
+                    f"cannot capture {source_id}: the X display {backend.display_name} lacks "
+                    "the Composite extension that reads a window's own pixels; record a "
+                    "display:N source instead"
+                )
+            # Any: the Composite methods are added at run time (no stubs know them).
+            self._window: Any = cast(Any, self._x.create_resource_object("window", wid))
+            self._window.composite_redirect_window(composite.RedirectAutomatic)
+            self._x.sync()
+            self._pixels = DrawableReader(backend.display_name)
+        except _CONNECTION_ERRORS as e:
+            self.close()
+            raise CaptureError(f"cannot capture {source_id}: {e}") from e
+        except BaseException:
+            self.close()
+            raise
 
     @property
     def size(self) -> tuple[int, int]:
@@ -503,44 +603,78 @@ class _WindowSource(Source):
     @property
     def gone(self) -> bool:
         if not self._gone:
-            try:
-                self._backend.window_rect(self._wid)
-            except xerror.XError:
-                self._gone = True
+            with self._lock:
+                try:
+                    self._window.get_attributes()
+                except xerror.XError:
+                    self._gone = True
+                except _CONNECTION_ERRORS as e:
+                    raise CaptureError(f"lost the X display while watching {self.id}: {e}") from e
         return self._gone
+
+    @property
+    def hidden(self) -> bool:
+        return self._hidden and not self._gone
 
     def _previous(self) -> Frame:
         # A copy: the caller may still hold (and change) the frame it got before.
         return self._last.copy() if self._last is not None else black(*self.size)
 
     def grab(self) -> Frame:
-        if self._gone:
-            return self._previous()
-        try:
-            rect = self._backend.window_rect(self._wid)
-        except xerror.XError:
-            self._gone = True
-            return self._previous()
-        except _CONNECTION_ERRORS as e:
-            raise CaptureError(f"lost the X display while grabbing {self.id}: {e}") from e
-        if rect is None:  # unmapped (minimised): keep showing what it showed
-            return self._previous()
-        frame = self._capture(*rect)
-        self._last = frame
-        return frame
+        with self._lock:
+            if self._gone:
+                return self._previous()
+            token = self._backend._hidden_token()
+            try:
+                window = self._contents()
+            except xerror.XError:
+                self._gone = True
+                return self._previous()
+            except _CONNECTION_ERRORS as e:
+                raise CaptureError(f"lost the X display while grabbing {self.id}: {e}") from e
+            self._hidden = window is None
+            if window is None:  # unmapped (minimised): keep showing what it showed
+                return self._previous()
+            hidden = self._backend._hidden_since(token)
+            if hidden is not None and (hidden.everything or self._wid in hidden.windows):
+                window = black(*self.size)
+            frame = window if window.shape[1::-1] == self.size else fit(window, *self.size)
+            self._last = frame
+            return frame
 
-    def _capture(self, x: int, y: int, w: int, h: int) -> Frame:
-        sw, sh = self._backend.screen_size()
-        # mss can only grab inside the screen: take the visible part, pad the rest black.
-        x0, y0, x1, y1 = max(x, 0), max(y, 0), min(x + w, sw), min(y + h, sh)
-        if (x0, y0, x1, y1) == (x, y, x + w, y + h):
-            window = self._backend.grab_region({"left": x, "top": y, "width": w, "height": h})
-        else:
-            window = black(w, h)
-            if x1 > x0 and y1 > y0:
-                window[y0 - y : y1 - y, x0 - x : x1 - x] = self._backend.grab_region(
-                    {"left": x0, "top": y0, "width": x1 - x0, "height": y1 - y0}
-                )
-        if (w, h) == self.size:
-            return window
-        return fit(window, *self.size)
+    def _contents(self) -> Frame | None:
+        """The window's pixels, None while it is not viewable; XError once destroyed."""
+        if self._window.get_attributes().map_state != X.IsViewable:
+            return None
+        caught = xerror.CatchError()
+        pixmap = self._window.composite_name_window_pixmap(onerror=caught)
+        try:
+            # A round trip after the naming: the pixmap exists now, or the error is in.
+            geom = self._window.get_geometry()
+            if caught.get_error() is not None:
+                return None  # unmapped in between
+            w, h, bw = geom.width, geom.height, geom.border_width
+            assert self._pixels is not None
+            try:
+                data = self._pixels.read(pixmap.id, bw, bw, w, h)
+            except XcbError:
+                return None  # resized between the naming and the reading: next time
+            except CaptureError as e:
+                raise CaptureError(f"cannot capture {self.id}: {e}") from e
+        finally:
+            pixmap.free(onerror=_ignore_async)
+            self._x.flush()
+        return np.frombuffer(data, np.uint8).reshape(h, w, 4)
+
+    def close(self) -> None:
+        with self._lock:
+            if self._pixels is not None:
+                self._pixels.close()
+                self._pixels = None
+            with contextlib.suppress(*_CONNECTION_ERRORS):
+                self._x.close()  # ends the redirection
+
+
+def _ignore_async(*_: object) -> None:
+    """Errors of requests without replies (the window vanished): the next round trip on
+    the same connection tells what happened."""

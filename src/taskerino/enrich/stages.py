@@ -15,6 +15,7 @@ the chapters.
 from __future__ import annotations
 
 import collections
+import contextlib
 import functools
 import logging
 import math
@@ -115,18 +116,18 @@ class Stages:
         for shot in session.screenshots:
             # The same picture (a still screen) is read once, however often it was taken.
             by_hash.setdefault(shot.hash, []).append((shot.media_offset, shot.id))
-        for digest, shots in by_hash.items():
-            path = self.media.blobs.local_path(digest)
-            if path is not None:
-                pictures.append((shots[0][0], digest, _reader(path)))
         results: list[OcrText] = []
 
         def read(item: tuple[float, str | None, Callable[[], Any]]) -> tuple[Any, Any]:
             return item, engine.read(item[2]())
 
-        video = self._video_path(session)
         threads = max(1, self.settings.threads)
-        with ThreadPoolExecutor(threads) as pool:
+        with self._media_files() as local, ThreadPoolExecutor(threads) as pool:
+            for digest, shots in by_hash.items():
+                attachment = self.store.attachment_by_hash(digest)
+                if attachment is not None:
+                    pictures.append((shots[0][0], digest, _reader(local(attachment))))
+            video = self._video_path(session, local)
             for (_, digest, _load), found in _bounded_map(pool, read, pictures, 2 * threads):
                 if digest is None or not found.text.strip():
                     continue
@@ -155,11 +156,19 @@ class Stages:
     # --- transcribe -----------------------------------------------------------------------
     def transcribe(self, job: Job) -> Commit:
         """faster-whisper over the session's joined audio, by recording stretch."""
-        from .transcribe import AudioTimeline, Transcriber
-
         session = self.store.get_session(job.session_id)
         lines: list[TranscriptLine] = []
-        path = self._audio_path(session)
+        with self._media_files() as local:
+            self._transcribe(session, self._audio_path(session, local), lines)
+
+        def commit() -> None:
+            self.store.replace_transcript(session.id, [line for line in lines if line.text])
+
+        return commit
+
+    def _transcribe(self, session: Session, path: Path | None, lines: list[TranscriptLine]) -> None:
+        from .transcribe import AudioTimeline, Transcriber
+
         if path is not None and session.audio_segments:
             segments = sorted(session.audio_segments, key=lambda s: s.media_offset)
             timeline = AudioTimeline([(s.media_offset, s.duration) for s in segments])
@@ -182,11 +191,6 @@ class Stages:
                         source=source,
                     )
                 )
-
-        def commit() -> None:
-            self.store.replace_transcript(session.id, [line for line in lines if line.text])
-
-        return commit
 
     # --- chapters -------------------------------------------------------------------------
     def chapters(self, job: Job) -> Commit:
@@ -242,14 +246,17 @@ class Stages:
     def _thumbnails(self, session: Session, offsets: list[float]) -> list[Callable[[], str] | None]:
         """For each offset, what attaches a frame of the video in the commit (staged now,
         committed with the chapters: never an orphan)."""
-        video = self._video_path(session)
-        if video is None:
-            return [None for _ in offsets]
         from ..recording.screenshots import encode_image
         from .ocr import frame_at
 
         staged: list[Callable[[], str] | None] = []
-        with tempfile.TemporaryDirectory(prefix="chapters-") as folder:
+        with (
+            self._media_files() as local,
+            tempfile.TemporaryDirectory(prefix="chapters-") as folder,
+        ):
+            video = self._video_path(session, local)
+            if video is None:
+                return [None for _ in offsets]
             for i, offset in enumerate(offsets):
                 frame = frame_at(video, offset)
                 if frame is None:
@@ -276,16 +283,23 @@ class Stages:
         return commit
 
     # --- media ----------------------------------------------------------------------------
-    def _video_path(self, session: Session) -> Path | None:
+    @contextlib.contextmanager
+    def _media_files(self) -> Iterator[Callable[[Attachment], Path]]:
+        """A local file for an attachment: where the blob store keeps it, or (a remote
+        blob store, S3) downloaded into a scratch folder that goes when the block ends."""
+        with tempfile.TemporaryDirectory(prefix="taskerino-media-") as folder:
+            yield lambda attachment: self.media.fetch(attachment, Path(folder))
+
+    def _video_path(self, session: Session, local: Callable[[Attachment], Path]) -> Path | None:
         video = session.video
         if video is None or video.full_video_attachment_id is None:
             return None
-        return self.media.local_path(self.store.get_attachment(video.full_video_attachment_id))
+        return local(self.store.get_attachment(video.full_video_attachment_id))
 
-    def _audio_path(self, session: Session) -> Path | None:
+    def _audio_path(self, session: Session, local: Callable[[Attachment], Path]) -> Path | None:
         if session.audio_attachment_id is None:
             return None
-        return self.media.local_path(self.store.get_attachment(session.audio_attachment_id))
+        return local(self.store.get_attachment(session.audio_attachment_id))
 
 
 T = TypeVar("T")

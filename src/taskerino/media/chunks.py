@@ -26,6 +26,8 @@ from taskerino.errors import InvalidInput, StorageError
 JOINED_OPTIONS = {"movflags": "+faststart"}
 # Chunks read ahead by worker threads while the previous one is written.
 JOIN_READ_AHEAD = 3
+# Next to a chunk being written: the media time up to which its picture was still.
+ALIVE_SUFFIX = ".alive"
 # Audio codecs that browsers play from MP4 and PyAV's mp4 muxer stores as they are.
 COPY_AUDIO_CODECS = frozenset({"opus", "flac", "aac", "mp3"})
 
@@ -119,6 +121,10 @@ def salvage_chunk(path: Path) -> ChunkInfo | None:
         tb = packets[0].time_base
         start = _seconds(packets[0].pts, tb)
         last = packets[-1]
+        still_until = _still_until(path)
+        if still_until is not None and still_until > _seconds(last.pts + (last.duration or 0), tb):
+            # The screen was still up to that moment: the last picture lasts until then.
+            last.duration = max(1, round(still_until / tb) - last.pts)
         end = _seconds(last.pts + (last.duration or 0), tb)
         tmp = _tmp_path(path)
         try:
@@ -131,7 +137,17 @@ def salvage_chunk(path: Path) -> ChunkInfo | None:
         except (av.FFmpegError, OSError) as exc:
             tmp.unlink(missing_ok=True)
             raise StorageError(f"could not rewrite chunk {path.name}: {exc}") from exc
+    path.with_name(path.name + ALIVE_SUFFIX).unlink(missing_ok=True)
     return ChunkInfo(path, _chunk_index(path), start, end, len(packets), path.stat().st_size)
+
+
+def _still_until(chunk: Path) -> float | None:
+    """The media time the encoder last noted the picture still (its `.alive` file)."""
+    try:
+        value = float(chunk.with_name(chunk.name + ALIVE_SUFFIX).read_text())
+    except (OSError, ValueError):
+        return None
+    return value if math.isfinite(value) else None
 
 
 def probe_video(path: Path) -> VideoInfo:

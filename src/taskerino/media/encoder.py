@@ -20,6 +20,7 @@ recall on decoded frames within 0.2 points of the raw screen: bench/results/vide
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Callable
 from fractions import Fraction
 from pathlib import Path
@@ -30,12 +31,21 @@ import cv2
 
 from taskerino.errors import InvalidInput, StorageError
 from taskerino.frame import Frame
-from taskerino.media.chunks import ChunkInfo
+from taskerino.media.chunks import ALIVE_SUFFIX, ChunkInfo
 from taskerino.rules import check_size, parse_fps
 
 TIME_BASE = Fraction(1, 90000)
 # Fragments are cut every 0.5 s (also between keyframes) and each packet is flushed:
-# with keepalive frames every 0.25 s what is on disk lags the encoder by < 1 s.
+# with keepalive frames every 0.25 s after a change what is on disk lags the encoder by < 1 s.
+# A change is on disk once a repeat at least this much later was sent: its packet waits for
+# the next one (which gives its duration), and the muxer writes a fragment when a packet
+# crosses the fragment's 0.5 s.
+FLUSHED_AFTER = 0.75
+# On a still screen, once the last change is on disk, a repeat frame only this often (it
+# keeps the chunk clock and rollover going; each costs ~5-9 ms of x264 at 1080p); the
+# moment is written to the chunk's `.alive` file instead, which salvage stretches the last
+# picture to.
+IDLE_KEEPALIVE_SECONDS = 10.0
 CHUNK_OPTIONS = {
     "movflags": "empty_moov+default_base_moof+frag_discont",
     "frag_duration": "500000",
@@ -48,6 +58,11 @@ CHUNK_OPTIONS = {
 
 def chunk_name(index: int) -> str:
     return f"chunk-{index:05d}.mp4"
+
+
+def alive_path(chunk: Path) -> Path:
+    """Where a chunk being written notes the last moment its picture was known still."""
+    return chunk.with_name(chunk.name + ALIVE_SUFFIX)
 
 
 class _Chunk:
@@ -156,6 +171,7 @@ class ChunkedEncoder:
         self._chunk: _Chunk | None = None
         self._last_pts: int | None = None
         self._last_yuv: Any = None
+        self._last_change = 0.0  # media time of the last frame given to `encode`
         self._closed = False
 
     @property
@@ -192,24 +208,36 @@ class ChunkedEncoder:
         yuv = cv2.cvtColor(frame, cv2.COLOR_BGRA2YUV_I420)
         self._send(yuv, media_time)
         self._last_yuv = yuv
+        self._last_change = media_time
         self.frames_encoded += 1
 
     def keepalive(self, media_time: float) -> bool:
-        """Re-send the last frame if none was sent for `keepalive_interval`; True if sent.
+        """Call while nothing changes (a few times a second); True if a frame was re-sent.
 
-        A repeated frame costs a few dozen bytes; it pushes the last picture to disk
-        (fragments are only written when a later packet arrives) and rolls chunks over
-        on a static screen.
+        Until the last change is on disk, the last frame is re-sent every
+        `keepalive_interval` (fragments are only written when a later packet arrives).
+        After that the screen is known to be still: `media_time` goes to the chunk's
+        `.alive` file, and a repeat frame only every `IDLE_KEEPALIVE_SECONDS`.
         """
-        if self._last_yuv is None or self._last_pts is None:
+        if self._last_yuv is None or self._last_pts is None or self._chunk is None:
             return False
-        if media_time - float(self._last_pts * TIME_BASE) < self.keepalive_interval:
-            return False
-        if not self.follows(media_time):
+        last_sent = float(self._last_pts * TIME_BASE)
+        flushing = last_sent < self._last_change + FLUSHED_AFTER
+        if not flushing:
+            self._mark_alive(self._chunk, media_time)
+        interval = self.keepalive_interval if flushing else IDLE_KEEPALIVE_SECONDS
+        if media_time - last_sent < interval or not self.follows(media_time):
             return False
         self._send(self._last_yuv, media_time)
         self.frames_repeated += 1
         return True
+
+    @staticmethod
+    def _mark_alive(chunk: _Chunk, media_time: float) -> None:
+        # A few bytes in the page cache (a kill does not lose them); a failed write only
+        # means salvage stretches the last picture less far.
+        with contextlib.suppress(OSError):
+            alive_path(chunk.path).write_text(f"{media_time:.6f}")
 
     def _send(self, yuv: Any, media_time: float) -> None:
         if self._closed:
@@ -253,6 +281,7 @@ class ChunkedEncoder:
         assert chunk is not None
         self._chunk = None
         chunk.close(end_pts)
+        alive_path(chunk.path).unlink(missing_ok=True)
         info = ChunkInfo(
             path=chunk.path,
             index=chunk.index,

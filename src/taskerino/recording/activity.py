@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import threading
+from collections.abc import Sequence
 
 from ..capture import CaptureBackend, get_backend
 from ..errors import TaskerinoError
@@ -23,8 +24,12 @@ class ActivityRecorder(Recorder):
     kind = "activity"
 
     def __init__(
-        self, backend: CaptureBackend | None = None, sample_seconds: float = SAMPLE_SECONDS
+        self,
+        backend: CaptureBackend | None = None,
+        sample_seconds: float = SAMPLE_SECONDS,
+        exclude: Sequence[str] = (),
     ) -> None:
+        self.exclude = list(exclude)
         self._backend = backend
         self._own_backend = backend is None
         self.sample_seconds = sample_seconds
@@ -39,6 +44,8 @@ class ActivityRecorder(Recorder):
         self._ctx = ctx
         if self._backend is None:
             self._backend = get_backend()
+        # An excluded window in front is recorded as such, never by its names.
+        self._backend.exclude(self.exclude)
 
     def begin(self) -> None:
         self._thread = threading.Thread(target=self._run, name="activity", daemon=True)

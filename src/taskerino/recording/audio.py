@@ -21,7 +21,8 @@ from ..errors import TaskerinoError
 from ..media.audio import RATE, AudioJoiner, SegmentInfo, join_audio, recover_segments
 from ..models import Attachment, Session, SessionAudioSegment, new_id, on_timeline, utc_now
 from ..store.media import MediaLibrary, sha256_file
-from .base import Finisher, Recorder, RecordingContext
+from ..store.uploads import Uploads, retrying
+from .base import FETCHED, Finisher, Recorder, RecordingContext
 
 log = logging.getLogger("taskerino.audio")
 
@@ -100,7 +101,7 @@ class AudioRecorder(Recorder):
                 self._joiner.abandon()
                 self._joiner = None
         try:
-            path = store_segment(ctx.media, ctx.session_id, info)
+            path = store_segment(ctx.media, ctx.session_id, info, ctx.uploads)
             if path is not None:
                 self._segments.append(path)
         except (TaskerinoError, OSError) as exc:
@@ -152,8 +153,13 @@ class AudioRecorder(Recorder):
         }
 
 
-def store_segment(media: MediaLibrary, session_id: str, info: SegmentInfo) -> Path | None:
-    """Store a closed segment with its row; return where its bytes now are."""
+def store_segment(
+    media: MediaLibrary, session_id: str, info: SegmentInfo, uploads: Uploads | None = None
+) -> Path | None:
+    """Store a closed segment with its row; return where its bytes now are on this disk.
+
+    With a remote blob store the segment's file stays where it is, for the join at the
+    end, and, given `uploads`, goes up in the background."""
 
     def add_row(attachment: Attachment) -> None:
         media.store.add_audio_segment(
@@ -167,9 +173,18 @@ def store_segment(media: MediaLibrary, session_id: str, info: SegmentInfo) -> Pa
             )
         )
 
-    attachment = media.ingest(
-        info.path, "audio", f"audio-{info.index:05d}.flac", duration=info.duration, then=add_row
-    )
+    name = f"audio-{info.index:05d}.flac"
+    if media.remote:
+        if uploads is not None:
+            uploads.submit(
+                info.path, "audio", name, duration=info.duration, then=add_row, source="keep"
+            )
+        else:
+            media.ingest(
+                info.path, "audio", name, duration=info.duration, then=add_row, source="keep"
+            )
+        return info.path
+    attachment = media.ingest(info.path, "audio", name, duration=info.duration, then=add_row)
     return media.local_path(attachment)
 
 
@@ -192,12 +207,16 @@ def join_and_attach(
 
 def attach_joined(media: MediaLibrary, out: Path) -> tuple[Finisher | None, Path | None]:
     """Put the joined file in the blob store; the finisher attaches it to the session."""
-    staged = media.stage(out, "audio", JOINED_NAME, duration=None, move=True)
+    staged = retrying(
+        lambda: media.stage(out, "audio", JOINED_NAME, duration=None, move=True),
+        "storing the session's audio",
+    )
 
     def attach(session: Session) -> None:
         session.audio_attachment_id = media.commit(staged).id
 
-    return attach, media.local_path(staged) or None
+    # The video muxes this file: where the blob store keeps it, or (remote) where it is.
+    return attach, media.local_path(staged) or out
 
 
 def salvage_audio(
@@ -206,10 +225,10 @@ def salvage_audio(
     """Recovery: store the segments a dead recorder left (the partial one salvaged), join
     all of them; returns the finisher and the joined file, as `join_and_attach` does."""
     known = {s.attachment_id for s in session.audio_segments}
+    # From a remote blob store the stored segments come back down to be joined.
     segments = [
-        path
+        media.fetch(media.store.get_attachment(s.attachment_id), folder / FETCHED)
         for s in session.audio_segments
-        if (path := media.local_path(media.store.get_attachment(s.attachment_id))) is not None
     ]
     offset = max((s.media_offset + s.duration for s in session.audio_segments), default=0.0)
     (folder / f"{JOINED_NAME}.partial").unlink(missing_ok=True)  # cut short by the kill

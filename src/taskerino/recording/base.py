@@ -12,9 +12,12 @@ from pathlib import Path
 from ..models import Session, on_timeline
 from ..store.base import Store
 from ..store.media import MediaLibrary
+from ..store.uploads import Uploads
 
 # Runs inside the transaction that ends the session, to attach a recorder's final result.
 Finisher = Callable[[Session], None]
+# In a staging folder: stored media fetched back from a remote blob store for salvage.
+FETCHED = "fetched"
 
 
 class MediaClock:
@@ -82,6 +85,7 @@ class RecordingContext:
     clock: MediaClock
     staging: Path  # this recorder's own folder for files not yet in the blob store
     report: Callable[[str], None]  # a human-readable event (warning) about the recording
+    uploads: Uploads  # the session's media on its way into the blob store
 
 
 class Recorder(abc.ABC):

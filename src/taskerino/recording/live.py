@@ -5,18 +5,26 @@ from __future__ import annotations
 import threading
 from collections.abc import Iterator
 
-from ..errors import NotFound
+from ..errors import NotFound, StorageError
 from ..models import RecordingState, RecordingStats, drop_rate, health_for, utc_now
+from ..store.uploads import Uploads
 from .base import Finisher, MediaClock, Recorder
 
 
 class LiveRecording:
     """The recorders of one session and their shared clock, from start to stop."""
 
-    def __init__(self, session_id: str, recorders: list[Recorder], clock: MediaClock) -> None:
+    def __init__(
+        self,
+        session_id: str,
+        recorders: list[Recorder],
+        clock: MediaClock,
+        uploads: Uploads | None = None,
+    ) -> None:
         self.session_id = session_id
         self.recorders = recorders
         self.clock = clock
+        self.uploads = uploads
         self.end_lock = threading.Lock()  # one ending at a time; the second waits and sees it
         self.stopped = False
         self.ended = threading.Event()  # set once the session is completed in the store
@@ -33,7 +41,10 @@ class LiveRecording:
 
     def stop(self) -> list[Finisher]:
         """Stop every recorder (all of them, even when one fails), each after the ones it
-        depends on, and collect their finishers."""
+        depends on, wait for their media to be uploaded, and collect their finishers.
+
+        StorageError when uploads still fail after `DRAIN_SECONDS` of retries: their
+        files are then still in staging, for recovery."""
         finishers: list[Finisher] = []
         errors: list[BaseException] = []
         for recorder in stop_order(self.recorders):
@@ -47,6 +58,14 @@ class LiveRecording:
         self.stopped = True
         if errors:
             raise errors[0]
+        if self.uploads is not None:
+            drained = self.uploads.drain()
+            self.uploads.close()
+            if not drained:
+                raise StorageError(
+                    f"{self.uploads.pending} media file(s) could not be uploaded "
+                    f"({self.uploads.last_error}); they are kept in the staging folder"
+                )
         return finishers
 
     def failures(self) -> list[str]:
@@ -59,6 +78,7 @@ class LiveRecording:
             figures_of = recorder.stats()
             written += int(figures_of.pop("bytes_written", 0))
             figures.update(figures_of)
+        uploads = self.uploads.stats() if self.uploads is not None else {}
         processed = int(figures.pop("frames_processed", 0))
         dropped = int(figures.pop("frames_dropped", 0))
         rate = drop_rate(processed, dropped)
@@ -82,6 +102,8 @@ class LiveRecording:
             bitrate_kbps=written * 8 / 1000 / elapsed,
             encode_lag_ms=figures.pop("encode_lag_ms", 0.0),
             health=health_for(rate),
+            uploads_pending=int(uploads.get("uploads_pending", 0)),
+            uploads_failed=int(uploads.get("uploads_failed", 0)),
             updated_at=utc_now(),
             audio={k: v for k, v in figures.items()},
         )

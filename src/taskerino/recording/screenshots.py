@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import re
 import threading
 import time
+from collections.abc import Sequence
 from pathlib import Path
 
 import cv2
@@ -12,7 +14,9 @@ import numpy as np
 from ..capture import CaptureBackend, get_backend
 from ..errors import CaptureError, StorageError
 from ..frame import Frame
-from ..models import SessionScreenshot, new_id, on_timeline, utc_now
+from ..models import Attachment, Session, SessionScreenshot, new_id, on_timeline, utc_iso
+from ..store.media import MediaLibrary
+from ..store.uploads import Uploads
 from .base import Finisher, Recorder, RecordingContext
 
 MAX_SIZE = (1920, 1080)
@@ -38,10 +42,15 @@ class ScreenshotRecorder(Recorder):
     kind = "screenshots"
 
     def __init__(
-        self, interval: float, source: str | None = None, backend: CaptureBackend | None = None
+        self,
+        interval: float,
+        source: str | None = None,
+        backend: CaptureBackend | None = None,
+        exclude: Sequence[str] = (),
     ) -> None:
         self.interval = interval
         self.source = source
+        self.exclude = list(exclude)
         self._backend = backend
         self._own_backend = backend is None
         self._wake = threading.Event()
@@ -58,6 +67,8 @@ class ScreenshotRecorder(Recorder):
         self._ctx = ctx
         if self._backend is None:
             self._backend = get_backend()
+        # Excluded windows are black in every picture the back end gives from now on.
+        self._backend.exclude(self.exclude)
         # Fail now, before the session starts, if the screen cannot be captured.
         self._backend.screenshot(self.source)
 
@@ -118,31 +129,78 @@ class ScreenshotRecorder(Recorder):
 
     def _take(self, ctx: RecordingContext) -> None:
         assert self._backend is not None
-        offset = ctx.clock.offset()
-        timestamp = utc_now()
+        offset = on_timeline(ctx.clock.offset())
+        taken_at = time.time()
         frame = self._backend.screenshot(self.source)
-        path = ctx.staging / f"{new_id()}.webp"
-        width, height = encode_image(frame, path)
-
-        def add_row(attachment_id: str, digest: str) -> None:
-            ctx.store.add_screenshot(
-                SessionScreenshot(
-                    id=new_id(),
-                    session_id=ctx.session_id,
-                    timestamp=timestamp,
-                    media_offset=on_timeline(offset),
-                    attachment_id=attachment_id,
-                    hash=digest,
-                )
-            )
-
+        # Written whole under a name that says when it was taken, then renamed: a file
+        # waiting for its upload when the recorder dies is salvaged with its row.
+        tmp = ctx.staging / f"{new_id()}.tmp"
+        width, height = encode_image(frame, tmp)
+        path = ctx.staging / staged_name(offset, taken_at)
+        tmp.replace(path)
         self.bytes_written += path.stat().st_size
-        ctx.media.ingest(
-            path,
-            "image",
-            f"screenshot-{offset:09.3f}.webp",
-            width=width,
-            height=height,
-            then=lambda a: add_row(a.id, a.hash),
+        store_screenshot(
+            ctx.media, ctx.session_id, path, offset, taken_at, width, height, ctx.uploads
         )
         self.taken += 1
+
+
+_STAGED = re.compile(r"shot-(\d+\.\d{3})-(\d+)\.webp")
+
+
+def staged_name(offset: float, taken_at: float) -> str:
+    return f"shot-{offset:.3f}-{round(taken_at * 1000)}.webp"
+
+
+def store_screenshot(
+    media: MediaLibrary,
+    session_id: str,
+    path: Path,
+    offset: float,
+    taken_at: float,
+    width: int,
+    height: int,
+    uploads: Uploads | None = None,
+) -> None:
+    """Store a screenshot file with its row: through the recording's uploads when given
+    (in the background for a remote blob store), else at once."""
+
+    def add_row(attachment: Attachment) -> None:
+        media.store.add_screenshot(
+            SessionScreenshot(
+                id=new_id(),
+                session_id=session_id,
+                timestamp=utc_iso(taken_at),
+                media_offset=offset,
+                attachment_id=attachment.id,
+                hash=attachment.hash,
+            )
+        )
+
+    name = f"screenshot-{offset:09.3f}.webp"
+    if uploads is not None:
+        uploads.submit(path, "image", name, width=width, height=height, then=add_row)
+    else:
+        media.ingest(path, "image", name, width=width, height=height, then=add_row)
+
+
+def salvage_screenshots(session: Session, folder: Path, media: MediaLibrary) -> int:
+    """Recovery: store the screenshots a dead recorder had taken but not yet stored (they
+    wait for their upload to a remote blob store); drop half-written ones. Returns how
+    many were stored."""
+    stored = {shot.media_offset for shot in session.screenshots}
+    count = 0
+    for path in sorted(folder.iterdir()) if folder.is_dir() else []:
+        found = _STAGED.fullmatch(path.name)
+        if found is None:
+            path.unlink(missing_ok=True)  # half-written (.tmp) or unknown
+            continue
+        offset, taken_at = float(found[1]), int(found[2]) / 1000
+        picture = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
+        if offset in stored or picture is None:
+            path.unlink(missing_ok=True)  # stored before the death, or damaged
+            continue
+        height, width = picture.shape[:2]
+        store_screenshot(media, session.id, path, offset, taken_at, width, height)
+        count += 1
+    return count

@@ -20,6 +20,7 @@ import logging
 import queue
 import threading
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -32,8 +33,9 @@ from ..frame import Frame
 from ..media import ChunkedEncoder, ChunkInfo, Compositor, join_chunks, salvage_chunk
 from ..models import Attachment, Session, SessionVideo, SessionVideoChunk, new_id, on_timeline
 from ..store.media import MediaLibrary
+from ..store.uploads import Uploads, retrying
 from .audio import AudioRecorder
-from .base import Finisher, Recorder, RecordingContext
+from .base import FETCHED, Finisher, Recorder, RecordingContext
 
 log = logging.getLogger("taskerino.video")
 
@@ -104,8 +106,10 @@ class VideoRecorder(Recorder):
         backend: CaptureBackend | None = None,
         audio: AudioRecorder | None = None,
         chunk_seconds: float = CHUNK_SECONDS,
+        exclude: Sequence[str] = (),
     ) -> None:
         self.source_ids = sources
+        self.exclude = list(exclude)
         self.compositor_kind = compositor
         self.fps = fps
         self.width = width
@@ -117,6 +121,7 @@ class VideoRecorder(Recorder):
         self.depends_on = (audio,) if audio is not None else ()
         self._backend = backend
         self._own_backend = False
+        self._masking = False
         self._sources: list[Source] = []
         self._ctx: RecordingContext | None = None
         self._video: SessionVideo | None = None
@@ -130,6 +135,7 @@ class VideoRecorder(Recorder):
         self._failure: str | None = None
         self._stopped = False
         self._gone_reported: set[str] = set()
+        self._hidden: set[str] = set()
         # Figures for RecordingStats.
         self.frames_captured = 0
         self.frames_identical = 0
@@ -163,6 +169,10 @@ class VideoRecorder(Recorder):
         if self._backend is None:
             self._backend = get_backend()
             self._own_backend = True
+        if not self._masking:
+            # Excluded windows are black in every picture it gives, before we see them.
+            self._backend.exclude(self.exclude)
+            self._masking = True
         return self._backend
 
     def begin(self) -> None:
@@ -218,7 +228,9 @@ class VideoRecorder(Recorder):
         if ctx is None or video is None:
             return None
         # After a failure (disk full) the last chunk was not closed: keep what it holds.
-        self._stored.update(store_leftover_chunks(ctx.media, video.id, ctx.staging, self._stored))
+        self._stored.update(
+            store_leftover_chunks(ctx.media, video.id, ctx.staging, self._stored, ctx.uploads)
+        )
         chunks = [self._stored[i] for i in sorted(self._stored)]
         audio = self.audio.joined if self.audio is not None else None
         return finish_video(ctx.media, video, chunks, ctx.staging, audio)
@@ -271,12 +283,22 @@ class VideoRecorder(Recorder):
                 if source.gone and source.id not in self._gone_reported:
                     self._gone_reported.add(source.id)
                     ctx.report(f"source {source.id} is gone; recording goes on without it")
+                self._report_hidden(source, ctx)
             if all(same_frame(p, f) for p, f in zip(previous, frames, strict=True)):
                 self.frames_identical += 1
                 continue
             previous = frames
             self._captured.put(_Item(media_time, now, frames))
         self._captured.put(None)
+
+    def _report_hidden(self, source: Source, ctx: RecordingContext) -> None:
+        """A minimised window shows its last picture: say when it hides and comes back."""
+        if source.hidden and source.id not in self._hidden:
+            self._hidden.add(source.id)
+            ctx.report(f"source {source.id} is hidden (minimised); its last picture is kept")
+        elif not source.hidden and source.id in self._hidden:
+            self._hidden.discard(source.id)
+            ctx.report(f"source {source.id} is visible again")
 
     def _compose_loop(self) -> None:
         while True:
@@ -331,7 +353,7 @@ class VideoRecorder(Recorder):
         assert ctx is not None and video is not None
         while (info := self._chunks.get()) is not None:
             try:
-                path = store_chunk(ctx.media, video.id, info)
+                path = store_chunk(ctx.media, video.id, info, ctx.uploads)
                 if path is not None:
                     self._stored[info.index] = path
             except (TaskerinoError, OSError) as exc:
@@ -358,9 +380,14 @@ class VideoRecorder(Recorder):
         }
 
 
-def store_chunk(media: MediaLibrary, video_id: str, info: ChunkInfo) -> Path | None:
+def store_chunk(
+    media: MediaLibrary, video_id: str, info: ChunkInfo, uploads: Uploads | None = None
+) -> Path | None:
     """Move a closed chunk into the blob store with its row, in one transaction; return
-    where its bytes now are (None when the blob store is not on this disk)."""
+    where its bytes now are on this disk, for the join at the end.
+
+    With a remote blob store the chunk's file stays where it is (that is where the join
+    reads it) and, given `uploads`, goes up in the background."""
 
     def add_row(attachment: Attachment) -> None:
         media.store.add_video_chunk(
@@ -376,13 +403,14 @@ def store_chunk(media: MediaLibrary, video_id: str, info: ChunkInfo) -> Path | N
             )
         )
 
-    attachment = media.ingest(
-        info.path,
-        "video",
-        f"chunk-{info.index:05d}.mp4",
-        duration=info.end_offset - info.start_offset,
-        then=add_row,
-    )
+    name, duration = f"chunk-{info.index:05d}.mp4", info.end_offset - info.start_offset
+    if media.remote:
+        if uploads is not None:
+            uploads.submit(info.path, "video", name, duration=duration, then=add_row, source="keep")
+        else:
+            media.ingest(info.path, "video", name, duration=duration, then=add_row, source="keep")
+        return info.path
+    attachment = media.ingest(info.path, "video", name, duration=duration, then=add_row)
     return media.local_path(attachment)
 
 
@@ -417,14 +445,17 @@ def finish_video(
             media.store.save_video(video)
 
         return failed
-    staged = media.stage(
-        out,
-        "video",
-        "session.mp4",
-        duration=info.duration,
-        width=info.width,
-        height=info.height,
-        move=True,
+    staged = retrying(
+        lambda: media.stage(
+            out,
+            "video",
+            "session.mp4",
+            duration=info.duration,
+            width=info.width,
+            height=info.height,
+            move=True,
+        ),
+        "storing the session's video",
     )
 
     def attach(session: Session) -> None:
@@ -438,17 +469,24 @@ def finish_video(
 
 
 def store_leftover_chunks(
-    media: MediaLibrary, video_id: str, folder: Path, stored: dict[int, Path]
+    media: MediaLibrary,
+    video_id: str,
+    folder: Path,
+    stored: dict[int, Path],
+    uploads: Uploads | None = None,
 ) -> dict[int, Path]:
     """Store the chunk files still in `folder` that are not in `stored` (cut short ones
     salvaged up to their damaged tail); return the newly stored ones by index."""
     added: dict[int, Path] = {}
+    kept = set(stored.values())  # files a remote blob store's chunks are joined from
     for path in sorted(folder.glob("chunk-*.mp4")) if folder.is_dir() else []:
+        if path in kept:
+            continue
         info = salvage_chunk(path)
         if info is None or info.index in stored or info.index in added:
             path.unlink(missing_ok=True)
             continue
-        where = store_chunk(media, video_id, info)
+        where = store_chunk(media, video_id, info, uploads)
         if where is not None:
             added[info.index] = where
     return added
@@ -463,9 +501,10 @@ def salvage_video(
         return None
     stored: dict[int, Path] = {}
     for chunk in session.video.chunks:
-        path = media.local_path(media.store.get_attachment(chunk.attachment_id))
-        if path is not None:
-            stored[chunk.index] = path
+        # From a remote blob store the stored chunks come back down (maybe to another
+        # machine than the one that recorded them) to be joined.
+        attachment = media.store.get_attachment(chunk.attachment_id)
+        stored[chunk.index] = media.fetch(attachment, folder / FETCHED)
     stored.update(store_leftover_chunks(media, session.video.id, folder, stored))
     chunks = [stored[i] for i in sorted(stored)]
     return finish_video(media, session.video, chunks, folder, audio)

@@ -18,7 +18,7 @@ from types import TracebackType
 from typing import TYPE_CHECKING, Any, BinaryIO
 
 from ..config import Layout, keep_private, make_private, readable_by_others, resolve_home
-from ..errors import CaptureError, InvalidInput, NotFound, TaskerinoError
+from ..errors import CaptureError, InvalidInput, NotFound, StorageError, TaskerinoError
 from ..models import (
     Attachment,
     ContextItem,
@@ -37,9 +37,11 @@ from ..models import (
 from ..recording.live import RecordingRegistry
 from ..rules import (
     MAX_DESCRIPTION,
+    MAX_EXCLUSION,
     MAX_NAME,
     MAX_SEARCH_RESULTS,
     STAGE_INPUTS,
+    check_exclusions,
     check_object_id,
     check_query,
     check_session_id,
@@ -72,6 +74,8 @@ if TYPE_CHECKING:
 __all__ = ["StartRequest", "Taskerino"]
 
 log = logging.getLogger("taskerino")
+
+EXCLUDE_SETTING = "exclude"  # exclusion patterns applied to every session (spec §12)
 
 
 class Taskerino:
@@ -151,9 +155,60 @@ class Taskerino:
     # --- sessions -----------------------------------------------------------------------
     def start(self, request: StartRequest) -> Session:
         """Check the whole request (rule book and devices), open every recorder, then
-        create the session and start recording. Nothing is left behind on failure."""
+        create the session and start recording. Nothing is left behind on failure.
+
+        The `exclude` setting's patterns apply to every session, before its own ones; the
+        session records all that applied (`config.exclude`)."""
         request.tags = check_tags(request.tags)
+        request.config.exclude = check_exclusions(
+            [*self.exclusions(), *check_exclusions(request.config.exclude)]
+        )
         return self._life.start(request)
+
+    # --- settings -----------------------------------------------------------------------
+    def exclusions(self) -> list[str]:
+        """The exclusion patterns applied to every session (the `exclude` setting)."""
+        return self._stored_exclusions(check=True)
+
+    def change_exclusions(
+        self, add: Iterable[object] = (), remove: Iterable[object] = ()
+    ) -> list[str]:
+        """Add patterns to the `exclude` setting and remove others; the list afterwards.
+        A pattern to remove that is not in the list is an error, so a typo is not silent."""
+        adding = check_exclusions(add)
+        removing = [check_text(p, "exclude pattern", MAX_EXCLUSION) for p in remove]
+        with self._store.transaction():
+            current = self._stored_exclusions(check=False)
+            missing = [p for p in removing if p not in current]
+            if missing:
+                raise InvalidInput(
+                    f"{missing[0]!r} is not an exclude pattern of the settings; they are: "
+                    + (", ".join(repr(p) for p in current) or "none")
+                )
+            kept = [p for p in current if p not in removing]
+            result = check_exclusions([*kept, *adding])
+            self._store.set_setting(EXCLUDE_SETTING, result)
+        return result
+
+    def _stored_exclusions(self, *, check: bool) -> list[str]:
+        value = self._store.get_setting(EXCLUDE_SETTING)
+        if value is None:
+            return []
+        if not isinstance(value, list) or not all(isinstance(p, str) for p in value):
+            raise StorageError(
+                f"the {EXCLUDE_SETTING!r} setting is damaged (not a list of patterns): set it "
+                "again with 'taskerino settings exclude'"
+            )
+        if not check:
+            return list(value)
+        try:
+            return check_exclusions(value)
+        except InvalidInput as exc:
+            # Nothing may be recorded while a pattern meant to hide a window is unusable.
+            raise InvalidInput(
+                f"the {EXCLUDE_SETTING!r} setting holds a bad pattern ({exc}); remove it with "
+                "'taskerino settings exclude remove PATTERN'"
+            ) from None
 
     def pause(self, session_id: str) -> Session:
         return self._life.pause(check_session_id(session_id))
@@ -471,9 +526,15 @@ class Taskerino:
         attachment = self._store.get_attachment(check_object_id(attachment_id, "attachment id"))
         return attachment, self._media.local_path(attachment)
 
-    def open_media(self, attachment: Attachment) -> BinaryIO:
-        """The bytes of an attachment, wherever the blob store keeps them."""
-        return self._media.blobs.open(attachment.hash)
+    def open_media(
+        self, attachment: Attachment, start: int = 0, end: int | None = None
+    ) -> BinaryIO:
+        """The bytes of an attachment, wherever the blob store keeps them; with `start` or
+        `end` (exclusive) only that range, asked of the blob store as such."""
+        if start == 0 and end is None:
+            return self._media.blobs.open(attachment.hash)
+        stop = attachment.size if end is None else end
+        return self._media.blobs.open_range(attachment.hash, start, stop)
 
     def disk_free(self) -> int:
         """Bytes free on the disk that live recordings write to (the data folder's)."""

@@ -44,6 +44,7 @@ from ..rules import (
 from ..store.base import Store
 from ..store.media import MediaLibrary
 from ..store.queue import PersistenceQueue, QueueEvent
+from ..store.uploads import Uploads
 from .configure import configure
 from .recorders import build_recorders
 from .steering import Steering
@@ -145,12 +146,13 @@ class Lifecycle:
             tags=list(request.tags),
         )
         clock = MediaClock()
-        prepared = self._prepare(session.id, recorders, clock)
+        uploads = Uploads(self.media, report=lambda message: self.report(session.id, message))
+        prepared = self._prepare(session.id, recorders, clock, uploads)
         with self.store.transaction():
             self.store.create_session(session)
             self.store.set_recorder(session.id, current_owner())
             self.store.heartbeat(session.id, time.time())
-        recording = LiveRecording(session.id, prepared, clock)
+        recording = LiveRecording(session.id, prepared, clock, uploads)
         self.registry.add(recording)
         for recorder in prepared:
             recorder.begin()
@@ -160,7 +162,7 @@ class Lifecycle:
         return self.store.get_session(session.id)
 
     def _prepare(
-        self, session_id: str, recorders: list[Recorder], clock: MediaClock
+        self, session_id: str, recorders: list[Recorder], clock: MediaClock, uploads: Uploads
     ) -> list[Recorder]:
         """Open every recorder's devices; on any failure close the ones opened, leave nothing."""
         staging = self.layout.staging / session_id
@@ -180,6 +182,7 @@ class Lifecycle:
                     clock,
                     folder,
                     lambda message: self.report(session_id, message),
+                    uploads,
                 )
                 recorder.prepare(context)
                 prepared.append(recorder)

@@ -14,12 +14,16 @@ def build_recorders(config: SessionConfig) -> list[Recorder]:
     if config.screenshots:
         from ..recording.screenshots import ScreenshotRecorder
 
-        recorders.append(ScreenshotRecorder(config.screenshot_interval, config.screenshot_source))
+        recorders.append(
+            ScreenshotRecorder(
+                config.screenshot_interval, config.screenshot_source, exclude=config.exclude
+            )
+        )
     if config.screenshots or (config.video and not all(is_test_source(s) for s in config.sources)):
         # The screen is recorded: so is which window is in front.
         from ..recording.activity import ActivityRecorder
 
-        recorders.append(ActivityRecorder())
+        recorders.append(ActivityRecorder(exclude=config.exclude))
     audio = None
     if config.audio or config.system_audio:
         from ..recording.audio import AudioRecorder
@@ -38,6 +42,7 @@ def build_recorders(config: SessionConfig) -> list[Recorder]:
                 config.width,
                 config.height,
                 audio=audio,  # its joined file is muxed into the video: a stated dependency
+                exclude=config.exclude,
             )
         )
     return recorders

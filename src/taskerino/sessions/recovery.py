@@ -7,18 +7,19 @@ claimed (one process salvages each), what they wrote is attached, and they are m
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import os
 import shutil
 from pathlib import Path
 
 from ..config import Layout
-from ..errors import TaskerinoError
+from ..errors import StorageError, TaskerinoError
 from ..models import Session, on_timeline, utc_iso, utc_now
 from ..process import ProcessOwner, current_owner
 from ..recording.base import Finisher
 from ..recording.live import RecordingRegistry
-from ..store.base import LiveSession, Store
+from ..store.base import BlobStore, LiveSession, Store
 from ..store.media import MediaLibrary, sha256_file
 from .lifecycle import OWNER_FILE, queue_enrichment, seconds_between
 
@@ -56,9 +57,12 @@ class Recovery:
         """
         done: list[str] = []
         me = current_owner()
+        dead: set[ProcessOwner] = set()
         for live in self.store.live_sessions():
             if self.alive(live):
                 continue
+            if live.owner is not None:
+                dead.add(live.owner)
             try:
                 with self.store.transaction():
                     # Claim it: only one process salvages a session.
@@ -80,7 +84,9 @@ class Recovery:
             self.unfinished.pop(live.id, None)
             done.append(live.id)
         try:
-            self.media.sweep()
+            # A dead recorder on another machine is known dead only by its stale
+            # heartbeat: its blob intents are swept as a dead writer's all the same.
+            self.media.sweep(dead)
             self._remove_dead_staging()
         except (TaskerinoError, OSError) as exc:
             log.warning("could not clean up after dead writers yet: %s", exc)
@@ -97,13 +103,13 @@ class Recovery:
     def _salvage(self, session_id: str, heartbeat: float | None) -> None:
         # Media code is only needed here.
         from ..recording.audio import salvage_audio
+        from ..recording.screenshots import salvage_screenshots
         from ..recording.video import salvage_video
 
         staging = self.layout.staging / session_id
         session = self.store.get_session(session_id)
-        for file in _files(staging / "screenshots"):
-            # A screenshot is committed whole or not at all; a half-written one is dropped.
-            file.unlink(missing_ok=True)
+        # Screenshots still waiting for their upload are stored; half-written ones dropped.
+        salvage_screenshots(session, staging / "screenshots", self.media)
         finishers: list[Finisher] = []
         audio_finisher, audio = salvage_audio(session, staging / "audio", self.media)
         if audio_finisher is not None:
@@ -164,23 +170,40 @@ class Recovery:
 
     def _damaged(self, missing: set[str], deep: bool) -> list[str]:
         problems = []
+        blobs = self.media.blobs
+        # Remote objects' sizes come from one listing, not a request each.
+        remote = blobs.sizes() if self.media.remote else {}
         for digest in sorted(self.store.attachment_hashes() - missing):
             attachment = self.store.attachment_by_hash(digest)
-            path = self.media.blobs.local_path(digest)
-            if attachment is None or path is None:
+            if attachment is None:
                 continue
+            path = blobs.local_path(digest)
             label = f"attachment {attachment.id} ({attachment.name})"
             try:
-                size = path.stat().st_size
+                size = path.stat().st_size if path is not None else remote.get(digest)
+                if size is None:
+                    continue  # deleted since the listing: `orphans` reports it next time
                 if size != attachment.size:
                     problems.append(
                         f"damaged file: {label} is {size} bytes, expected {attachment.size}"
                     )
-                elif deep and sha256_file(path) != digest:
+                elif deep and _sha256_of(blobs, digest, path) != digest:
                     problems.append(f"damaged file: {label} does not match its SHA-256")
             except OSError as exc:
                 problems.append(f"unreadable file: {label}: {exc.strerror or exc}")
+            except StorageError as exc:
+                problems.append(f"unreadable file: {label}: {exc}")
         return problems
+
+
+def _sha256_of(blobs: BlobStore, digest: str, path: Path | None) -> str:
+    if path is not None:
+        return sha256_file(path)
+    hashed = hashlib.sha256()
+    with blobs.open(digest) as f:
+        while block := f.read(1 << 20):
+            hashed.update(block)
+    return hashed.hexdigest()
 
 
 def _media_end(session: Session) -> float:
@@ -190,10 +213,6 @@ def _media_end(session: Session) -> float:
         + [c.end_offset for c in (session.video.chunks if session.video else [])]
         + [0.0]
     )
-
-
-def _files(folder: Path) -> list[Path]:
-    return list(folder.iterdir()) if folder.is_dir() else []
 
 
 def _owner_alive(staging: Path) -> bool:

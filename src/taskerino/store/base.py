@@ -33,6 +33,8 @@ Rules every implementation keeps:
 from __future__ import annotations
 
 import abc
+import contextlib
+import io
 import random
 import re
 from collections.abc import Iterator, Sequence
@@ -646,6 +648,14 @@ class BlobStore(abc.ABC):
     def open(self, digest: str) -> BinaryIO:
         """The bytes, for reading (the caller closes it). NotFound if absent."""
 
+    def open_range(self, digest: str, start: int, end: int) -> BinaryIO:
+        """Bytes `start` to `end` (exclusive) of the blob, for reading (the caller closes
+        it); fewer when the blob is shorter. NotFound if absent. Back ends whose bytes are
+        remote ask only for that range."""
+        with self.open(digest) as whole:
+            whole.seek(start)
+            return io.BytesIO(whole.read(max(0, end - start)))
+
     @abc.abstractmethod
     def local_path(self, digest: str) -> Path | None:
         """The file that holds or would hold the bytes when blobs live on this machine's
@@ -659,6 +669,20 @@ class BlobStore(abc.ABC):
     def digests(self) -> Iterator[str]:
         """Every stored digest, each once, in no particular order (temporary files of
         writes in flight are not blobs)."""
+
+    def sizes(self) -> dict[str, int]:
+        """Every stored digest with its size in bytes (a back end whose bytes are remote
+        answers from one listing)."""
+        found = {}
+        for digest in self.digests():
+            path = self.local_path(digest)
+            if path is not None:
+                with contextlib.suppress(FileNotFoundError):  # deleted meanwhile
+                    found[digest] = path.stat().st_size
+            else:
+                with self.open(digest) as f:
+                    found[digest] = f.seek(0, io.SEEK_END)
+        return found
 
     @abc.abstractmethod
     def remove_stale_temp(self) -> list[str]:

@@ -11,12 +11,13 @@ from __future__ import annotations
 import hashlib
 import logging
 import mimetypes
-from collections.abc import Callable, Iterable
+import shutil
+from collections.abc import Callable, Collection, Iterable
 from pathlib import Path
 from typing import Literal
 
 from ..models import Attachment, AttachmentType, new_id
-from ..process import current_owner
+from ..process import ProcessOwner, current_owner
 from .base import BlobIntent, BlobStore, Store
 
 log = logging.getLogger("taskerino.media")
@@ -165,10 +166,37 @@ class MediaLibrary:
     def local_path(self, attachment: Attachment) -> Path | None:
         return self.blobs.local_path(attachment.hash)
 
-    def sweep(self) -> list[str]:
-        """Remove what dead writers left: temp files, and blobs of intents never committed."""
+    @property
+    def remote(self) -> bool:
+        """Whether the blob store keeps its bytes off this machine (S3): then media to
+        work on (joining chunks, salvage) must be kept or fetched as local files."""
+        return self.blobs.local_path("0" * 64) is None
+
+    def fetch(self, attachment: Attachment, folder: Path) -> Path:
+        """A local file with the attachment's bytes: where the blob store keeps them on
+        this disk, else downloaded into `folder` (named by its hash; the caller removes it)."""
+        path = self.local_path(attachment)
+        if path is not None:
+            return path
+        folder.mkdir(parents=True, exist_ok=True)
+        target = folder / attachment.hash
+        if target.is_file() and target.stat().st_size == attachment.size:
+            return target
+        partial = folder / f"{attachment.hash}.part"
+        with self.blobs.open(attachment.hash) as src, partial.open("wb") as dst:
+            shutil.copyfileobj(src, dst, 1 << 20)
+        partial.replace(target)
+        return target
+
+    def sweep(self, dead_owners: Collection[ProcessOwner] = ()) -> list[str]:
+        """Remove what dead writers left: temp files, and blobs of intents never committed.
+
+        A writer is dead by `ProcessOwner.is_alive`, or when it is in `dead_owners` (a
+        recorder on another machine whose heartbeat went stale)."""
         removed = self.blobs.remove_stale_temp()
-        dead = [i for i in self.store.blob_intents() if not i.owner.is_alive()]
+        dead = [
+            i for i in self.store.blob_intents() if i.owner in dead_owners or not i.owner.is_alive()
+        ]
         for intent in dead:
             if self.store.attachment_by_hash(intent.hash) is None:
                 self.blobs.delete(intent.hash)

@@ -6,8 +6,11 @@ asked for, and then fails with the command that installs it. The class opens its
 the URL (`Store.from_url`, `BlobStore.from_url`).
 
 - `None` or "": the embedded default (SQLite at `default_path`, blobs in `default_folder`).
-- Store: `sqlite:///abs/path.db`, `sqlite:relative.db`, or a plain path to a SQLite file.
-- BlobStore: `file:///abs/folder`, `file:relative`, or a plain folder path.
+- Store: `sqlite:///abs/path.db`, `sqlite:relative.db`, or a plain path to a SQLite file;
+  `postgresql://user:password@host:port/database` (or `postgres://`) for the team profile.
+- BlobStore: `file:///abs/folder`, `file:relative`, or a plain folder path;
+  `s3://bucket/prefix` (boto3, from the `team` extra; endpoint and credentials from boto3's
+  standard configuration).
 """
 
 from __future__ import annotations
@@ -33,13 +36,17 @@ class Backend:
 
 STORES: dict[str, Backend] = {
     "sqlite": Backend("taskerino.store.sqlite:SQLiteStore"),
+    "postgresql": Backend("taskerino.store.postgres:PostgresStore", TEAM_INSTALL),
+    "postgres": Backend("taskerino.store.postgres:PostgresStore", TEAM_INSTALL),
 }
 BLOB_STORES: dict[str, Backend] = {
     "file": Backend("taskerino.store.files:FolderBlobStore"),
+    "s3": Backend("taskerino.store.s3:S3BlobStore", TEAM_INSTALL),
 }
 
 _SCHEME = re.compile(r"([A-Za-z][A-Za-z0-9+.-]*):")
 _PASSWORD = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]*://[^/@:]*:)[^/@]*@")
+_PASSWORD_PARAMETER = re.compile(r"([?&]password=)[^&#]*", re.IGNORECASE)
 
 
 def open_store(url: str | None, default_path: Path) -> Store:
@@ -77,8 +84,9 @@ def open_blob_store(url: str | None, default_folder: Path) -> BlobStore:
 
 
 def redact(url: str) -> str:
-    """The URL with any password replaced by ***, fit for messages and logs."""
-    return _PASSWORD.sub(r"\1***@", url)
+    """The URL with any password (also libpq's `?password=`) replaced by ***, fit for
+    messages and logs."""
+    return _PASSWORD_PARAMETER.sub(r"\1***", _PASSWORD.sub(r"\1***@", url))
 
 
 def _scheme(url: str) -> str | None:

@@ -45,6 +45,7 @@ from .views import find_sessions, hit_view, media_url, page_view, session_view, 
 T = TypeVar("T")
 
 RECORD_OPTIONS = (
+    "exclude",
     "screenshots",
     "screenshot_interval",
     "video",
@@ -110,8 +111,9 @@ async def get_session(request: Request) -> Response:
 async def start_session(request: Request) -> Response:
     body = await json_object(request, START_FIELDS)
     options = {k: v for k, v in body.items() if k in RECORD_OPTIONS}
-    if "sources" in options and not isinstance(options["sources"], list):
-        raise InvalidInput("sources must be a list of source ids")
+    for key, what in (("sources", "source ids"), ("exclude", "exclude patterns")):
+        if key in options and not isinstance(options[key], list):
+            raise InvalidInput(f"{key} must be a list of {what}")
     config = record_config(**options)
     seconds = None if body.get("duration") is None else parse_duration(body["duration"])
     tags = body.get("tags", [])
@@ -261,15 +263,43 @@ async def media(request: Request) -> Response:
         if refused is not None:
             return refused
         return FileResponse(path, media_type=attachment.mime_type, headers=headers)
-    stream = await call(library.open_media, attachment)
+    # Bytes elsewhere (S3): proxied, one range asked of the blob store when one is asked
+    # of us, so that the player seeks without the whole file passing through.
+    refused = _check_range(request.headers.get("range"), attachment.size)
+    if refused is not None:
+        return refused
+    span = _one_range(request.headers.get("range"), attachment.size)
+    headers["accept-ranges"] = "bytes"
+    if span is None:
+        start, end, status = 0, attachment.size, 200
+    else:
+        (start, end), status = span, 206
+        headers["content-range"] = f"bytes {start}-{end - 1}/{attachment.size}"
+    headers["content-length"] = str(end - start)
+    if request.method == "HEAD":
+        return Response(None, status, headers=headers, media_type=attachment.mime_type)
+    if span is None:
+        stream = await call(library.open_media, attachment)
+    else:
+        stream = await call(library.open_media, attachment, start, end)
 
     def chunks() -> Any:
         with stream:
             while block := stream.read(1 << 16):
                 yield block
 
-    headers["content-length"] = str(attachment.size)
-    return StreamingResponse(chunks(), media_type=attachment.mime_type, headers=headers)
+    return StreamingResponse(
+        chunks(), status_code=status, media_type=attachment.mime_type, headers=headers
+    )
+
+
+def _one_range(header: str | None, size: int) -> tuple[int, int] | None:
+    """The one byte range (start, end exclusive) a checked Range header asks for; None for
+    no header or several ranges (then the whole file is sent, as HTTP allows)."""
+    if header is None:
+        return None
+    ranges = FileResponse._parse_range_header(header, size)
+    return ranges[0] if len(ranges) == 1 else None
 
 
 async def export_zip(request: Request) -> Response:

@@ -12,6 +12,8 @@ from ..rules import (
     EXPORT_FORMATS,
     FPS_RANGE,
     MAX_DESCRIPTION,
+    MAX_EXCLUSION,
+    MAX_EXCLUSIONS,
     MAX_NAME,
     MAX_NOTE,
     MAX_PAGE_SIZE,
@@ -121,6 +123,14 @@ def openapi(version: str) -> Schema:
                 "type": "integer",
                 "minimum": BALANCE_RANGE[0],
                 "maximum": BALANCE_RANGE[1],
+            },
+            "exclude": {
+                "type": "array",
+                "maxItems": MAX_EXCLUSIONS,
+                "items": {"type": "string", "minLength": 1, "maxLength": MAX_EXCLUSION},
+                "description": "windows to black out: a glob matching a whole title or "
+                "application name, or re:REGEX matching anywhere (case-insensitive); the "
+                "exclude setting's patterns apply too",
             },
         },
     }

@@ -223,6 +223,12 @@ document.addEventListener("DOMContentLoaded", () => {
     $("st-disk").textContent = T.bytes(s.disk_free);
     $("st-left").textContent = s.seconds_left === null ? "–" : T.span(s.seconds_left);
     $("st-bytes").textContent = T.bytes(s.bytes_written);
+    // Media in a bucket: what waits for its upload (retried while the bucket is away);
+    // shown once there is any.
+    const pending = s.uploads_pending ?? 0, retried = s.uploads_failed ?? 0;
+    $("st-uploads-box").hidden = !(pending || retried);
+    $("st-uploads").textContent = String(pending);
+    $("st-upload-failures").textContent = String(retried);
     panel.dataset.updated = s.updated_at;
   }
 
