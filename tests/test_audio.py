@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import os
 import signal
 import subprocess
@@ -12,6 +13,7 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
+import av
 import numpy as np
 import numpy.typing as npt
 import pytest
@@ -24,7 +26,13 @@ from taskerino.capture.audio import (
     validate_audio,
 )
 from taskerino.errors import CaptureError, InvalidInput
-from taskerino.media.audio import RATE, SegmentInfo, join_audio, recover_segments
+from taskerino.media.audio import (
+    RATE,
+    SegmentInfo,
+    SegmentWriter,
+    join_audio,
+    recover_segments,
+)
 from taskerino.virtual import VirtualAudio
 
 Audio = npt.NDArray[np.float32]
@@ -388,3 +396,38 @@ def test_join(sinks: VirtualAudio, tmp_path: Path) -> None:
         join_audio([], tmp_path / "none.flac")
     with pytest.raises(InvalidInput):
         join_audio(paths, tmp_path / "all.mp3")
+
+
+def test_join_copies_flac_frames_into_mp4(tmp_path: Path) -> None:
+    """`.m4a`: the segments' FLAC frames back to back, nothing decoded or encoded; segments of
+    any length (not whole FLAC blocks) decode to exactly the samples recorded, in order."""
+    closed: list[SegmentInfo] = []
+    writer = SegmentWriter(tmp_path, 30_001, closed.append)  # not a multiple of 4096
+    rng = np.random.default_rng(1)
+    recorded = (rng.normal(0, 3000, 100_000)).astype(np.int16)
+    writer.write(recorded)
+    writer.close()
+    assert [s.frames for s in closed] == [30_001, 30_001, 30_001, 9_997]
+    segment_packets = 0
+    for s in closed:
+        with av.open(str(s.path)) as c:
+            segment_packets += sum(1 for p in c.demux(c.streams.audio[0]) if p.size)
+    out = tmp_path / "session.m4a"
+    assert join_audio([s.path for s in closed], out) == pytest.approx(100_000 / RATE)
+    with av.open(str(out)) as c:
+        stream = c.streams.audio[0]
+        assert stream.codec_context.name == "flac"
+        packets = [p for p in c.demux(stream) if p.size]
+        assert len(packets) == segment_packets  # copied one for one
+        for a, b in itertools.pairwise(packets):
+            assert a.pts is not None and a.duration is not None
+            assert a.pts + a.duration == b.pts  # contiguous across segment boundaries
+    with av.open(str(out)) as c:
+        decoded = np.concatenate([f.to_ndarray().reshape(-1) for f in c.decode(audio=0)])
+    assert np.array_equal(decoded, recorded)
+    # Not a FLAC segment: a clear error and no file left behind.
+    wav = tmp_path / "other.wav"
+    sf.write(str(wav), recorded[:1000], RATE)
+    with pytest.raises(CaptureError, match="not a 48000 Hz mono FLAC segment"):
+        join_audio([closed[0].path, wav], tmp_path / "bad.m4a")
+    assert not list(tmp_path.glob("bad.m4a*"))

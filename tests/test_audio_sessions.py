@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -11,7 +13,6 @@ from pathlib import Path
 import av
 import numpy as np
 import pytest
-import soundfile as sf
 from Xlib import display
 
 from taskerino.media.audio import RATE
@@ -55,9 +56,10 @@ def audio_of(manager: Taskerino, session: Session) -> np.ndarray:
     assert session.audio_attachment_id is not None
     path = manager.attachment_path(manager.attachment(session.audio_attachment_id))
     assert path is not None
-    data, rate = sf.read(str(path), dtype="float32")
-    assert rate == RATE
-    return np.asarray(data)
+    with av.open(str(path)) as container:  # FLAC frames in an MP4: libsndfile cannot read it
+        assert container.streams.audio[0].codec_context.sample_rate == RATE
+        data = [f.to_ndarray().reshape(-1) for f in container.decode(audio=0)]
+    return np.concatenate(data).astype(np.float32) / 32768
 
 
 def rms(audio: np.ndarray, start: float, end: float) -> float:
@@ -90,10 +92,54 @@ def test_segments_cover_the_session_and_hold_the_sound(manager: Taskerino) -> No
     for segment in segments:
         attachment = manager.attachment(segment.attachment_id)
         assert attachment.type == "audio" and attachment.mime_type == "audio/flac"
+    assert ended.audio_attachment_id is not None
+    joined = manager.attachment(ended.audio_attachment_id)
+    assert joined.mime_type == "audio/mp4"
     assert manager.doctor() == []
 
 
-def test_sound_and_picture_are_in_sync(manager: Taskerino) -> None:
+class _Ear:
+    """An independent listener on the sink's monitor: when a loud sound arrived there
+    (monotonic time), read with 10 ms fragments. What the recorder should place the sound
+    at, measured without its code."""
+
+    def __init__(self) -> None:
+        self.heard: float | None = None
+        self._proc = subprocess.Popen(
+            ["parec", "--device=recsink.monitor", "--format=s16le", f"--rate={RATE}",
+             "--channels=1", "--raw", "--latency-msec=10"],
+            stdout=subprocess.PIPE,
+        )  # fmt: skip
+        self._thread = threading.Thread(target=self._listen, daemon=True)
+        self._thread.start()
+
+    def _listen(self) -> None:
+        assert self._proc.stdout is not None
+        fd, odd = self._proc.stdout.fileno(), b""
+        while chunk := os.read(fd, 4096):
+            now = time.monotonic()
+            chunk, odd = odd + chunk, b""
+            if len(chunk) % 2:
+                chunk, odd = chunk[:-1], chunk[-1:]
+            samples = np.frombuffer(chunk, np.int16)
+            loud = np.flatnonzero(np.abs(samples.astype(np.int32)) > 0.3 * 32768)
+            if len(loud) and self.heard is None:
+                self.heard = now - (len(samples) - loud[0]) / RATE
+
+    def close(self) -> None:
+        self._proc.terminate()
+        self._proc.wait()
+        self._thread.join(5)
+        assert self._proc.stdout is not None
+        self._proc.stdout.close()
+
+
+@pytest.mark.parametrize("fps", [15, 30])
+def test_sound_and_picture_are_in_sync(manager: Taskerino, fps: int) -> None:
+    """A full-screen window mapped, then a tone started, from one process; in the joined
+    MP4 the picture change and the tone onset are as far apart as they really were (the
+    window's map and the tone's arrival on the monitor, timed here), give or take one
+    frame interval: a change is grabbed at the next tick, stamped with the grab's time."""
     session = manager.start(
         StartRequest(
             config=SessionConfig(
@@ -101,26 +147,31 @@ def test_sound_and_picture_are_in_sync(manager: Taskerino) -> None:
                 system_audio=True,
                 video=True,
                 sources=["display:1"],
-                fps=30,
+                fps=fps,
                 width=960,
                 height=540,
             )
         )
     )
-    time.sleep(2.0)
-    d = display.Display()
-    screen = d.screen()
-    window = screen.root.create_window(
-        0, 0, 1920, 1080, 0, screen.root_depth, background_pixel=0xFFFFFF
-    )
-    tone = _play("recsink", 1.0, volume=0.8)
-    window.map()
-    d.sync()
-    tone.wait()
-    time.sleep(1.0)
-    window.destroy()
-    d.close()
+    ear = _Ear()
+    try:
+        time.sleep(2.0)
+        d = display.Display()
+        screen = d.screen()
+        window = screen.root.create_window(
+            0, 0, 1920, 1080, 0, screen.root_depth, background_pixel=0xFFFFFF
+        )
+        window.map()
+        d.sync()
+        mapped = time.monotonic()
+        _play("recsink", 1.0, volume=0.8).wait()
+        time.sleep(1.0)
+        window.destroy()
+        d.close()
+    finally:
+        ear.close()
     ended = manager.end(session.id)
+    assert ear.heard is not None
     assert ended.video is not None and ended.video.full_video_attachment_id
     path = manager.attachment_path(manager.attachment(ended.video.full_video_attachment_id))
     assert path is not None
@@ -142,7 +193,12 @@ def test_sound_and_picture_are_in_sync(manager: Taskerino) -> None:
                 sound_at = float(aframe.pts * aframe.time_base) + loud[0] / aframe.sample_rate
                 break
     assert picture_at is not None and sound_at is not None
-    assert abs(sound_at - picture_at) <= 0.1, (sound_at, picture_at)
+    # How much later the sound came than the picture: in the file, and really.
+    error = (sound_at - picture_at) - (ear.heard - mapped)
+    # The picture shows at the first tick after the map (0 to one interval late); the
+    # margin absorbs a loaded machine's late ticks and slow reads.
+    margin = 0.06
+    assert -(1 / fps + margin) <= error <= margin, (fps, error, sound_at, picture_at)
 
 
 def test_pause_excludes_audio(manager: Taskerino) -> None:

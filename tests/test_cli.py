@@ -3,16 +3,23 @@
 from __future__ import annotations
 
 import json
+import os
+import pty
 import random
+import re
+import select
 import signal
+import subprocess
 import time
 from pathlib import Path
 
 import pytest
 
+from taskerino.cli import live_line
+from taskerino.models import RecordingStats
 from taskerino.virtual import VirtualDisplay
 
-from .cli_helpers import blob_files, run, run_json, start, wait_for_session
+from .cli_helpers import TASKERINO, blob_files, run, run_json, start, wait_for_session
 
 pytestmark = pytest.mark.usefixtures("xdisplay")
 
@@ -203,3 +210,86 @@ def test_kill_9_at_random_moments_is_recovered(tmp_path: Path, xdisplay: Virtual
         assert blob_files(home) == referenced
         assert not list((home / "blobs" / ".tmp").glob("*")) if (home / "blobs").exists() else True
         assert not (home / "staging").exists() or not any((home / "staging").iterdir())
+
+
+def _record_on_a_terminal(home: Path, *args: str, timeout: float = 90.0) -> tuple[int, str, str]:
+    """`record` with its stderr on a pseudo-terminal, as a person runs it: exit status,
+    what the terminal received and stdout."""
+    primary, secondary = pty.openpty()
+    proc = subprocess.Popen(
+        [*TASKERINO, "--home", str(home), "record", *args],
+        stdout=subprocess.PIPE,
+        stderr=secondary,
+        stdin=subprocess.DEVNULL,
+    )
+    os.close(secondary)
+    received = b""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        ready, _, _ = select.select([primary], [], [], 1.0)
+        if not ready:
+            continue
+        try:
+            chunk = os.read(primary, 65536)
+        except OSError:  # the terminal's other side closed: the process is gone
+            break
+        if not chunk:
+            break
+        received += chunk
+    os.close(primary)
+    out, _ = proc.communicate(timeout=30)
+    return proc.returncode, received.decode(), out.decode()
+
+
+def test_live_line_tells_the_truth_on_a_still_screen(home: Path) -> None:
+    code, terminal, out = _record_on_a_terminal(
+        home, "--video", "--no-screenshots", "--fps", "10", "--duration", "5"
+    )
+    assert code == 0, terminal
+    assert out == ""
+    # The live line is rewritten in place (\r); the pty turns "\n" into "\r\n".
+    lines = terminal.replace("\r\n", "\n").split("\n")
+    updates = [u for u in lines[1].split("\r") if u.strip()]
+    assert updates, terminal
+    last = updates[-1].replace("\x1b[K", "")
+    found = re.search(
+        r"frames (\d+)/(\d+) at 10 fps, (\d+) changed, (\d+) dropped .* (\d+) kB on disk", last
+    )
+    assert found is not None, last
+    captured, expected, changed, dropped, kilobytes = map(int, found.groups())
+    # A still screen: the ticks are grabbed, almost none changed, yet bytes reach the disk.
+    # (Drops are shown as they are: a loaded machine may miss a tick.)
+    assert captured >= 10 and captured >= 0.5 * expected, last
+    assert 1 <= changed < captured, last
+    assert dropped < captured, last
+    assert kilobytes > 0, last
+    # The end is on lines of its own: the summary, where it is, how to watch it.
+    sessions = run_json(home, "sessions", "list")
+    sid = sessions[0]["id"]
+    assert lines[2].startswith(f"session {sid} completed: "), terminal
+    assert lines[3] == f"saved in {home}", terminal
+    assert lines[4] == (
+        f"watch it: taskerino --home {home} serve, then open http://127.0.0.1:8741/sessions/{sid}"
+    ), terminal
+    assert lines[5:] == [""], terminal
+
+
+def test_live_line_shapes() -> None:
+    """Video counts frames against the target; audio its seconds and level; sizes scale."""
+    video = live_line(
+        RecordingStats(
+            "s", frames_captured=448, frames_changed=3, frames_dropped=2, drop_rate=0.004,
+            target_fps=15, seconds=30.2, bytes_written=1_534_000,
+        )
+    )  # fmt: skip
+    assert video == (
+        "recording  0:30  frames 448/453 at 15 fps, 3 changed, 2 dropped (0.4%)  "
+        "healthy  1.5 MB on disk"
+    )
+    audio = live_line(
+        RecordingStats(
+            "s", state="paused", seconds=3725.0, bytes_written=999,
+            audio={"audio_seconds": 3725.0, "audio_level_dbfs": -38.4},
+        )
+    )  # fmt: skip
+    assert audio == "paused     1:02:05  audio 3725 s at -38 dBFS  healthy  1 kB on disk"

@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import shlex
 import signal
 import sys
 import threading
@@ -18,13 +19,12 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from types import FrameType
-from typing import Any, NoReturn, cast
+from typing import TYPE_CHECKING, Any, NoReturn, cast
 
 import click
 
 from .errorlog import log_unexpected
 from .errors import InvalidInput, NotFound, RecorderError, TaskerinoError
-from .models import JobState, SessionStatus, to_dict
 from .rules import (
     EXPORT_FORMATS,
     WEB_PORT,
@@ -40,8 +40,13 @@ from .rules import (
     printable,
     record_config,
 )
-from .sessions import StartRequest, Taskerino
-from .sessions.budget import RECYCLED_NAMES
+
+if TYPE_CHECKING:
+    from .models import JobState, RecordingStats, SessionStatus
+    from .sessions import Taskerino
+
+# The front door (the store, the recorders) and the data model are imported by the commands
+# that use them, so that `--help` and a mistyped option answer at once.
 
 STATUSES = ("active", "paused", "completed", "interrupted")
 JOB_STATES = ("queued", "running", "done", "failed")
@@ -139,6 +144,8 @@ def _dump(data: object, indent: int | None = 2) -> None:
 
 @contextmanager
 def _library(ctx: click.Context) -> Iterator[Taskerino]:
+    from .sessions import Taskerino
+
     options = ctx.obj
     library = Taskerino.open(options["home"], store=options["store"], media=options["media"])
     _HOME_SEEN[0] = str(library.home)
@@ -179,6 +186,8 @@ def cli(ctx: click.Context, home: str | None, store: str | None, media: str | No
 @cli.command(help="List displays, windows and audio devices that can be recorded.")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 def sources(as_json: bool) -> None:
+    from .sessions import Taskerino
+
     found = Taskerino.sources()  # needs no data folder
     if as_json:
         _dump(found)
@@ -283,6 +292,8 @@ def record(
     previous = {s: signal.signal(s, on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
     try:
         with _library(ctx) as library:
+            from .sessions import StartRequest
+
             session = library.start(StartRequest(name=name, description=description, config=config))
             if not as_json:
                 click.echo(
@@ -297,9 +308,13 @@ def record(
                 click.echo(
                     f"session {ended.id} {ended.status}: "
                     f"{ended.total_duration or 0:.1f} s, "
-                    f"{len(ended.screenshots)} screenshots",
+                    f"{len(ended.screenshots)} screenshots"
+                    + (", video" if ended.video is not None else "")
+                    + (", audio" if ended.audio_segments else ""),
                     err=True,
                 )
+                for line in _where_to_watch(ctx, library, ended.id):
+                    click.echo(line, err=True)
             failures = library.failures(ended.id)
             if failures and ended.status == "completed":
                 raise RecorderError(
@@ -318,6 +333,21 @@ def record(
             signal.signal(sig, handler)
 
 
+def _where_to_watch(ctx: click.Context, library: Taskerino, session_id: str) -> list[str]:
+    """Where a recorded session is kept and the command that shows it in a browser."""
+    options = ctx.obj
+    serve = "taskerino"
+    if options["home"] is not None:
+        serve += f" --home {shlex.quote(str(library.home))}"
+    serve += " serve"
+    if options["store"] is not None or options["media"] is not None:
+        serve += " (with the same --store and --media)"
+    return [
+        f"saved in {library.home}",
+        f"watch it: {serve}, then open http://127.0.0.1:{WEB_PORT}/sessions/{session_id}",
+    ]
+
+
 def _watch(
     library: Taskerino,
     session_id: str,
@@ -328,25 +358,49 @@ def _watch(
     """Wait for the end, showing live stats on a terminal."""
     show = not quiet and sys.stderr.isatty()
     last = 0.0
-    while not stop.is_set():
-        if deadline is not None and time.monotonic() >= deadline:
-            return
-        if library.wait(session_id, 0.1):
-            return  # ended from elsewhere
-        if library.failures(session_id):
-            return  # a recorder stopped: end now with what was recorded
-        if show and time.monotonic() - last >= 1.0:
-            last = time.monotonic()
-            s = library.stats(session_id)
-            click.echo(
-                f"\r{s.state:<9} fps {s.fps:5.1f}/{s.target_fps:<4.0f} "
-                f"dropped {s.frames_dropped} ({s.drop_rate:.1%}) {s.health:<8} "
-                f"{s.bytes_written / 1e6:7.1f} MB",
-                err=True,
-                nl=False,
-            )
-    if show:
-        click.echo("", err=True)
+    try:
+        while not stop.is_set():
+            if deadline is not None and time.monotonic() >= deadline:
+                return
+            if library.wait(session_id, 0.1):
+                return  # ended from elsewhere
+            if library.failures(session_id):
+                return  # a recorder stopped: end now with what was recorded
+            if show and time.monotonic() - last >= 1.0:
+                last = time.monotonic()
+                # \r back to the line's start, then erase what a longer line left there.
+                click.echo(f"\r{live_line(library.stats(session_id))}\x1b[K", err=True, nl=False)
+    finally:
+        if show and last:
+            click.echo("", err=True)  # what follows starts on a line of its own
+
+
+def live_line(s: RecordingStats) -> str:
+    """One line of what a recording is doing, for a person watching the terminal.
+
+    Unchanged frames are not encoded again, so frames per second say little on a still
+    screen: the line counts the frames grabbed against the target, and how many changed.
+    """
+    parts = [f"{s.state:<9}", _clock(s.seconds)]
+    if s.target_fps:
+        expected = max(s.frames_captured, int(s.seconds * s.target_fps))
+        parts.append(
+            f"frames {s.frames_captured}/{expected} at {s.target_fps:g} fps, "
+            f"{s.frames_changed} changed, {s.frames_dropped} dropped ({s.drop_rate:.1%})"
+        )
+    if "audio_seconds" in s.audio:
+        level = s.audio.get("audio_level_dbfs", -100.0)
+        parts.append(f"audio {s.audio['audio_seconds']:.0f} s at {level:.0f} dBFS")
+    parts += [s.health, f"{_size(s.bytes_written)} on disk"]
+    return "  ".join(parts)
+
+
+def _size(n: int) -> str:
+    if n < 1_000_000:
+        return f"{n / 1000:.0f} kB"
+    if n < 1_000_000_000:
+        return f"{n / 1e6:.1f} MB"
+    return f"{n / 1e9:.2f} GB"
 
 
 # --- sessions -------------------------------------------------------------------------
@@ -379,7 +433,7 @@ def sessions_list(ctx: click.Context, status: str | None, query: str | None, as_
 
 def _status(value: str | None) -> SessionStatus | None:
     # click.Choice has already limited the value to STATUSES.
-    return cast(SessionStatus | None, value)
+    return cast("SessionStatus | None", value)
 
 
 @sessions.command("show", help="One session with its screenshots, media and notes.")
@@ -387,6 +441,8 @@ def _status(value: str | None) -> SessionStatus | None:
 @click.option("--json", "as_json", is_flag=True)
 @click.pass_context
 def sessions_show(ctx: click.Context, session_id: str, as_json: bool) -> None:
+    from .sessions.budget import RECYCLED_NAMES
+
     session_id = check_session_id(session_id)
     with _library(ctx) as library:
         data = library.session_json(session_id)
@@ -492,6 +548,8 @@ def settings_exclude_remove(ctx: click.Context, patterns: tuple[str, ...], as_js
 @click.option("--watch", is_flag=True, help="Keep printing once a second until it stops.")
 @click.pass_context
 def stats(ctx: click.Context, session_id: str, as_json: bool, watch: bool) -> None:
+    from .models import to_dict
+
     session_id = check_session_id(session_id)
     with _library(ctx) as library:
         while True:
@@ -554,6 +612,9 @@ def _bytes(count: int) -> str:
 @click.option("--json", "as_json", is_flag=True)
 @click.pass_context
 def gc(ctx: click.Context, max_storage: str | None, dry_run: bool, as_json: bool) -> None:
+    from .models import to_dict
+    from .sessions.budget import RECYCLED_NAMES
+
     budget = None if max_storage is None else parse_bytes(max_storage)
     with _library(ctx) as library:
         report = library.gc(budget, dry_run=dry_run)
@@ -713,8 +774,10 @@ def jobs() -> None:
 @click.option("--json", "as_json", is_flag=True)
 @click.pass_context
 def jobs_list(ctx: click.Context, state: str | None, as_json: bool) -> None:
+    from .models import to_dict
+
     with _library(ctx) as library:
-        rows = library.jobs(cast(JobState | None, state))
+        rows = library.jobs(cast("JobState | None", state))
     if as_json:
         _dump([to_dict(j) for j in rows])
         return
@@ -729,6 +792,8 @@ def jobs_list(ctx: click.Context, state: str | None, as_json: bool) -> None:
 @click.option("--json", "as_json", is_flag=True)
 @click.pass_context
 def search(ctx: click.Context, text: str, session_id: str | None, as_json: bool) -> None:
+    from .models import to_dict
+
     text = check_query(text)
     with _library(ctx) as library:
         hits = library.search(text, session_id=session_id)

@@ -306,13 +306,13 @@ class SessionSummary:
 class RecordingStats:
     session_id: str
     state: RecordingState = "recording"
-    frames_captured: int = 0
+    frames_captured: int = 0  # capture ticks that grabbed a picture, changed or not
     frames_processed: int = 0
     frames_dropped: int = 0
     drop_rate: float = 0.0
     fps: float = 0.0
     target_fps: float = 0.0
-    bytes_written: int = 0
+    bytes_written: int = 0  # on disk, every recorder's, the files being written included
     bitrate_kbps: float = 0.0
     encode_lag_ms: float = 0.0
     health: Health = "healthy"
@@ -322,6 +322,8 @@ class RecordingStats:
     # so far (each retried): both stay 0 with the embedded folder store.
     uploads_pending: int = 0
     uploads_failed: int = 0
+    frames_changed: int = 0  # frames that differed from the one before, so were encoded
+    seconds: float = 0.0  # recorded so far, paused time excluded
 
 
 @dataclass

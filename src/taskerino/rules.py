@@ -14,9 +14,12 @@ import re
 import unicodedata
 from collections.abc import Callable, Iterable
 from datetime import UTC, datetime, timedelta
+from typing import TYPE_CHECKING
 
 from .errors import InvalidInput
-from .models import SessionConfig, SessionFilter, SessionSort, SessionStatus, utc_iso
+
+if TYPE_CHECKING:
+    from .models import SessionConfig, SessionFilter, SessionSort, SessionStatus
 
 MAX_SOURCES = 4
 COMPOSITORS = ("passthrough", "grid", "side-by-side")
@@ -299,6 +302,8 @@ def record_config(
     Only what needs no device is checked here; `sessions.configure` then checks that the
     sources and audio devices exist.
     """
+    from .models import SessionConfig  # not needed by `--help`: imported on first use
+
     source_list = [check_text(s, "source id", 100, allow_empty=False) for s in sources]
     wants_video = _flag(video, "video") or bool(source_list)
     width, height = parse_size(size) if size is not None else DEFAULT_SIZE
@@ -387,6 +392,8 @@ def parse_time_bound(value: object, what: str, *, end: bool = False) -> str:
             moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
             if moment.tzinfo is None:
                 moment = moment.replace(tzinfo=UTC)
+        from .models import utc_iso
+
         return utc_iso(moment.timestamp())
     except (ValueError, OverflowError, OSError):
         raise InvalidInput(
@@ -407,6 +414,8 @@ def session_filter(
     offset: object = None,
 ) -> SessionFilter:
     """A listing's filter from raw values (query parameters or arguments), checked."""
+    from .models import SessionFilter
+
     chosen_sort = "newest" if sort in (None, "") else check_text(sort, "sort", 20)
     found_sort = next((s for s in SESSION_SORTS if s == chosen_sort), None)
     if found_sort is None:

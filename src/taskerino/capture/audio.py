@@ -485,6 +485,11 @@ class AudioCapture:
         return self._writer.total / RATE
 
     @property
+    def open_segment_bytes(self) -> int:
+        """Bytes of the segment being recorded (raw PCM on disk until it closes)."""
+        return self._writer.current * 2
+
+    @property
     def segments(self) -> list[SegmentInfo]:
         return list(self._segments)
 

@@ -14,8 +14,11 @@ import os
 import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from fractions import Fraction
 from pathlib import Path
+from typing import Any
 
+import av
 import numpy as np
 import numpy.typing as npt
 import soundfile as sf
@@ -154,8 +157,10 @@ def recover_segments(folder: Path) -> list[SegmentInfo]:
 def join_audio(segments: Sequence[Path], out: Path) -> float:
     """Join segments into one playable file and return its duration in seconds.
 
-    The format follows `out`'s suffix: `.flac` (lossless), `.ogg`/`.opus` (Opus, ~7x
-    smaller) or `.wav`. Written to a temporary name and renamed, so `out` is never partial.
+    The format follows `out`'s suffix: `.m4a` copies the segments' FLAC frames into one MP4
+    as they are (nothing decoded, so an hour takes well under a second); `.flac`, `.ogg`/
+    `.opus` (Opus, ~7x smaller) and `.wav` decode and encode. Written to a temporary name
+    and renamed, so `out` is never partial.
     """
     if not segments:
         raise InvalidInput("no audio segments to join")
@@ -166,10 +171,25 @@ def join_audio(segments: Sequence[Path], out: Path) -> float:
         ".wav": ("WAV", "PCM_16"),
     }
     out = Path(out)
-    if out.suffix.lower() not in kinds:
-        raise InvalidInput(f"cannot write audio as {out.suffix!r}; use one of {sorted(kinds)}")
-    fmt, subtype = kinds[out.suffix.lower()]
+    suffix = out.suffix.lower()
+    if suffix != ".m4a" and suffix not in kinds:
+        raise InvalidInput(
+            f"cannot write audio as {out.suffix!r}; use one of {sorted([*kinds, '.m4a'])}"
+        )
     tmp = out.with_name(out.name + ".tmp")
+    try:
+        if suffix == ".m4a":
+            frames = _remux_flac(segments, tmp)
+        else:
+            frames = _transcode(segments, tmp, *kinds[suffix])
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    os.replace(tmp, out)
+    return frames / RATE
+
+
+def _transcode(segments: Sequence[Path], tmp: Path, fmt: str, subtype: str) -> int:
     frames = 0
     with sf.SoundFile(str(tmp), "w", RATE, 1, subtype, format=fmt) as dst:
         for path in segments:
@@ -179,5 +199,91 @@ def join_audio(segments: Sequence[Path], out: Path) -> float:
                 for block in src.blocks(blocksize=RATE * 10, dtype="int16", always_2d=True):
                     dst.write(block[:, :1])
                     frames += len(block)
-    os.replace(tmp, out)
-    return frames / RATE
+    return frames
+
+
+def _remux_flac(segments: Sequence[Path], tmp: Path) -> int:
+    joiner = AudioJoiner(tmp)
+    try:
+        for path in segments:
+            joiner.append(path)
+        return joiner.close()
+    except BaseException:
+        joiner.abandon()
+        raise
+
+
+class AudioJoiner:
+    """Copies segments' FLAC frames, back to back, into one MP4 audio track at `out`.
+
+    FLAC frames stand alone (no state carries over, no priming), so segments encoded one by
+    one concatenate exactly. The MP4's own timestamps place them: the frame numbers inside
+    (which restart in every segment) are never used, unlike in a bare .flac file. The MP4
+    is fragmented (an empty index in front, one fragment per ~10 s), so a recorder can
+    append each segment as it closes and `close` at the end only writes the last fragment;
+    memory stays flat however long the recording. A file cut short by a kill is not
+    used: recovery joins the segments again.
+    """
+
+    def __init__(self, out: Path) -> None:
+        self.out = Path(out)
+        self.frames = 0  # samples appended so far
+        self._dst: Any = None
+        self._stream: Any = None
+
+    def append(self, segment: Path) -> None:
+        try:
+            with av.open(str(segment)) as src:
+                stream = src.streams.audio[0]
+                ctx = stream.codec_context
+                if ctx.name != "flac" or ctx.sample_rate != RATE or ctx.channels != 1:
+                    raise CaptureError(f"{segment.name}: not a {RATE} Hz mono FLAC segment")
+                if self._dst is None:
+                    self._dst = av.open(
+                        str(self.out),
+                        "w",
+                        format="mp4",
+                        options={
+                            "movflags": "+empty_moov+default_base_moof",
+                            "frag_duration": "10000000",  # µs
+                        },
+                    )
+                    self._stream = self._dst.add_stream_from_template(stream)
+                start, tb = self.frames, stream.time_base or Fraction(1, RATE)
+                for packet in src.demux(stream):
+                    if packet.pts is None or packet.size == 0:
+                        continue
+                    at = start + round(packet.pts * tb * RATE)  # in samples
+                    end = at + round((packet.duration or 0) * tb * RATE)
+                    packet.pts = packet.dts = at
+                    packet.time_base = Fraction(1, RATE)
+                    packet.stream = self._stream
+                    self._dst.mux(packet)
+                    self.frames = max(self.frames, end)
+        except av.FFmpegError as exc:
+            raise CaptureError(f"could not join audio segment {segment.name}: {exc}") from exc
+
+    @property
+    def bytes(self) -> int:
+        """Bytes written to `out` so far."""
+        try:
+            return self.out.stat().st_size
+        except OSError:
+            return 0
+
+    def close(self) -> int:
+        """Finish the file; returns the samples it holds (0: nothing appended, no file)."""
+        if self._dst is not None:
+            try:
+                self._dst.close()
+            except av.FFmpegError as exc:
+                raise CaptureError(f"could not finish {self.out.name}: {exc}") from exc
+            finally:
+                self._dst = None
+        return self.frames
+
+    def abandon(self) -> None:
+        """Close and delete what was written."""
+        with contextlib.suppress(av.FFmpegError, CaptureError):
+            self.close()
+        self.out.unlink(missing_ok=True)

@@ -193,6 +193,10 @@ class ChunkedEncoder:
         """
         return self._last_pts is None or round(media_time / TIME_BASE) > self._last_pts
 
+    def next_time(self) -> float:
+        """The earliest media time that follows the last frame sent."""
+        return 0.0 if self._last_pts is None else float((self._last_pts + 1) * TIME_BASE)
+
     def encode(self, frame: Frame, media_time: float) -> None:
         """Encode one frame shown from `media_time` (seconds, strictly increasing)."""
         if frame.shape != (self.height, self.width, 4):

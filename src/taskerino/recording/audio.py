@@ -2,18 +2,23 @@
 
 Each closed segment becomes an audio attachment with its `SessionAudioSegment` row. At
 stop the segments are joined into one file: the session's playable audio, which the video
-recorder also muxes into the session's video.
+recorder also muxes into the session's video. The join happens as the recording goes: each
+segment's FLAC frames are appended, as they are, to that file when the segment closes, so
+the end only finishes it (an hour's join at the end took seconds). A killed recorder's
+half-joined file is dropped; recovery joins the stored segments again.
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import os
 import threading
 from pathlib import Path
 
 from ..capture.audio import AudioCapture, validate_audio
 from ..errors import TaskerinoError
-from ..media.audio import RATE, SegmentInfo, join_audio, recover_segments
+from ..media.audio import RATE, AudioJoiner, SegmentInfo, join_audio, recover_segments
 from ..models import Attachment, Session, SessionAudioSegment, new_id, on_timeline, utc_now
 from ..store.media import MediaLibrary, sha256_file
 from ..store.uploads import Uploads, retrying
@@ -22,7 +27,7 @@ from .base import FETCHED, Finisher, Recorder, RecordingContext
 log = logging.getLogger("taskerino.audio")
 
 SEGMENT_SECONDS = 10.0
-JOINED_NAME = "session.flac"
+JOINED_NAME = "session.m4a"  # the segments' FLAC frames, copied as they are
 
 
 class AudioRecorder(Recorder):
@@ -47,10 +52,13 @@ class AudioRecorder(Recorder):
         self._failure: str | None = None
         self._stopped = False
         self._segments: list[Path] = []  # the stored segments' bytes, in order
+        self._joiner: AudioJoiner | None = None  # None once it failed: joined at the end
+        self._segment_bytes = 0  # of the closed segments
         self.joined: Path | None = None  # the session's audio once stopped
 
     def prepare(self, ctx: RecordingContext) -> None:
         self._ctx = ctx
+        self._joiner = AudioJoiner(ctx.staging / f"{JOINED_NAME}.partial")
         selection = validate_audio(self.mic, self.system_audio, self.balance, self.microphone)
         self._capture = AudioCapture(
             ctx.staging,
@@ -83,6 +91,15 @@ class AudioRecorder(Recorder):
     def _store_segment(self, info: SegmentInfo) -> None:
         ctx = self._ctx
         assert ctx is not None
+        with contextlib.suppress(OSError):
+            self._segment_bytes += info.path.stat().st_size
+        if self._joiner is not None:
+            try:
+                self._joiner.append(info.path)  # before it is stored: the file is here now
+            except (TaskerinoError, OSError) as exc:
+                log.warning("audio: joining as it records stopped, joining at the end: %s", exc)
+                self._joiner.abandon()
+                self._joiner = None
         try:
             path = store_segment(ctx.media, ctx.session_id, info, ctx.uploads)
             if path is not None:
@@ -97,11 +114,31 @@ class AudioRecorder(Recorder):
             self._stopped = True
         ctx = self._ctx
         self._capture.stop()  # reports the last partial segment through _store_segment
-        finisher, self.joined = join_and_attach(ctx.media, self._segments, ctx.staging)
+        joined = self._finish_join(ctx.staging)
+        if joined is not None:
+            finisher, self.joined = attach_joined(ctx.media, joined)
+        else:
+            finisher, self.joined = join_and_attach(ctx.media, self._segments, ctx.staging)
         return finisher
 
+    def _finish_join(self, folder: Path) -> Path | None:
+        """The file joined while recording, finished; None when it must be joined anew."""
+        joiner, self._joiner = self._joiner, None
+        if joiner is None:
+            return None
+        try:
+            if not joiner.close():
+                return None
+            out = folder / JOINED_NAME
+            os.replace(joiner.out, out)
+            return out
+        except (TaskerinoError, OSError) as exc:
+            log.warning("audio: the file joined while recording is unusable: %s", exc)
+            joiner.abandon()
+            return None
+
     def stats(self) -> dict[str, float]:
-        capture = self._capture
+        capture, joiner = self._capture, self._joiner
         if capture is None:
             return {}
         return {
@@ -109,6 +146,10 @@ class AudioRecorder(Recorder):
             "audio_overruns": float(capture.overruns),
             "audio_seconds_lost": capture.frames_lost / RATE,
             "audio_seconds": capture.seconds_recorded,
+            # Closed segments, the one being recorded and the file joined so far.
+            "bytes_written": float(
+                self._segment_bytes + capture.open_segment_bytes + (joiner.bytes if joiner else 0)
+            ),
         }
 
 
@@ -161,6 +202,11 @@ def join_and_attach(
     except (TaskerinoError, OSError, RuntimeError) as exc:
         log.error("could not join the audio segments: %s", exc)
         return None, None
+    return attach_joined(media, out)
+
+
+def attach_joined(media: MediaLibrary, out: Path) -> tuple[Finisher | None, Path | None]:
+    """Put the joined file in the blob store; the finisher attaches it to the session."""
     staged = retrying(
         lambda: media.stage(out, "audio", JOINED_NAME, duration=None, move=True),
         "storing the session's audio",
@@ -185,6 +231,7 @@ def salvage_audio(
         for s in session.audio_segments
     ]
     offset = max((s.media_offset + s.duration for s in session.audio_segments), default=0.0)
+    (folder / f"{JOINED_NAME}.partial").unlink(missing_ok=True)  # cut short by the kill
     for info in recover_segments(folder) if folder.is_dir() else []:
         if info.path.is_file():
             # Killed after a segment's row committed but before its file was removed?

@@ -73,14 +73,17 @@ class LiveRecording:
 
     def stats(self) -> RecordingStats:
         figures: dict[str, float] = {}
+        written = 0  # every recorder writes files: their bytes add up
         for recorder in self.recorders:
-            figures.update(recorder.stats())
+            figures_of = recorder.stats()
+            written += int(figures_of.pop("bytes_written", 0))
+            figures.update(figures_of)
         uploads = self.uploads.stats() if self.uploads is not None else {}
         processed = int(figures.pop("frames_processed", 0))
         dropped = int(figures.pop("frames_dropped", 0))
         rate = drop_rate(processed, dropped)
-        elapsed = max(1e-6, self.clock.offset())
-        written = int(figures.pop("bytes_written", 0))
+        seconds = self.clock.offset()
+        elapsed = max(1e-6, seconds)
         state: RecordingState = (
             "stopped" if self.stopped else ("paused" if self.clock.paused else "recording")
         )
@@ -88,6 +91,8 @@ class LiveRecording:
             session_id=self.session_id,
             state=state,
             frames_captured=int(figures.pop("frames_captured", 0)),
+            frames_changed=int(figures.pop("frames_changed", 0)),
+            seconds=seconds,
             frames_processed=processed,
             frames_dropped=dropped,
             drop_rate=rate,

@@ -61,6 +61,7 @@ class ScreenshotRecorder(Recorder):
         self._ctx: RecordingContext | None = None
         self._failure: str | None = None
         self.taken = 0
+        self.bytes_written = 0  # of the pictures taken
 
     def prepare(self, ctx: RecordingContext) -> None:
         self._ctx = ctx
@@ -123,6 +124,9 @@ class ScreenshotRecorder(Recorder):
                 # The interval restarts after a pause: no burst of overdue pictures.
                 next_due = max(next_due, time.monotonic())
 
+    def stats(self) -> dict[str, float]:
+        return {"bytes_written": float(self.bytes_written)}
+
     def _take(self, ctx: RecordingContext) -> None:
         assert self._backend is not None
         offset = on_timeline(ctx.clock.offset())
@@ -134,6 +138,7 @@ class ScreenshotRecorder(Recorder):
         width, height = encode_image(frame, tmp)
         path = ctx.staging / staged_name(offset, taken_at)
         tmp.replace(path)
+        self.bytes_written += path.stat().st_size
         store_screenshot(
             ctx.media, ctx.session_id, path, offset, taken_at, width, height, ctx.uploads
         )

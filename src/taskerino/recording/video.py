@@ -325,13 +325,17 @@ class VideoRecorder(Recorder):
                     continue
                 if item is None or isinstance(item, bool):
                     break
-                if not encoder.follows(item.media_time):
-                    # A paused clock can repeat a time, and a keepalive sent while this
-                    # frame waited can pass it; the frame adds nothing.
-                    continue
+                # A keepalive (stamped here, repeating the last picture) can pass a frame
+                # that was being composed, and a paused clock can repeat a time. The frame
+                # is still a change, and the frames after it are skipped as identical to
+                # it: dropped, it would leave the old picture on screen until the next
+                # change. It goes right after the last one instead.
+                media_time = item.media_time
+                if not encoder.follows(media_time):
+                    media_time = encoder.next_time()
                 frame = item.frames[0]
                 assert frame is not None
-                encoder.encode(frame, item.media_time)
+                encoder.encode(frame, media_time)
                 done = time.monotonic()
                 self._encoded_times.append(done)
                 self._lag_ms = 0.8 * self._lag_ms + 0.2 * (done - item.captured_at) * 1000
@@ -364,6 +368,7 @@ class VideoRecorder(Recorder):
         return {
             "frames_captured": float(self.frames_captured),
             "frames_processed": float(encoded + self.frames_identical),
+            "frames_changed": float(encoded),
             "frames_dropped": float(
                 self._captured.dropped + self._composed.dropped + self.frames_missed
             ),

@@ -19,9 +19,7 @@ from types import TracebackType
 from typing import TYPE_CHECKING, Any, BinaryIO
 
 from ..config import Layout, keep_private, make_private, readable_by_others, resolve_home
-from ..enrich.worker import Worker, WorkerConfig
 from ..errors import CaptureError, InvalidInput, NotFound, StorageError, TaskerinoError
-from ..frame import Frame
 from ..models import (
     Attachment,
     ContextItem,
@@ -71,6 +69,8 @@ from .views import session_json, summary_json
 
 if TYPE_CHECKING:
     from ..capture import CaptureBackend
+    from ..enrich.worker import Worker, WorkerConfig
+    from ..frame import Frame  # numpy: imported only by what handles pictures
 
 __all__ = ["StartRequest", "Taskerino"]
 
@@ -385,6 +385,7 @@ class Taskerino:
         """A worker that runs this library's enrichment jobs with `concurrency` threads;
         call `run()` on it, and set its `stop` event to end it."""
         from ..enrich.stages import Stages, StageSettings
+        from ..enrich.worker import Worker, WorkerConfig  # only the commands that run jobs
 
         config = config or WorkerConfig()
         config.concurrency = parse_concurrency(concurrency)
