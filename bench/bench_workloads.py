@@ -34,6 +34,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 sys.path.insert(0, str(Path(__file__).parent))
 
 from bench_video import TARGETS, legibility, record_ffmpeg, record_taskerino
@@ -165,6 +167,42 @@ def report(results: dict[str, Any], command: str) -> list[str]:
     return lines
 
 
+def plot(results: dict[str, Any], before: dict[str, Any] | None, path: Path) -> None:
+    """Bytes and CPU ratios per workload (and the former defaults' bytes), targets drawn."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    kinds = list(results)
+    x = np.arange(len(kinds))
+    fig, ax = plt.subplots(figsize=(9, 4))
+    if before:
+        ax.bar(
+            x - 0.3,
+            [before.get(k, {}).get("bytes_ratio", 0) for k in kinds],
+            0.28,
+            label="bytes, former defaults (CRF 28)",
+            color="#bbbbbb",
+        )
+    ax.bar(x, [results[k]["bytes_ratio"] for k in kinds], 0.28, label="bytes", color="#4c72b0")
+    ax.bar(
+        x + 0.3,
+        [results[k]["cpu_window_ratio"] for k in kinds],
+        0.28,
+        label="CPU (workload window)",
+        color="#dd8452",
+    )
+    ax.axhline(0.5, color="black", linestyle="--", linewidth=1, label="target ≤ 0.5×")
+    ax.set_xticks(x, kinds)
+    ax.set_ylabel("Taskerino / ffmpeg")
+    ax.set_title("1920x1080 at 15 fps: Taskerino against ffmpeg x11grab + libx264 veryfast")
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=90)
+    plt.close(fig)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--kinds", default="pages,typing,scroll,video,idle,bursty")
@@ -174,7 +212,16 @@ def main() -> None:
     parser.add_argument("--name", default="workloads", help="results file name")
     parser.add_argument("--keep", type=Path, default=None, help="keep recordings here")
     parser.add_argument("--lossless", action="store_true", help="also a lossless capture")
+    parser.add_argument(
+        "--plot", action="store_true", help="only redraw NAME.png from NAME.json (and -before)"
+    )
     args = parser.parse_args()
+    if args.plot:
+        results = json.loads((RESULTS / f"{args.name}.json").read_text())["results"]
+        earlier = RESULTS / f"{args.name}-before.json"
+        before = json.loads(earlier.read_text())["results"] if earlier.exists() else None
+        plot(results, before, RESULTS / f"{args.name}.png")
+        return
     kinds = [k for k in args.kinds.split(",") if k]
     for kind in kinds:
         if kind not in KINDS:
