@@ -217,10 +217,10 @@ def main() -> None:
     )
     args = parser.parse_args()
     if args.plot:
-        results = json.loads((RESULTS / f"{args.name}.json").read_text())["results"]
+        saved = json.loads((RESULTS / f"{args.name}.json").read_text())["results"]
         earlier = RESULTS / f"{args.name}-before.json"
         before = json.loads(earlier.read_text())["results"] if earlier.exists() else None
-        plot(results, before, RESULTS / f"{args.name}.png")
+        plot(saved, before, RESULTS / f"{args.name}.png")
         return
     kinds = [k for k in args.kinds.split(",") if k]
     for kind in kinds:
