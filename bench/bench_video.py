@@ -257,8 +257,18 @@ def record_taskerino(
     }
 
 
-def record_ffmpeg(display: VirtualDisplay, work: Workload, folder: Path) -> dict[str, Any]:
-    path = folder / "ffmpeg.mp4"
+FFMPEG_CODEC = ("-c:v", "libx264", "-preset", "veryfast", "-pix_fmt", "yuv420p")
+
+
+def record_ffmpeg(
+    display: VirtualDisplay,
+    work: Workload,
+    folder: Path,
+    codec: tuple[str, ...] = FFMPEG_CODEC,
+    filename: str = "ffmpeg.mp4",
+) -> dict[str, Any]:
+    """The reference recorder (or, with another `codec`, e.g. a lossless capture)."""
+    path = folder / filename
     cmd = [
         "ffmpeg",
         "-hide_banner",
@@ -272,12 +282,7 @@ def record_ffmpeg(display: VirtualDisplay, work: Workload, folder: Path) -> dict
         f"{WIDTH}x{HEIGHT}",
         "-i",
         f"{display.name}+0,0",
-        "-c:v",
-        "libx264",
-        "-preset",
-        "veryfast",
-        "-pix_fmt",
-        "yuv420p",
+        *codec,
         str(path),
     ]
     launched = time.monotonic()

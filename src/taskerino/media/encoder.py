@@ -7,8 +7,26 @@ identical to the previous one), so chunk k's packets already sit on the session'
 timeline and joining the chunks is a plain remux.
 
 Default settings, measured on 1080p text screens (typing, scrolling), one core:
-libx264 `veryfast` + `tune=zerolatency` + `me=umh`, one thread, CRF 28 (Tesseract word
-recall on decoded frames within 0.2 points of the raw screen: bench/results/video.md).
+libx264 `veryfast` + `tune=zerolatency` + `me=umh` + `qcomp=1.0` + `subme=1` +
+`weightp=0`, one thread, CRF 34.
+- `qcomp=1.0` (constant quality per frame instead of x264's default 0.6, which gives
+  simple frames a lower QP): the repeats that push a change to disk are the same picture
+  again, so with 0.6 each one was coded at a finer QP than the change and paid for
+  refining it — three repeats after a whole-page change cost 90 % of the change itself.
+  With 1.0 a repeat is ~0.1-2 kB. Then CRF 34 instead of 28. Replayed on lossless
+  captures of six workloads (bench/results/encoder-settings.md), bytes against CRF 28 /
+  qcomp 0.6 (before subme/weightp below): a new page every second 0.60x, typing 0.58x,
+  smooth scrolling 0.48x, a video beside text 0.28x, idle 0.52x, bursty 0.58x;
+  Tesseract word recall on the decoded
+  frames within 0.6 points of the raw screen on every one (CRF 37: -2.7 points on the
+  pages). Against ffmpeg x11grab + veryfast: bench/results/workloads.md. Tried without
+  gain: deblock -2:-2 or off, trellis 1 (-0.4 % bytes, more CPU), subme 4 + ref 2 (-2 %,
+  +45 % CPU), chroma-qp-offset 6, ref 3; aq-strength 1.5 or aq-mode 2 save bytes but lose
+  1.6-3.2 recall points on dense text; aq-strength 0.5 costs bytes. Psy-RD does nothing
+  at `veryfast`'s subme 2. None of these changes latency: no lookahead, no B-frames.
+- `subme=1` + `weightp=0` (instead of veryfast's 2 and 1): x264's CPU 12-30 % lower on
+  every workload for 0-6 % more bytes, recall unchanged (same replay; `preset=superfast`
+  saves as much CPU but costs 18 % bytes on scrolling, `me=hex` 10 %).
 - `zerolatency` (no B-frames, no lookahead) makes the encoder return each frame's packet
   at once, so nothing waits in encoder buffers when the process is killed, and without
   B-frames the MP4 timestamps stay exact (B-frames shift them by the reorder delay). It
@@ -135,10 +153,10 @@ class ChunkedEncoder:
         on_chunk_closed: Callable[[ChunkInfo], None] | None = None,
         *,
         preset: str = "veryfast",
-        crf: int = 28,
+        crf: int = 34,
         keyint_seconds: float = 30.0,
         threads: int = 1,
-        x264_params: str = "me=umh",
+        x264_params: str = "me=umh:qcomp=1.0:subme=1:weightp=0",
         keepalive_interval: float = 0.25,
     ) -> None:
         check_size(width, height)
