@@ -53,6 +53,13 @@ from taskerino.media.chunks import ALIVE_SUFFIX, ChunkInfo
 from taskerino.rules import check_size, parse_fps
 
 TIME_BASE = Fraction(1, 90000)
+DEFAULT_CRF = 34  # see above
+# For pictures the compositor shrinks (several monitors in one picture): text already
+# near the limit of legibility lost letters at CRF 34 (an xterm at a third of its size
+# read "ISIBLEWORD" for "VISIBLEWORD"), so it keeps the finer quantiser of before.
+SHRUNK_CRF = 28
+# Below this scale a source counts as shrunk.
+SHRUNK_BELOW = 0.9
 # Fragments are cut every 0.5 s (also between keyframes) and each packet is flushed:
 # with keepalive frames every 0.25 s after a change what is on disk lags the encoder by < 1 s.
 # A change is on disk once a repeat at least this much later was sent: its packet waits for
@@ -153,7 +160,7 @@ class ChunkedEncoder:
         on_chunk_closed: Callable[[ChunkInfo], None] | None = None,
         *,
         preset: str = "veryfast",
-        crf: int = 34,
+        crf: int = DEFAULT_CRF,
         keyint_seconds: float = 30.0,
         threads: int = 1,
         x264_params: str = "me=umh:qcomp=1.0:subme=1:weightp=0",

@@ -31,6 +31,8 @@ from ..capture.base import Source
 from ..errors import TaskerinoError
 from ..frame import Frame
 from ..media import ChunkedEncoder, ChunkInfo, Compositor, join_chunks, salvage_chunk
+from ..media.compositor import fit
+from ..media.encoder import DEFAULT_CRF, SHRUNK_BELOW, SHRUNK_CRF
 from ..models import Attachment, Session, SessionVideo, SessionVideoChunk, new_id, on_timeline
 from ..store.media import MediaLibrary
 from ..store.uploads import Uploads, retrying
@@ -158,8 +160,19 @@ class VideoRecorder(Recorder):
         except Exception:
             self._close_sources()
             raise
+        # Text shrunk to fit the picture needs a finer quantiser to stay legible.
+        scale = min(
+            fit(*source.size, slot)[2] / source.size[0]
+            for source, slot in zip(self._sources, self._compositor.slots, strict=True)
+        )
         self._encoder = ChunkedEncoder(
-            ctx.staging, self.width, self.height, self.fps, self.chunk_seconds, self._chunks.put
+            ctx.staging,
+            self.width,
+            self.height,
+            self.fps,
+            self.chunk_seconds,
+            self._chunks.put,
+            crf=SHRUNK_CRF if scale < SHRUNK_BELOW else DEFAULT_CRF,
         )
 
     def _open(self, source_id: str) -> Source:
