@@ -14,6 +14,7 @@ a change that lands between the clear and the grab only costs one extra grab.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import threading
@@ -124,12 +125,10 @@ class DamageWatch:
                 d.flush()
 
     def close(self) -> None:
-        with self._lock:
-            try:
-                self._display.damage_destroy(self._damage)
-                self._display.close()
-            except (xerror.XError, OSError, ConnectionError):
-                pass
+        # A server already gone has nothing left to release.
+        with self._lock, contextlib.suppress(xerror.XError, OSError, ConnectionError):
+            self._display.damage_destroy(self._damage)
+            self._display.close()
 
 
 def _union(a: Rect, b: Rect) -> Rect:

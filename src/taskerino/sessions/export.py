@@ -211,7 +211,7 @@ def zip_stream(files: list[ExportFile], top: str) -> Generator[bytes, None, None
                         f.write(entry)
             pieces.put(None)
         except _Stopped:
-            pass
+            pass  # the reader went away: nothing more to write
         except BaseException as exc:  # handed to the reader, which raises it
             pieces.put(exc)
 
@@ -261,10 +261,10 @@ class _Pipe:
         return self._size
 
     def flush(self) -> None:
-        pass
+        """Nothing to flush: every write is already handed to the reader."""
 
     def close(self) -> None:
-        pass
+        """The pipe stays open for the reader; the writer ends it with None."""
 
 
 def _text(text: str) -> Callable[[Sink], None]:
