@@ -3,7 +3,8 @@
 Run: .venv/bin/python bench/bench_end_audio.py [--minutes 60] [--runs 3] [--name end-audio]
 
 Builds an hour of what a recording leaves: the video stand-in of bench_video.py part c
-(60 one-minute H.264 chunks from screen-like pictures, encoded faster than real time) and
+(H.264 chunks of the recorder's length, `CHUNK_SECONDS`, from screen-like pictures, encoded
+faster than real time) and
 360 ten-second audio segments written by the recorder's own `SegmentWriter` (raw partial,
 then FLAC) from speech-like sound (noise shaped into syllables with pauses between
 phrases, over a quiet room tone). Then times, one after the other in the same run:
@@ -46,6 +47,7 @@ import numpy as np
 from bench_video import encode_minutes
 from taskerino.media import join_chunks
 from taskerino.media.audio import RATE, AudioJoiner, SegmentInfo, SegmentWriter, join_audio
+from taskerino.recording.video import CHUNK_SECONDS
 from taskerino.store.media import sha256_file
 
 RESULTS = Path(__file__).parent / "results"
@@ -93,7 +95,7 @@ def build_video(folder: Path, minutes: int) -> list[Path]:
         (folder / f"enc{i}", firsts[i], per[i], [], None) for i in range(workers)
     ]
     with multiprocessing.get_context("spawn").Pool(workers) as pool:
-        parts = pool.map(encode_minutes, jobs)
+        parts = pool.map(partial(encode_minutes, chunk_seconds=CHUNK_SECONDS), jobs)
     return [Path(c[0]) for part in parts for c in part["chunks"]]
 
 

@@ -572,9 +572,12 @@ def tall_strip(pictures: list[Frame]) -> Frame:
     return np.vstack([p[:, 960:] for p in pictures])
 
 
-def encode_minutes(args: tuple[Path, int, int, list[Path], float | None]) -> dict[str, Any]:
+def encode_minutes(
+    args: tuple[Path, int, int, list[Path], float | None], chunk_seconds: float = 60.0
+) -> dict[str, Any]:
     """Encode minutes [first, first+count) of the stand-in session into `folder`, with the
-    encoder's keyframe interval `keyint_seconds` (None: the encoder's default).
+    encoder's keyframe interval `keyint_seconds` (None: the encoder's default), in chunks
+    of `chunk_seconds`.
 
     Each minute is `standin_minute`; in its static rest the encoder gets a keepalive every
     0.25 s as the recorder does.
@@ -583,7 +586,7 @@ def encode_minutes(args: tuple[Path, int, int, list[Path], float | None]) -> dic
     pictures = screen_pictures(images)
     tall = tall_strip(pictures)
     options: dict[str, Any] = {} if keyint is None else {"keyint_seconds": keyint}
-    encoder = ChunkedEncoder(folder, WIDTH, HEIGHT, FPS, 60.0, **options)
+    encoder = ChunkedEncoder(folder, WIDTH, HEIGHT, FPS, chunk_seconds, **options)
     started = time.perf_counter()
     changed = 0
     close_s = 0.0

@@ -223,11 +223,14 @@ def _video_packets(
 def _audio_packets(audio: Any, ostream: Any, encode: bool) -> Iterator[_Item]:
     stream = audio.streams.audio[0]
     if not encode:
+        # An hour of FLAC is ~37 000 packets: one float time base, not a Fraction each.
+        tb = float(stream.time_base)
         for packet in audio.demux(stream):
-            if packet.dts is None:
+            dts = packet.dts
+            if dts is None:
                 continue
             packet.stream = ostream
-            yield _seconds(packet.dts, packet.time_base), 1, 0.0, packet
+            yield dts * tb, 1, 0.0, packet
         return
     resampler = av.AudioResampler(format="s16", layout="stereo", rate=48000)
     for frame in audio.decode(stream):
