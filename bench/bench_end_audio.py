@@ -30,6 +30,7 @@ import json
 import multiprocessing
 import os
 import platform
+import resource
 import shutil
 import statistics
 import subprocess
@@ -99,10 +100,22 @@ def build_video(folder: Path, minutes: int) -> list[Path]:
     return [Path(c[0]) for part in parts for c in part["chunks"]]
 
 
-def timed(fn: Callable[[], Any]) -> float:
+CPU_SECONDS: dict[str, list[float]] = {}  # CPU time of each timed call, by label
+
+
+def cpu_now() -> float:
+    """CPU seconds of this process and its finished children (ffmpeg)."""
+    children = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return time.process_time() + children.ru_utime + children.ru_stime
+
+
+def timed(fn: Callable[[], Any], label: str = "") -> float:
+    """Wall seconds of `fn`; its CPU seconds go to CPU_SECONDS[label] (on a busy machine
+    the wall time includes waiting for a core, the CPU time does not)."""
     os.sync()  # each contender starts with the same dirty-page state
-    t = time.perf_counter()
+    t, cpu = time.perf_counter(), cpu_now()
     fn()
+    CPU_SECONDS.setdefault(label, []).append(cpu_now() - cpu)
     return time.perf_counter() - t
 
 
@@ -152,22 +165,24 @@ def run(folder: Path, minutes: int, runs: int) -> dict[str, Any]:
         for path in segments:  # during the hour, as each segment closes
             joiner.append(path)
         samples["append_now"].append(time.perf_counter() - t)
-        samples["audio_now"].append(timed(partial(finish, joiner, m4a)))
+        samples["audio_now"].append(timed(partial(finish, joiner, m4a), "audio_now"))
         samples["full_now"].append(
-            timed(lambda: (join_chunks(chunks, full, m4a), sha256_file(full)))
+            timed(lambda: (join_chunks(chunks, full, m4a), sha256_file(full)), "full_now")
         )
         samples["audio_before"].append(
-            timed(lambda: (join_audio(segments, flac), sha256_file(flac)))
+            timed(lambda: (join_audio(segments, flac), sha256_file(flac)), "audio_before")
         )
         samples["full_before"].append(
-            timed(lambda: (join_chunks(chunks, full, flac), sha256_file(full)))
+            timed(lambda: (join_chunks(chunks, full, flac), sha256_file(full)), "full_before")
         )
-        samples["video_only"].append(timed(lambda: (join_chunks(chunks, full), sha256_file(full))))
+        samples["video_only"].append(
+            timed(lambda: (join_chunks(chunks, full), sha256_file(full)), "video_only")
+        )
         samples["audio_ref"].append(
-            timed(lambda: ffmpeg_concat(out / "a.txt", segments, ref_audio))
+            timed(lambda: ffmpeg_concat(out / "a.txt", segments, ref_audio), "audio_ref")
         )
         samples["full_ref"].append(
-            timed(lambda: ffmpeg_concat(out / "v.txt", chunks, ref_full, *full_args))
+            timed(lambda: ffmpeg_concat(out / "v.txt", chunks, ref_full, *full_args), "full_ref")
         )
     join_chunks(chunks, full, m4a)
     median = {k: statistics.median(v) for k, v in samples.items()}
@@ -189,6 +204,7 @@ def run(folder: Path, minutes: int, runs: int) -> dict[str, Any]:
         "audio_seconds_in_full": audio_seconds(full),
         "samples_s": samples,
         "median_s": median,
+        "cpu_median_s": {k: statistics.median(v) for k, v in CPU_SECONDS.items()},
         "end_now_s": median["audio_now"] + median["full_now"],
         "end_before_s": median["audio_before"] + median["full_before"],
         "end_ref_s": median["audio_ref"] + median["full_ref"],
@@ -199,6 +215,11 @@ def markdown(payload: dict[str, Any]) -> str:
     r = payload["results"]
     m = r["median_s"]
     now, before, ref = r["end_now_s"], r["end_before_s"], r["end_ref_s"]
+    cpu_median = r.get("cpu_median_s", {})
+
+    def cpu(*labels: str) -> str:
+        return f"{sum(cpu_median.get(k, 0.0) for k in labels):.2f}"
+
     mb = 1024 * 1024
     return "\n".join(
         [
@@ -214,20 +235,23 @@ def markdown(payload: dict[str, Any]) -> str:
             "",
             "Times at the end (after the last segment and chunk closed), median of the runs; "
             "hashing the joined files is included for Taskerino (staging a file in the blob "
-            "store is that hash and a rename).",
+            "store is that hash and a rename). The CPU column is the CPU time of the same "
+            "steps (Taskerino's threads, or the ffmpeg processes): on a busy machine the wall "
+            "time includes waiting for a core, the CPU time does not.",
             "",
-            "| end path | audio | video + audio | total | target | ratio to ffmpeg |",
-            "|---|---|---|---|---|---|",
+            "| end path | audio | video + audio | total | target | ratio to ffmpeg | CPU s |",
+            "|---|---|---|---|---|---|---|",
             f"| now: `session.m4a` joined while recording, finished; then muxed | "
             f"{m['audio_now']:.2f} s | {m['full_now']:.2f} s | **{now:.2f} s** | "
-            f"≤ {TARGET_S:.0f} s | {now / ref:.2f}× |",
+            f"≤ {TARGET_S:.0f} s | {now / ref:.2f}× | {cpu('audio_now', 'full_now')} |",
             f"| before: segments decoded and encoded into `session.flac` | "
             f"{m['audio_before']:.2f} s | {m['full_before']:.2f} s | {before:.2f} s | "
-            f"≤ {TARGET_S:.0f} s | {before / ref:.2f}× |",
+            f"≤ {TARGET_S:.0f} s | {before / ref:.2f}× | {cpu('audio_before', 'full_before')} |",
             f"| reference: `ffmpeg -f concat -c copy` (audio, then video + audio) | "
-            f"{m['audio_ref']:.2f} s | {m['full_ref']:.2f} s | {ref:.2f} s | | 1.00× |",
+            f"{m['audio_ref']:.2f} s | {m['full_ref']:.2f} s | {ref:.2f} s | | 1.00× | "
+            f"{cpu('audio_ref', 'full_ref')} |",
             f"| (video alone, no audio) | | {m['video_only']:.2f} s | {m['video_only']:.2f} s "
-            "| | |",
+            f"| | | {cpu('video_only')} |",
             "",
             f"Joining while recording costs {m['append_now'] / r['segments'] * 1000:.1f} ms "
             f"per 10 s segment ({m['append_now']:.2f} s over the recording).",
