@@ -497,6 +497,12 @@ class JobQueue(Transactional):
         exist."""
 
     @abc.abstractmethod
+    def next_due(self, kinds: Sequence[str] | None = None) -> float | None:
+        """When a job (of `kinds`) may next be claimed: the earliest `run_at` of a queued
+        job or `lease_until` of a running one (unix seconds, maybe past); None when no job
+        is queued or running. An idle worker waits until then at the latest."""
+
+    @abc.abstractmethod
     def get_job(self, job_id: str) -> Job:
         """NotFound if absent."""
 
