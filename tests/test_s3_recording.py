@@ -22,8 +22,16 @@ import pytest
 from playwright.sync_api import sync_playwright
 from starlette.testclient import TestClient
 
-from taskerino.models import Session, SessionConfig, parse_time
+import taskerino.recording.video as video_module
+from taskerino.models import Session, SessionConfig, SessionVideoChunk, new_id, parse_time
+from taskerino.recording.base import MediaClock, RecordingContext
+from taskerino.recording.video import VideoRecorder
 from taskerino.sessions import StartRequest, Taskerino
+from taskerino.sessions.configure import configure
+from taskerino.sessions.recorders import build_recorders
+from taskerino.store import open_blob_store, open_store
+from taskerino.store.media import MediaLibrary
+from taskerino.store.uploads import Uploads
 from taskerino.virtual import VirtualAudio, VirtualDisplay
 from taskerino.web import create_app
 from taskerino.web.security import allowed_hosts, load_token
@@ -152,6 +160,75 @@ def test_the_web_app_serves_s3_media_with_ranges(
         assert container.streams.audio
         frames = len(list(container.decode(video=0)))
     assert frames >= 10
+
+
+@pytest.mark.usefixtures("xdisplay")
+def test_remote_media_rolls_video_chunks_every_minute_local_media_every_five(
+    s3_bucket: str, tmp_path: Path
+) -> None:
+    """The recorders a configuration gets, prepared the way a recording prepares them."""
+    config = configure(SessionConfig(video=True, sources=["test:blue"], width=320, height=240))
+    store = open_store("sqlite://" + str(tmp_path / "t.db"), tmp_path / "t.db")
+    media = {
+        "s3": open_blob_store(f"s3://{s3_bucket}/{PREFIX}", tmp_path),
+        "folder": open_blob_store("file://" + str(tmp_path / "blobs"), tmp_path),
+    }
+    lengths = {}
+    try:
+        for where, blobs in media.items():
+            (video,) = [r for r in build_recorders(config) if isinstance(r, VideoRecorder)]
+            staging = tmp_path / where
+            staging.mkdir()
+            context = RecordingContext(
+                new_id(), store, MediaLibrary(store, blobs), MediaClock(), staging,
+                lambda message: None, Uploads(MediaLibrary(store, blobs)),
+            )  # fmt: skip
+            video.prepare(context)
+            lengths[where] = video.chunk_seconds
+            video.stop()
+    finally:
+        store.close()
+    assert lengths == {"s3": 60.0, "folder": 300.0}
+
+
+@pytest.mark.usefixtures("xdisplay")
+def test_a_team_recording_uploads_each_video_chunk_as_it_closes(
+    s3_server: MotoS3,
+    s3_bucket: str,
+    home: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Chunks roll at the remote length (2 s here instead of 60 s, to be quick) and each is
+    in the bucket, with its row, while the recording goes on."""
+    monkeypatch.setattr(video_module, "REMOTE_CHUNK_SECONDS", 2.0)
+    url = f"s3://{s3_bucket}/{PREFIX}"
+    client = s3_server.client()
+    with Taskerino.open(home, media=url) as library:
+        config = SessionConfig(
+            screenshots=False, video=True, sources=["test:blue"], fps=10, width=320, height=240
+        )
+        sid = library.start(StartRequest(name="chunks", config=config)).id
+
+        def stored_chunks() -> list[SessionVideoChunk]:
+            video = library.get(sid).video
+            return video.chunks if video is not None else []
+
+        wait_for(lambda: len(stored_chunks()) >= 3, 120, "three chunks stored while recording")
+        during = library.get(sid)
+        keys = set(object_keys(client, s3_bucket))
+        assert during.video is not None
+        closed = during.video.chunks
+        hashes = [library.attachment(chunk.attachment_id).hash for chunk in closed]
+        session = library.end(sid)
+    assert during.status == "active"
+    # Each chunk's row commits after its object is in the bucket.
+    assert {f"{PREFIX}/{h[:2]}/{h}" for h in hashes} <= keys
+    for chunk in closed:
+        assert chunk.end_offset - chunk.start_offset == pytest.approx(2.0, abs=0.5)
+    assert session.status == "completed" and session.video is not None
+    assert len(session.video.chunks) >= len(closed)
+    with Taskerino.open(home, media=url) as again:
+        assert again.doctor() == []
 
 
 def test_an_s3_outage_during_a_recording_loses_nothing(
