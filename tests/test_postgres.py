@@ -25,8 +25,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from taskerino.errors import InvalidInput, StorageError
 from taskerino.enrich.worker import Worker, WorkerConfig
+from taskerino.errors import InvalidInput, StorageError
 from taskerino.models import ContextItem, Job, Session, new_id, parse_time, utc_now
 from taskerino.store import Store, open_store
 from taskerino.store.base import Topic

@@ -1496,9 +1496,7 @@ class TestWaiting:
             other.close()
         assert store.take_commands(s.id) == ["end"]
 
-    def test_a_wait_with_nothing_happening_returns_false_at_its_timeout(
-        self, store: Store
-    ) -> None:
+    def test_a_wait_with_nothing_happening_returns_false_at_its_timeout(self, store: Store) -> None:
         s = stored_session(store)
         with store.watch([Topic.commands(s.id), Topic.jobs()]) as watch:
             started = time.monotonic()

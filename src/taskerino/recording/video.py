@@ -54,6 +54,7 @@ def chunk_seconds_for(media: MediaLibrary) -> float:
     """The chunk length of a recording into `media`."""
     return REMOTE_CHUNK_SECONDS if media.remote else CHUNK_SECONDS
 
+
 QUEUE_DEPTH = 4
 KEEPALIVE_SECONDS = 0.25
 
