@@ -29,8 +29,8 @@ from taskerino.enrich.worker import Worker, WorkerConfig
 from taskerino.errors import InvalidInput, StorageError
 from taskerino.models import ContextItem, Job, Session, new_id, parse_time, utc_now
 from taskerino.store import Store, open_store
-from taskerino.store.base import Topic
 from taskerino.store.postgres import DB_VERSION, PostgresStore
+from taskerino.store.watch import Topic
 
 from .cli_helpers import TASKERINO, run
 from .postgres_server import PostgresServer, postgres_server

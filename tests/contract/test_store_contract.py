@@ -41,7 +41,8 @@ from taskerino.models import (
 )
 from taskerino.process import ProcessOwner, current_owner
 from taskerino.store import Store
-from taskerino.store.base import Backoff, BlobIntent, SessionRows, Topic
+from taskerino.store.base import Backoff, BlobIntent, SessionRows
+from taskerino.store.watch import Topic
 
 from .conftest import StoreBackend
 
@@ -1549,15 +1550,15 @@ class TestWaiting:
                 return watch.wait(30.0)
 
         assert woken(Topic.jobs(), lambda: store.enqueue_job(s.id, "ocr", now=1.0))
-        job = store.claim_job("w", lease_seconds=60, now=2.0)
-        assert job is not None
-        assert woken(Topic.jobs(), lambda: store.release_job(job.id, "w"))
-        job = store.claim_job("w", lease_seconds=60, now=3.0)
-        assert job is not None
+        first = store.claim_job("w", lease_seconds=60, now=2.0)
+        assert first is not None
+        assert woken(Topic.jobs(), lambda: store.release_job(first.id, "w"))
+        again = store.claim_job("w", lease_seconds=60, now=3.0)
+        assert again is not None
         assert woken(
             Topic.jobs(),
             lambda: store.fail_job(
-                job.id, "w", "boom", now=4.0, max_attempts=3, backoff=Backoff(base=1.0)
+                again.id, "w", "boom", now=4.0, max_attempts=3, backoff=Backoff(base=1.0)
             ),
         )
         assert woken(Topic.stats(s.id), lambda: store.write_stats(RecordingStats(s.id)))
