@@ -14,6 +14,8 @@ import subprocess
 import threading
 import time
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -231,85 +233,131 @@ def test_a_team_recording_uploads_each_video_chunk_as_it_closes(
         assert again.doctor() == []
 
 
+@dataclass
+class Outage:
+    """A way for the bucket to be away: `begin` and `end` it; `server` and `bucket` are
+    where the objects are."""
+
+    server: MotoS3
+    bucket: str
+    begin: Callable[[], None]
+    end: Callable[[], None]
+
+
+@contextmanager
+def outage_of(
+    kind: str, request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[Outage]:
+    if kind == "cut":
+        # The path to the server is cut: connections refused and reset at once.
+        server: MotoS3 = request.getfixturevalue("s3_server")
+        gate = Gate(server.port)
+        gate.open()
+        monkeypatch.setenv("AWS_ENDPOINT_URL", gate.endpoint)
+        try:
+            yield Outage(server, request.getfixturevalue("s3_bucket"), gate.close, gate.open)
+        finally:
+            gate.close()
+        return
+    # The server itself stops answering (SIGSTOP): connections hang until the client's
+    # timeouts give up. A server of its own, so that no other test sees it frozen.
+    server = MotoS3()
+    server.start()
+    monkeypatch.setenv("AWS_ENDPOINT_URL", server.endpoint)
+    try:
+        with server.bucket() as bucket:
+            yield Outage(server, bucket, server.freeze, server.thaw)
+    finally:
+        server.stop()
+
+
+@pytest.mark.parametrize("kind", ["frozen", "cut"])
 def test_an_s3_outage_during_a_recording_loses_nothing(
-    s3_server: MotoS3,
-    s3_bucket: str,
+    kind: str,
     home: Path,
     xdisplay: VirtualDisplay,
     sound: VirtualAudio,  # noqa: F811
     monkeypatch: pytest.MonkeyPatch,
+    request: pytest.FixtureRequest,
 ) -> None:
-    """The recorder's way to the bucket is cut for 30 s: it keeps recording into staging,
-    reports the pending uploads, retries, catches up, and ends with everything attached."""
-    gate = Gate(s3_server.port)
-    gate.open()
-    monkeypatch.setenv("AWS_ENDPOINT_URL", gate.endpoint)
-    url = f"s3://{s3_bucket}/{PREFIX}"
-    library = Taskerino.open(home, media=url)
-    try:
-        config = SessionConfig(
-            screenshot_interval=1.0,
-            video=True,
-            sources=["test:blue"],
-            fps=10,
-            width=320,
-            height=240,
-            system_audio=True,
-        )
-        sid = library.start(StartRequest(name="outage", config=config)).id
-        wait_for(lambda: len(library.get(sid).screenshots) >= 2, 60, "first screenshots stored")
+    """The bucket is away for 30 s — the server frozen, or the way to it cut: the recorder
+    keeps recording into staging, reports the pending uploads, retries, catches up, and
+    ends with everything attached."""
+    with outage_of(kind, request, monkeypatch) as outage:
+        url = f"s3://{outage.bucket}/{PREFIX}"
+        library = Taskerino.open(home, media=url)
+        away = False
+        try:
+            config = SessionConfig(
+                screenshot_interval=1.0,
+                video=True,
+                sources=["test:blue"],
+                fps=10,
+                width=320,
+                height=240,
+                system_audio=True,
+            )
+            sid = library.start(StartRequest(name="outage", config=config)).id
+            wait_for(lambda: len(library.get(sid).screenshots) >= 2, 60, "first screenshots")
 
-        gate.close()
-        cut = time.monotonic()
-        wait_for(lambda: library.stats(sid).uploads_pending >= 3, 60, "uploads queue up")
-        frames = library.stats(sid).frames_captured
-        time.sleep(max(0.0, 30 - (time.monotonic() - cut)))
-        during = library.stats(sid)
-        assert during.state == "recording"
-        assert during.frames_captured > frames, "capture goes on while the bucket is away"
-        assert during.uploads_failed >= 1
-        # Ending while the bucket is still away waits for the uploads, retrying.
-        ended: list[Session] = []
-        ending = threading.Thread(target=lambda: ended.append(library.end(sid)))
-        ending.start()
-        ending.join(3.0)
-        assert ending.is_alive(), "the end cannot complete before its media is uploaded"
-        assert library.stats(sid).uploads_pending >= 1
-        gate.open()
-        ending.join(240)
-        assert not ending.is_alive(), "uploads did not catch up"
-        session = ended[0]
-    finally:
-        library.close()
-        gate.close()
+            outage.begin()
+            away = True
+            cut = time.monotonic()
+            wait_for(lambda: library.stats(sid).uploads_pending >= 3, 60, "uploads queue up")
+            frames = library.stats(sid).frames_captured
+            time.sleep(max(0.0, 30 - (time.monotonic() - cut)))
+            # A frozen server fails an upload once the client's timeouts and retries ran
+            # out: well within a minute (boto3's defaults took five).
+            wait_for(lambda: library.stats(sid).uploads_failed >= 1, 60, "a failed upload")
+            during = library.stats(sid)
+            assert during.state == "recording"
+            assert during.frames_captured > frames, "capture goes on while the bucket is away"
+            # Ending while the bucket is still away waits for the uploads, retrying.
+            ended: list[Session] = []
+            ending = threading.Thread(target=lambda: ended.append(library.end(sid)))
+            ending.start()
+            ending.join(3.0)
+            assert ending.is_alive(), "the end cannot complete before its media is uploaded"
+            assert library.stats(sid).uploads_pending >= 1
+            outage.end()
+            away = False
+            ending.join(240)
+            assert not ending.is_alive(), "uploads did not catch up"
+            session = ended[0]
+        finally:
+            if away:
+                outage.end()
+            library.close()
 
-    assert session.status == "completed"
-    # A screenshot a second all along: none went missing during the outage.
-    offsets = [s.media_offset for s in session.screenshots]
-    assert offsets[-1] >= 30
-    assert max(b - a for a, b in itertools.pairwise(offsets)) < 5.0  # 1 s apart, under load
-    # Audio segments follow each other without a hole.
-    segments = session.audio_segments
-    assert len(segments) >= 3
-    for before, after in itertools.pairwise(segments):
-        assert after.media_offset == pytest.approx(before.media_offset + before.duration, abs=0.05)
-    assert session.video is not None and session.video.chunking_status == "complete"
+        assert session.status == "completed"
+        # A screenshot a second all along: none went missing during the outage.
+        offsets = [s.media_offset for s in session.screenshots]
+        assert offsets[-1] >= 30
+        assert max(b - a for a, b in itertools.pairwise(offsets)) < 5.0  # 1 s apart, loaded
+        # Audio segments follow each other without a hole.
+        segments = session.audio_segments
+        assert len(segments) >= 3
+        for before, after in itertools.pairwise(segments):
+            assert after.media_offset == pytest.approx(
+                before.media_offset + before.duration, abs=0.05
+            )
+        assert session.video is not None and session.video.chunking_status == "complete"
 
-    monkeypatch.setenv("AWS_ENDPOINT_URL", s3_server.endpoint)  # straight to the server
-    with Taskerino.open(home, media=url) as again:
-        assert again.doctor() == []
-    shown = run_json(home, "--media", url, "sessions", "show", sid)
-    video = session.video
-    referenced = {
-        *(s.attachment_id for s in session.screenshots),
-        *(a.attachment_id for a in segments),
-        *(c.attachment_id for c in video.chunks),
-        video.full_video_attachment_id,
-        session.audio_attachment_id,
-    }
-    assert referenced <= set(shown["attachments"])
-    assert keys_of(shown) <= set(object_keys(s3_server.client(), s3_bucket))
-    assert not (home / "staging" / sid).exists()
+        monkeypatch.setenv("AWS_ENDPOINT_URL", outage.server.endpoint)  # straight to it
+        with Taskerino.open(home, media=url) as again:
+            assert again.doctor() == []
+        shown = run_json(home, "--media", url, "sessions", "show", sid)
+        video = session.video
+        referenced = {
+            *(s.attachment_id for s in session.screenshots),
+            *(a.attachment_id for a in segments),
+            *(c.attachment_id for c in video.chunks),
+            video.full_video_attachment_id,
+            session.audio_attachment_id,
+        }
+        assert referenced <= set(shown["attachments"])
+        assert keys_of(shown) <= set(object_keys(outage.server.client(), outage.bucket))
+        assert not (home / "staging" / sid).exists()
 
 
 def test_kill_9_of_a_recorder_into_s3_is_recovered_with_its_uploaded_media(
