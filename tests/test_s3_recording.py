@@ -263,7 +263,8 @@ def outage_of(
     # timeouts give up. A server of its own, so that no other test sees it frozen.
     server = MotoS3()
     server.start()
-    monkeypatch.setenv("AWS_ENDPOINT_URL", server.endpoint)
+    for name, value in server.env.items():  # its endpoint, the dummy credentials
+        monkeypatch.setenv(name, value)
     try:
         with server.bucket() as bucket:
             yield Outage(server, bucket, server.freeze, server.thaw)
