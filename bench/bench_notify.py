@@ -27,10 +27,11 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the tests' PostgreSQL helper
 
-from taskerino.models import Session, new_id, utc_now  # noqa: E402
-from taskerino.store import open_store  # noqa: E402
-from taskerino.store.watch import Topic  # noqa: E402
-from tests.postgres_server import postgres_server  # noqa: E402
+from tests.postgres_server import postgres_server
+
+from taskerino.models import Session, new_id, utc_now
+from taskerino.store import open_store
+from taskerino.store.watch import Topic
 
 RESULTS = Path(__file__).resolve().parent / "results"
 

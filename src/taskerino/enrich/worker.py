@@ -67,6 +67,7 @@ class Worker:
         self.jobs_done = 0
         self.jobs_failed = 0
         self._held: dict[str, Job] = {}  # jobs in hand, by id
+        self._watches: list[Watch] = []  # the idle slots wait on these
         self._lock = threading.Lock()
 
     # --- running --------------------------------------------------------------------------
@@ -87,6 +88,10 @@ class Worker:
                 self.stop.wait(0.2)
         finally:
             self.stop.set()
+            with self._lock:
+                watches = list(self._watches)
+            for watch in watches:
+                watch.close()  # ends the idle slots' waits at once
             self._release_held()
 
     def _slot(self, drain: bool) -> None:
@@ -98,11 +103,16 @@ class Worker:
         except TaskerinoError as exc:
             log.warning("jobs are polled: %s", exc)
             watch = None
+        if watch is not None:
+            with self._lock:
+                self._watches.append(watch)
         try:
             self._claim_and_run(drain, watch)
         finally:
             if watch is not None:
                 watch.close()
+                with self._lock:
+                    self._watches.remove(watch)
 
     def _claim_and_run(self, drain: bool, watch: Watch | None) -> None:
         while not self.stop.is_set():
@@ -124,7 +134,7 @@ class Worker:
                 if watch is None:
                     self.stop.wait(pause)
                 else:
-                    watch.wait(pause, self.stop)
+                    watch.wait(pause)  # closed by `run` when stopping
                 continue
             self._run(job)
 

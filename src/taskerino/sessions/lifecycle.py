@@ -402,12 +402,16 @@ class Keeper:
             target=self._run, name=f"keeper-{recording.session_id[:8]}", daemon=True
         )
         self._last_stats = 0.0
+        self._watch: Watch | None = None
 
     def start(self) -> None:
         self._thread.start()
 
     def stop(self) -> None:
-        self._stop.set()  # ends the keeper's wait within `STOP_CHECK_SECONDS`
+        self._stop.set()
+        watch = self._watch
+        if watch is not None:
+            watch.close()  # ends the keeper's wait at once
         if self._thread is not threading.current_thread():
             self._thread.join()
 
@@ -418,6 +422,9 @@ class Keeper:
         except TaskerinoError as exc:
             log.warning("session %s: commands are polled (%s)", sid, exc)
             watch = None
+        self._watch = watch
+        if self._stop.is_set() and watch is not None:
+            watch.close()  # stopped while the watch was made
         try:
             while not self._wait(watch):
                 try:
@@ -436,7 +443,7 @@ class Keeper:
         timeout = min(POLL_SECONDS, max(0.0, due))
         if watch is None:
             return self._stop.wait(timeout)
-        watch.wait(timeout, self._stop)
+        watch.wait(timeout)  # `stop` closes it
         return self._stop.is_set()
 
     def _tick(self) -> bool:

@@ -5,7 +5,9 @@ topic with the session's id as payload, so a notification is delivered when the 
 commits. One thread per store object — started by the first watch — holds a connection
 of its own (autocommit, outside the pool: a LISTEN belongs to its connection), LISTENs to
 the channels of the kinds its open watches wait for, and wakes the watches a notification
-concerns. A channel is listened to from the first watch that needs it on; `watch()` waits
+concerns. It blocks on the socket between notifications; a NOTIFY on a channel of its own
+wakes it when a watch needs a new channel or the store closes. A channel is listened to
+from the first watch that needs it on; `watch()` waits
 (at most `READY_SECONDS`) until its channels are, so that every change committed after it
 returns is announced. A watch that could not wait that long (the database away) is woken
 once when its channels are listened to.
@@ -21,6 +23,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import threading
+import uuid
 from collections.abc import Sequence
 from typing import Any
 
@@ -36,9 +39,10 @@ log = logging.getLogger("taskerino.store")
 
 CHANNELS: dict[TopicKind, str] = {kind: f"taskerino_{kind}" for kind in TOPIC_KINDS}
 _KINDS = {channel: kind for kind, channel in CHANNELS.items()}
-# How long the thread waits for notifications before it looks for new channels to listen
-# to and whether the store closed; how long `watch()` waits for its channels.
-ROUND_SECONDS = 0.1
+# How long the thread waits for notifications before it looks whether the store closed
+# and for new channels to listen to (both also wake it at once, through its own channel);
+# how long `watch()` waits for its channels.
+ROUND_SECONDS = 5.0
 READY_SECONDS = 2.0
 RECONNECT_SECONDS = (0.5, 5.0)  # first pause, longest pause
 # TCP keepalives, so that a connection whose peer vanished without a word (a machine or
@@ -62,6 +66,10 @@ class PostgresWaiting(PostgresBase, Waiting):
         self._listened: set[str] = set()
         self._ever: set[str] = set()
         self._unconfirmed: set[Watch] = set()
+        # A channel of this store object's own: a NOTIFY there wakes its thread at once
+        # (for a channel to LISTEN to, or to quit) instead of at the end of its round.
+        self._wake_channel = f"taskerino_wake_{uuid.uuid4().hex[:20]}"
+        self._connected = False
         super().__init__(url)
 
     @property
@@ -81,10 +89,29 @@ class PostgresWaiting(PostgresBase, Waiting):
                     target=self._listen, name="store-listen", daemon=True
                 )
                 self._listener.start()
+            wake = self._connected and not channels <= self._listened
+        if wake:
+            self._wake()
+        with self._ready:
             if not self._ready.wait_for(lambda: channels <= self._listened, READY_SECONDS):
                 self._unconfirmed = {w for w in self._unconfirmed if not w.closed}
                 self._unconfirmed.add(watch)
         return watch
+
+    def _wake(self) -> None:
+        """Wake the listening thread now (a NOTIFY on its own channel, outside any
+        transaction of the caller's); if the database cannot be reached, it wakes at the
+        end of its round."""
+        try:
+            conn = self._pool.getconn()
+        except Exception:  # the pool closed or the server away: nothing to wake then
+            return
+        try:
+            conn.execute("SELECT pg_notify(%s, '')", (self._wake_channel,))
+        except psycopg.Error as exc:
+            log.debug("cannot wake the listening connection on %s: %s", self.shown, exc)
+        finally:
+            self._pool.putconn(conn)
 
     # --- the listening thread ---------------------------------------------------------
     def _listen(self) -> None:
@@ -107,10 +134,14 @@ class PostgresWaiting(PostgresBase, Waiting):
             finally:
                 with self._ready:
                     self._listened.clear()
+                    self._connected = False
                 with contextlib.suppress(psycopg.Error):
                     conn.close()
 
     def _serve(self, conn: psycopg.Connection[Any]) -> None:
+        conn.execute(sql.SQL("LISTEN {}").format(sql.Identifier(self._wake_channel)))
+        with self._ready:
+            self._connected = True
         while not self._quit.is_set():
             with self._ready:
                 new = {CHANNELS[kind] for kind in self._watchers.kinds()} - self._listened
@@ -119,6 +150,8 @@ class PostgresWaiting(PostgresBase, Waiting):
             if new:
                 self._now_listened(new)
             for note in conn.notifies(timeout=ROUND_SECONDS):
+                if note.channel == self._wake_channel:
+                    break
                 kind = _KINDS.get(note.channel)
                 if kind is not None:
                     self._watchers.changed(kind, note.payload)
@@ -146,11 +179,13 @@ class PostgresWaiting(PostgresBase, Waiting):
 
     def close(self) -> None:
         self._quit.set()
+        if self._connected:
+            self._wake()
         self._watchers.close()
         with self._ready:
             listener, self._listener = self._listener, None
         if listener is not None and listener is not threading.current_thread():
-            # It notices within a round; a connection attempt to a vanished server may
-            # take longer: it is a daemon thread and ends on its own.
-            listener.join(ROUND_SECONDS * 4)
+            # Woken above, it ends at once; asleep in a round or a connection attempt to a
+            # vanished server it may take longer: a daemon thread, it ends on its own.
+            listener.join(1.0)
         super().close()
