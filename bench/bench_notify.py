@@ -7,8 +7,8 @@ One store object pushes a command for a session (`push_command`, its own transac
 another, in another process, waits on a watch of that session's commands
 (`Topic.commands`) and takes the command when woken. Measured: from the push's start to
 the wake, p50/p95/max over ROUNDS pushes, one at a time. PostgreSQL: LISTEN/NOTIFY, a
-throw-away cluster of Debian's server on loopback (the tests' helper); SQLite: the
-embedded store's `data_version` look, ten times a second. Before the watch, a recorder
+throw-away cluster of Debian's server on loopback (`tests/postgres_server.py`); SQLite:
+the embedded store's `data_version` look, ten times a second. Before the watch, a recorder
 looked for commands every 0.2 s: 100 ms on average, 200 ms at worst.
 """
 
@@ -25,7 +25,8 @@ import time
 from pathlib import Path
 from typing import Any
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the tests' PostgreSQL helper
+# The repository's root, for the tests' throw-away PostgreSQL cluster.
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from tests.postgres_server import postgres_server
 
