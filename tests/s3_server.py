@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -61,9 +62,22 @@ class MotoS3:
         self.stop()
         raise RuntimeError(f"moto_server did not listen on port {self.port} within 60 s")
 
+    def freeze(self) -> None:
+        """Stop the server's process where it is (SIGSTOP), as a hung or unreachable
+        endpoint: the kernel still accepts connections, nothing answers them. It keeps
+        every object (moto keeps them in memory) for `thaw`."""
+        assert self._process is not None
+        self._process.send_signal(signal.SIGSTOP)
+
+    def thaw(self) -> None:
+        """Let a frozen server go on (SIGCONT): it answers what waited, and what comes."""
+        assert self._process is not None
+        self._process.send_signal(signal.SIGCONT)
+
     def stop(self) -> None:
         """Stop the server; everything it held is gone (moto keeps it in memory)."""
         if self._process is not None:
+            self._process.send_signal(signal.SIGCONT)  # were it frozen
             self._process.terminate()
             try:
                 self._process.wait(30)
@@ -134,7 +148,7 @@ class Gate:
     """A TCP relay on loopback in front of a server: `close()` cuts every connection and
     refuses new ones, as a network outage or a stopped endpoint does, and `open()` lets
     them through again on the same port. (Stopping moto itself would also lose every
-    object it holds: it keeps them in memory.)"""
+    object it holds: it keeps them in memory; `MotoS3.freeze` is the hung endpoint.)"""
 
     def __init__(self, target_port: int) -> None:
         self.target_port = target_port

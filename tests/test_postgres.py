@@ -13,8 +13,10 @@ import signal
 import subprocess
 import sys
 import textwrap
+import threading
 import time
 from collections import Counter
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -23,10 +25,12 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from taskerino.enrich.worker import Worker, WorkerConfig
 from taskerino.errors import InvalidInput, StorageError
-from taskerino.models import ContextItem, Session, new_id, parse_time, utc_now
+from taskerino.models import ContextItem, Job, Session, new_id, parse_time, utc_now
 from taskerino.store import Store, open_store
 from taskerino.store.postgres import DB_VERSION, PostgresStore
+from taskerino.store.watch import Topic
 
 from .cli_helpers import TASKERINO, run
 from .postgres_server import PostgresServer, postgres_server
@@ -435,6 +439,89 @@ def test_workers_killed_at_random_leave_every_job_done_once(database: str) -> No
             assert [t.text for t in store.get_session(sid).transcript] == ["the result"]
     finally:
         store.close()
+
+
+# --- waiting: LISTEN/NOTIFY --------------------------------------------------------------
+def _listeners(store: Store) -> list[str]:
+    """The channels this database's listening connections LISTENed to last."""
+    assert isinstance(store, PostgresStore)
+    with store._reading() as db:
+        rows = db.execute(
+            "SELECT query FROM pg_stat_activity WHERE datname = current_database()"
+            " AND pid <> pg_backend_pid() AND query LIKE 'LISTEN %%'"
+        ).fetchall()
+    return [row[0] for row in rows]
+
+
+def test_an_idle_worker_is_woken_by_notify_long_before_its_poll(database: str) -> None:
+    store = open_store(database, Path("unused.db"))
+    other = open_store(database, Path("unused.db"))
+    ran = threading.Event()
+
+    def stage(job: Job) -> Callable[[], None]:
+        ran.set()
+        return lambda: None
+
+    # Without a notification this worker would look for a job every 120 s.
+    worker = Worker(store, {"ocr": stage}, lambda job: [], WorkerConfig(poll_seconds=120))
+    runner = threading.Thread(target=worker.run)
+    runner.start()
+    try:
+        deadline = time.monotonic() + 30
+        while not _listeners(other):
+            assert time.monotonic() < deadline, "the worker never LISTENed"
+            time.sleep(0.05)
+        assert _listeners(other) == ['LISTEN "taskerino_jobs"']
+        time.sleep(1.0)  # its claim found nothing: it waits
+        session = Session(id=new_id(), name="queued later", start_time=utc_now())
+        other.create_session(session)
+        queued = time.monotonic()
+        other.enqueue_job(session.id, "ocr", now=time.time())
+        assert ran.wait(60), "the job was not run"
+        assert time.monotonic() - queued < 20  # well before the 120 s poll
+    finally:
+        worker.stop.set()
+        runner.join(30)
+        other.close()
+        store.close()
+    assert not runner.is_alive()
+
+
+def test_a_watch_outlives_a_restart_of_the_server() -> None:
+    # A cluster of its own: the run's shared one stays up for the other tests.
+    with postgres_server() as server:
+        url = server.new_database()
+        store = open_store(url, Path("unused.db"))
+        session = Session(id=new_id(), name="steered", start_time=utc_now())
+        store.create_session(session)
+        watch = store.watch([Topic.commands(session.id)])
+        try:
+            assert isinstance(store, PostgresStore) and store.listening
+            server.control("stop")
+            started = time.monotonic()
+            assert watch.wait(1.0) is False  # the database is away: a plain timeout
+            assert time.monotonic() - started >= 1.0
+            server.control("start")
+            # Back: the connection is made again and LISTENs, and wakes the watch once
+            # (changes may have been missed meanwhile).
+            assert watch.wait(60.0)
+            assert store.listening
+            other = open_store(url, Path("unused.db"))
+            try:
+                other.push_command(session.id, "end")
+            finally:
+                other.close()
+            started = time.monotonic()
+            assert watch.wait(60.0)
+            assert time.monotonic() - started < 20  # well before the timeout
+            try:
+                taken = store.take_commands(session.id)
+            except StorageError:  # the pool's connection from before the restart
+                taken = store.take_commands(session.id)
+            assert taken == ["end"]
+        finally:
+            watch.close()
+            store.close()
 
 
 @pytest.mark.usefixtures("xdisplay")

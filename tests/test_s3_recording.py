@@ -14,6 +14,8 @@ import subprocess
 import threading
 import time
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -22,8 +24,16 @@ import pytest
 from playwright.sync_api import sync_playwright
 from starlette.testclient import TestClient
 
-from taskerino.models import Session, SessionConfig, parse_time
+import taskerino.recording.video as video_module
+from taskerino.models import Session, SessionConfig, SessionVideoChunk, new_id, parse_time
+from taskerino.recording.base import MediaClock, RecordingContext
+from taskerino.recording.video import VideoRecorder
 from taskerino.sessions import StartRequest, Taskerino
+from taskerino.sessions.configure import configure
+from taskerino.sessions.recorders import build_recorders
+from taskerino.store import open_blob_store, open_store
+from taskerino.store.media import MediaLibrary
+from taskerino.store.uploads import Uploads
 from taskerino.virtual import VirtualAudio, VirtualDisplay
 from taskerino.web import create_app
 from taskerino.web.security import allowed_hosts, load_token
@@ -154,85 +164,201 @@ def test_the_web_app_serves_s3_media_with_ranges(
     assert frames >= 10
 
 
-def test_an_s3_outage_during_a_recording_loses_nothing(
+@pytest.mark.usefixtures("xdisplay")
+def test_remote_media_rolls_video_chunks_every_minute_local_media_every_five(
+    s3_bucket: str, tmp_path: Path
+) -> None:
+    """The recorders a configuration gets, prepared the way a recording prepares them."""
+    config = configure(SessionConfig(video=True, sources=["test:blue"], width=320, height=240))
+    store = open_store("sqlite://" + str(tmp_path / "t.db"), tmp_path / "t.db")
+    media = {
+        "s3": open_blob_store(f"s3://{s3_bucket}/{PREFIX}", tmp_path),
+        "folder": open_blob_store("file://" + str(tmp_path / "blobs"), tmp_path),
+    }
+    lengths = {}
+    try:
+        for where, blobs in media.items():
+            (video,) = [r for r in build_recorders(config) if isinstance(r, VideoRecorder)]
+            staging = tmp_path / where
+            staging.mkdir()
+            context = RecordingContext(
+                new_id(), store, MediaLibrary(store, blobs), MediaClock(), staging,
+                lambda message: None, Uploads(MediaLibrary(store, blobs)),
+            )  # fmt: skip
+            video.prepare(context)
+            lengths[where] = video.chunk_seconds
+            video.stop()
+    finally:
+        store.close()
+    assert lengths == {"s3": 60.0, "folder": 300.0}
+
+
+@pytest.mark.usefixtures("xdisplay")
+def test_a_team_recording_uploads_each_video_chunk_as_it_closes(
     s3_server: MotoS3,
     s3_bucket: str,
+    home: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Chunks roll at the remote length (2 s here instead of 60 s, to be quick) and each is
+    in the bucket, with its row, while the recording goes on."""
+    monkeypatch.setattr(video_module, "REMOTE_CHUNK_SECONDS", 2.0)
+    url = f"s3://{s3_bucket}/{PREFIX}"
+    client = s3_server.client()
+    with Taskerino.open(home, media=url) as library:
+        config = SessionConfig(
+            screenshots=False, video=True, sources=["test:blue"], fps=10, width=320, height=240
+        )
+        sid = library.start(StartRequest(name="chunks", config=config)).id
+
+        def stored_chunks() -> list[SessionVideoChunk]:
+            video = library.get(sid).video
+            return video.chunks if video is not None else []
+
+        wait_for(lambda: len(stored_chunks()) >= 3, 120, "three chunks stored while recording")
+        during = library.get(sid)
+        keys = set(object_keys(client, s3_bucket))
+        assert during.video is not None
+        closed = during.video.chunks
+        hashes = [library.attachment(chunk.attachment_id).hash for chunk in closed]
+        session = library.end(sid)
+    assert during.status == "active"
+    # Each chunk's row commits after its object is in the bucket.
+    assert {f"{PREFIX}/{h[:2]}/{h}" for h in hashes} <= keys
+    for chunk in closed:
+        assert chunk.end_offset - chunk.start_offset == pytest.approx(2.0, abs=0.5)
+    assert session.status == "completed" and session.video is not None
+    assert len(session.video.chunks) >= len(closed)
+    with Taskerino.open(home, media=url) as again:
+        assert again.doctor() == []
+
+
+@dataclass
+class Outage:
+    """A way for the bucket to be away: `begin` and `end` it; `server` and `bucket` are
+    where the objects are."""
+
+    server: MotoS3
+    bucket: str
+    begin: Callable[[], None]
+    end: Callable[[], None]
+
+
+@contextmanager
+def outage_of(
+    kind: str, request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[Outage]:
+    if kind == "cut":
+        # The path to the server is cut: connections refused and reset at once.
+        server: MotoS3 = request.getfixturevalue("s3_server")
+        gate = Gate(server.port)
+        gate.open()
+        monkeypatch.setenv("AWS_ENDPOINT_URL", gate.endpoint)
+        try:
+            yield Outage(server, request.getfixturevalue("s3_bucket"), gate.close, gate.open)
+        finally:
+            gate.close()
+        return
+    # The server itself stops answering (SIGSTOP): connections hang until the client's
+    # timeouts give up. A server of its own, so that no other test sees it frozen.
+    server = MotoS3()
+    server.start()
+    for name, value in server.env.items():  # its endpoint, the dummy credentials
+        monkeypatch.setenv(name, value)
+    try:
+        with server.bucket() as bucket:
+            yield Outage(server, bucket, server.freeze, server.thaw)
+    finally:
+        server.stop()
+
+
+@pytest.mark.parametrize("kind", ["frozen", "cut"])
+def test_an_s3_outage_during_a_recording_loses_nothing(
+    kind: str,
     home: Path,
     xdisplay: VirtualDisplay,
     sound: VirtualAudio,  # noqa: F811
     monkeypatch: pytest.MonkeyPatch,
+    request: pytest.FixtureRequest,
 ) -> None:
-    """The recorder's way to the bucket is cut for 30 s: it keeps recording into staging,
-    reports the pending uploads, retries, catches up, and ends with everything attached."""
-    gate = Gate(s3_server.port)
-    gate.open()
-    monkeypatch.setenv("AWS_ENDPOINT_URL", gate.endpoint)
-    url = f"s3://{s3_bucket}/{PREFIX}"
-    library = Taskerino.open(home, media=url)
-    try:
-        config = SessionConfig(
-            screenshot_interval=1.0,
-            video=True,
-            sources=["test:blue"],
-            fps=10,
-            width=320,
-            height=240,
-            system_audio=True,
-        )
-        sid = library.start(StartRequest(name="outage", config=config)).id
-        wait_for(lambda: len(library.get(sid).screenshots) >= 2, 60, "first screenshots stored")
+    """The bucket is away for 30 s — the server frozen, or the way to it cut: the recorder
+    keeps recording into staging, reports the pending uploads, retries, catches up, and
+    ends with everything attached."""
+    with outage_of(kind, request, monkeypatch) as outage:
+        url = f"s3://{outage.bucket}/{PREFIX}"
+        library = Taskerino.open(home, media=url)
+        away = False
+        try:
+            config = SessionConfig(
+                screenshot_interval=1.0,
+                video=True,
+                sources=["test:blue"],
+                fps=10,
+                width=320,
+                height=240,
+                system_audio=True,
+            )
+            sid = library.start(StartRequest(name="outage", config=config)).id
+            wait_for(lambda: len(library.get(sid).screenshots) >= 2, 60, "first screenshots")
 
-        gate.close()
-        cut = time.monotonic()
-        wait_for(lambda: library.stats(sid).uploads_pending >= 3, 60, "uploads queue up")
-        frames = library.stats(sid).frames_captured
-        time.sleep(max(0.0, 30 - (time.monotonic() - cut)))
-        during = library.stats(sid)
-        assert during.state == "recording"
-        assert during.frames_captured > frames, "capture goes on while the bucket is away"
-        assert during.uploads_failed >= 1
-        # Ending while the bucket is still away waits for the uploads, retrying.
-        ended: list[Session] = []
-        ending = threading.Thread(target=lambda: ended.append(library.end(sid)))
-        ending.start()
-        ending.join(3.0)
-        assert ending.is_alive(), "the end cannot complete before its media is uploaded"
-        assert library.stats(sid).uploads_pending >= 1
-        gate.open()
-        ending.join(240)
-        assert not ending.is_alive(), "uploads did not catch up"
-        session = ended[0]
-    finally:
-        library.close()
-        gate.close()
+            outage.begin()
+            away = True
+            cut = time.monotonic()
+            wait_for(lambda: library.stats(sid).uploads_pending >= 3, 60, "uploads queue up")
+            frames = library.stats(sid).frames_captured
+            time.sleep(max(0.0, 30 - (time.monotonic() - cut)))
+            # A frozen server fails an upload once the client's timeouts and retries ran
+            # out: well within a minute (boto3's defaults took five).
+            wait_for(lambda: library.stats(sid).uploads_failed >= 1, 60, "a failed upload")
+            during = library.stats(sid)
+            assert during.state == "recording"
+            assert during.frames_captured > frames, "capture goes on while the bucket is away"
+            # Ending while the bucket is still away waits for the uploads, retrying.
+            ended: list[Session] = []
+            ending = threading.Thread(target=lambda: ended.append(library.end(sid)))
+            ending.start()
+            ending.join(3.0)
+            assert ending.is_alive(), "the end cannot complete before its media is uploaded"
+            assert library.stats(sid).uploads_pending >= 1
+            outage.end()
+            away = False
+            ending.join(240)
+            assert not ending.is_alive(), "uploads did not catch up"
+            session = ended[0]
+        finally:
+            if away:
+                outage.end()
+            library.close()
 
-    assert session.status == "completed"
-    # A screenshot a second all along: none went missing during the outage.
-    offsets = [s.media_offset for s in session.screenshots]
-    assert offsets[-1] >= 30
-    assert max(b - a for a, b in itertools.pairwise(offsets)) < 5.0  # 1 s apart, under load
-    # Audio segments follow each other without a hole.
-    segments = session.audio_segments
-    assert len(segments) >= 3
-    for before, after in itertools.pairwise(segments):
-        assert after.media_offset == pytest.approx(before.media_offset + before.duration, abs=0.05)
-    assert session.video is not None and session.video.chunking_status == "complete"
+        assert session.status == "completed"
+        # A screenshot a second all along: none went missing during the outage.
+        offsets = [s.media_offset for s in session.screenshots]
+        assert offsets[-1] >= 30
+        assert max(b - a for a, b in itertools.pairwise(offsets)) < 5.0  # 1 s apart, loaded
+        # Audio segments follow each other without a hole.
+        segments = session.audio_segments
+        assert len(segments) >= 3
+        for before, after in itertools.pairwise(segments):
+            assert after.media_offset == pytest.approx(
+                before.media_offset + before.duration, abs=0.05
+            )
+        assert session.video is not None and session.video.chunking_status == "complete"
 
-    monkeypatch.setenv("AWS_ENDPOINT_URL", s3_server.endpoint)  # straight to the server
-    with Taskerino.open(home, media=url) as again:
-        assert again.doctor() == []
-    shown = run_json(home, "--media", url, "sessions", "show", sid)
-    video = session.video
-    referenced = {
-        *(s.attachment_id for s in session.screenshots),
-        *(a.attachment_id for a in segments),
-        *(c.attachment_id for c in video.chunks),
-        video.full_video_attachment_id,
-        session.audio_attachment_id,
-    }
-    assert referenced <= set(shown["attachments"])
-    assert keys_of(shown) <= set(object_keys(s3_server.client(), s3_bucket))
-    assert not (home / "staging" / sid).exists()
+        monkeypatch.setenv("AWS_ENDPOINT_URL", outage.server.endpoint)  # straight to it
+        with Taskerino.open(home, media=url) as again:
+            assert again.doctor() == []
+        shown = run_json(home, "--media", url, "sessions", "show", sid)
+        video = session.video
+        referenced = {
+            *(s.attachment_id for s in session.screenshots),
+            *(a.attachment_id for a in segments),
+            *(c.attachment_id for c in video.chunks),
+            video.full_video_attachment_id,
+            session.audio_attachment_id,
+        }
+        assert referenced <= set(shown["attachments"])
+        assert keys_of(shown) <= set(object_keys(outage.server.client(), outage.bucket))
+        assert not (home / "staging" / sid).exists()
 
 
 def test_kill_9_of_a_recorder_into_s3_is_recovered_with_its_uploaded_media(

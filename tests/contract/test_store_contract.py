@@ -42,6 +42,7 @@ from taskerino.models import (
 from taskerino.process import ProcessOwner, current_owner
 from taskerino.store import Store
 from taskerino.store.base import Backoff, BlobIntent, SessionRows
+from taskerino.store.watch import Topic
 
 from .conftest import StoreBackend
 
@@ -95,6 +96,17 @@ def _claim_all(url: str, owner: str, start: Any, out: Any) -> None:
     finally:
         store.close()
         out.put((owner, claimed))
+
+
+def _push_later(url: str, session_id: str, command: str, ready: Any) -> None:
+    """Another process: once told the parent waits, push a command."""
+    store = StoreBackend(url).open()
+    try:
+        ready.wait(60)
+        time.sleep(0.2)  # the parent is in its wait by now
+        store.push_command(session_id, command)
+    finally:
+        store.close()
 
 
 def with_video(store: Store, name: str = "s") -> Session:
@@ -1442,3 +1454,151 @@ class TestStoreContract:
     def test_search_paging_must_make_sense(self, store: Store, limit: int, offset: int) -> None:
         with pytest.raises(InvalidInput):
             store.search("budget", limit=limit, offset=offset)
+
+
+class TestWaiting:
+    """`Store.watch` and `wait_for`: woken by changes other clients commit, never raising.
+    A back end may wake for changes of other topics (SQLite wakes on any commit), so each
+    test waits after the last write of its own."""
+
+    def test_a_command_from_another_process_wakes_a_wait_long_before_its_timeout(
+        self, store: Store, store_backend: StoreBackend
+    ) -> None:
+        s = stored_session(store)
+        ctx = multiprocessing.get_context("spawn")
+        ready = ctx.Event()
+        proc = ctx.Process(target=_push_later, args=(store_backend.url, s.id, "pause", ready))
+        proc.start()
+        try:
+            with store.watch([Topic.commands(s.id)]) as watch:
+                ready.set()
+                started = time.monotonic()
+                woken = watch.wait(60.0)
+                waited = time.monotonic() - started
+        finally:
+            proc.join(60)
+        assert proc.exitcode == 0
+        assert woken and waited < 20, waited  # well before the 60 s timeout
+        assert store.take_commands(s.id) == ["pause"]
+
+    def test_a_wait_for_a_change_from_another_client_is_woken(
+        self, store: Store, store_backend: StoreBackend
+    ) -> None:
+        s = stored_session(store)
+        other = store_backend.open()
+        try:
+            timer = threading.Timer(0.3, other.push_command, (s.id, "end"))
+            timer.start()
+            started = time.monotonic()
+            assert store.wait_for([Topic.commands(s.id)], 30.0)
+            assert time.monotonic() - started < 15  # well before the timeout
+            timer.join()
+        finally:
+            other.close()
+        assert store.take_commands(s.id) == ["end"]
+
+    def test_a_wait_with_nothing_happening_returns_false_at_its_timeout(self, store: Store) -> None:
+        s = stored_session(store)
+        with store.watch([Topic.commands(s.id), Topic.jobs()]) as watch:
+            started = time.monotonic()
+            assert watch.wait(1.0) is False
+            waited = time.monotonic() - started
+        assert 1.0 <= waited < 10, waited
+        started = time.monotonic()
+        assert store.wait_for([Topic.session(s.id)], 0.5) is False
+        assert 0.5 <= time.monotonic() - started < 10
+
+    def test_the_stop_event_ends_a_wait(self, store: Store) -> None:
+        s = stored_session(store)
+        stop = threading.Event()
+        threading.Timer(0.3, stop.set).start()
+        started = time.monotonic()
+        assert store.wait_for([Topic.commands(s.id)], 30.0, stop) is False
+        assert time.monotonic() - started < 15  # well before the timeout
+        assert store.wait_for([Topic.commands(s.id)], 30.0, stop) is False  # at once
+
+    def test_closing_a_watch_ends_its_wait(self, store: Store) -> None:
+        s = stored_session(store)
+        watch = store.watch([Topic.stats(s.id)])
+        threading.Timer(0.3, watch.close).start()
+        started = time.monotonic()
+        assert watch.wait(30.0) is False
+        assert time.monotonic() - started < 15
+        watch.close()  # twice is fine
+
+    def test_a_change_committed_before_the_wait_is_not_missed(
+        self, store: Store, store_backend: StoreBackend
+    ) -> None:
+        s = stored_session(store)
+        other = store_backend.open()
+        try:
+            with store.watch([Topic.commands(s.id)]) as watch:
+                other.push_command(s.id, "pause")
+                time.sleep(0.5)  # announced, or not, before anybody waits
+                started = time.monotonic()
+                assert watch.wait(30.0)
+                assert time.monotonic() - started < 15
+        finally:
+            other.close()
+
+    def test_each_topic_is_announced_by_its_writes(self, store: Store) -> None:
+        s = stored_session(store)
+
+        def woken(topic: Topic, write: Callable[[], object]) -> bool:
+            with store.watch([topic]) as watch:
+                write()
+                return watch.wait(30.0)
+
+        assert woken(Topic.jobs(), lambda: store.enqueue_job(s.id, "ocr", now=1.0))
+        first = store.claim_job("w", lease_seconds=60, now=2.0)
+        assert first is not None
+        assert woken(Topic.jobs(), lambda: store.release_job(first.id, "w"))
+        again = store.claim_job("w", lease_seconds=60, now=3.0)
+        assert again is not None
+        assert woken(
+            Topic.jobs(),
+            lambda: store.fail_job(
+                again.id, "w", "boom", now=4.0, max_attempts=3, backoff=Backoff(base=1.0)
+            ),
+        )
+        assert woken(Topic.stats(s.id), lambda: store.write_stats(RecordingStats(s.id)))
+        assert woken(Topic.session(s.id), lambda: store.set_stage_status(s.id, "ocr", "running"))
+        paused = replace(s, status="paused", paused_at=utc_now())
+        assert woken(Topic.session(), lambda: store.update_session(paused))
+        assert woken(Topic.session(), lambda: stored_session(store, "another"))
+
+    def test_a_change_rolled_back_is_not_announced(self, store: Store) -> None:
+        s = stored_session(store)
+        with store.watch([Topic.commands(s.id)]) as watch:
+            with pytest.raises(RuntimeError), store.transaction():
+                store.push_command(s.id, "end")
+                raise RuntimeError("undo")
+            assert watch.wait(1.0) is False
+        assert store.take_commands(s.id) == []
+
+    def test_the_next_job_due(self, store: Store) -> None:
+        s, other = stored_session(store), stored_session(store)
+        assert store.next_due() is None
+        store.enqueue_job(s.id, "ocr", now=50.0)
+        store.enqueue_job(other.id, "transcribe", now=40.0)
+        assert store.next_due() == 40.0
+        assert store.next_due(["ocr"]) == 50.0
+        assert store.next_due([]) is None
+        job = store.claim_job("w", lease_seconds=5, now=60.0, kinds=["transcribe"])
+        assert job is not None
+        assert store.next_due(["transcribe"]) == 65.0  # its lease runs out then
+        store.complete_job(job.id, "w", now=61.0)
+        assert store.next_due(["transcribe"]) is None
+
+    @pytest.mark.parametrize(
+        "topic", [("jobs", "s"), ("commands", None), ("stats", ""), ("everything", None)]
+    )
+    def test_a_topic_must_make_sense(self, topic: tuple[str, str | None]) -> None:
+        with pytest.raises(InvalidInput):
+            Topic(*topic)  # type: ignore[arg-type]
+
+    def test_a_closed_store_gives_no_watch(self, store_backend: StoreBackend) -> None:
+        closed = store_backend.open()
+        closed.close()
+        with pytest.raises(StorageError):
+            closed.watch([Topic.jobs()])

@@ -23,8 +23,11 @@ from dataclasses import dataclass, field
 from ..errors import LeaseLost, TaskerinoError
 from ..models import Job, StageState
 from ..store.base import Backoff, Store
+from ..store.watch import Topic, Watch
 
 log = logging.getLogger("taskerino.worker")
+
+MIN_PAUSE = 0.05  # an idle slot never looks again sooner (a job due but not claimable)
 
 Commit = Callable[[], None]
 StageRunner = Callable[[Job], Commit]  # computes a job's results; the commit writes them
@@ -37,7 +40,9 @@ class WorkerConfig:
     lease_seconds: float = 60.0
     max_attempts: int = 3
     backoff: Backoff = field(default_factory=lambda: Backoff(base=5.0, factor=3.0, cap=600.0))
-    poll_seconds: float = 0.5
+    # An idle slot waits for a job to be queued (`Topic.jobs`) and looks at least this often
+    # besides: for a retry coming due, a lease running out, a lost wake.
+    poll_seconds: float = 5.0
 
 
 class Worker:
@@ -62,6 +67,7 @@ class Worker:
         self.jobs_done = 0
         self.jobs_failed = 0
         self._held: dict[str, Job] = {}  # jobs in hand, by id
+        self._watches: list[Watch] = []  # the idle slots wait on these
         self._lock = threading.Lock()
 
     # --- running --------------------------------------------------------------------------
@@ -82,9 +88,33 @@ class Worker:
                 self.stop.wait(0.2)
         finally:
             self.stop.set()
+            with self._lock:
+                watches = list(self._watches)
+            for watch in watches:
+                watch.close()  # ends the idle slots' waits at once
             self._release_held()
 
     def _slot(self, drain: bool) -> None:
+        # Draining, a job finishing elsewhere (its stage's status: `Topic.session`) may
+        # leave nothing to do.
+        topics = [Topic.jobs(), Topic.session()] if drain else [Topic.jobs()]
+        try:
+            watch: Watch | None = self.store.watch(topics)
+        except TaskerinoError as exc:
+            log.warning("jobs are polled: %s", exc)
+            watch = None
+        if watch is not None:
+            with self._lock:
+                self._watches.append(watch)
+        try:
+            self._claim_and_run(drain, watch)
+        finally:
+            if watch is not None:
+                watch.close()
+                with self._lock:
+                    self._watches.remove(watch)
+
+    def _claim_and_run(self, drain: bool, watch: Watch | None) -> None:
         while not self.stop.is_set():
             try:
                 job = self.store.claim_job(
@@ -100,9 +130,26 @@ class Worker:
             if job is None:
                 if drain and self._idle():
                     return
-                self.stop.wait(self.config.poll_seconds)
+                pause = self._pause()
+                if watch is None:
+                    self.stop.wait(pause)
+                else:
+                    watch.wait(pause)  # closed by `run` when stopping
                 continue
             self._run(job)
+
+    def _pause(self) -> float:
+        """How long an idle slot waits for a job to be queued: until the next job comes
+        due (a retry after its backoff, a lease running out), at most `poll_seconds`."""
+        poll = self.config.poll_seconds
+        try:
+            due = self.store.next_due(list(self.stages))
+        except TaskerinoError as exc:
+            log.error("could not look for jobs coming due: %s", exc)
+            return poll
+        if due is None:
+            return poll
+        return min(poll, max(MIN_PAUSE, due - self.clock()))
 
     def _idle(self) -> bool:
         """No job left that this worker could run: none queued, none running anywhere."""

@@ -41,9 +41,20 @@ from .base import FETCHED, Finisher, Recorder, RecordingContext
 
 log = logging.getLogger("taskerino.video")
 
-# Crash safety does not depend on it (fragments are flushed every half second); fewer
-# chunks make the join at the end faster.
+# How long a chunk runs before the next one starts. On this disk crash safety does not
+# depend on it (fragments are flushed every half second) and fewer chunks make the join at
+# the end faster. With a remote blob store a chunk goes up only once it closes, so its
+# length is what a recorder whose machine dies loses: shorter there (docs/scaling.md has
+# the cost in objects and requests).
 CHUNK_SECONDS = 300.0
+REMOTE_CHUNK_SECONDS = 60.0
+
+
+def chunk_seconds_for(media: MediaLibrary) -> float:
+    """The chunk length of a recording into `media`."""
+    return REMOTE_CHUNK_SECONDS if media.remote else CHUNK_SECONDS
+
+
 QUEUE_DEPTH = 4
 KEEPALIVE_SECONDS = 0.25
 
@@ -107,7 +118,7 @@ class VideoRecorder(Recorder):
         height: int,
         backend: CaptureBackend | None = None,
         audio: AudioRecorder | None = None,
-        chunk_seconds: float = CHUNK_SECONDS,
+        chunk_seconds: float | None = None,  # None: `chunk_seconds_for` its media
         exclude: Sequence[str] = (),
     ) -> None:
         self.source_ids = sources
@@ -116,7 +127,8 @@ class VideoRecorder(Recorder):
         self.fps = fps
         self.width = width
         self.height = height
-        self.chunk_seconds = chunk_seconds
+        self._chunk_seconds = chunk_seconds
+        self.chunk_seconds = CHUNK_SECONDS  # as `prepare` sets it for its media
         # The session's audio goes into the video: it must have stopped (and joined its
         # segments) before this recorder joins its chunks.
         self.audio = audio
@@ -165,6 +177,7 @@ class VideoRecorder(Recorder):
             fit(*source.size, slot)[2] / source.size[0]
             for source, slot in zip(self._sources, self._compositor.slots, strict=True)
         )
+        self.chunk_seconds = self._chunk_seconds or chunk_seconds_for(ctx.media)
         self._encoder = ChunkedEncoder(
             ctx.staging,
             self.width,

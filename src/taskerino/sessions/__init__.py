@@ -6,6 +6,7 @@ process records; `steering` sends those commands to another process's recorder;
 configuration against the rule book and the devices; `views` holds the JSON shapes.
 """
 
+from ..store.watch import Watch
 from .library import StartRequest, Taskerino
 
-__all__ = ["StartRequest", "Taskerino"]
+__all__ = ["StartRequest", "Taskerino", "Watch"]

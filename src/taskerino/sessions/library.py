@@ -60,6 +60,7 @@ from ..rules import (
 from ..store.base import BlobStore, Store
 from ..store.media import MediaLibrary
 from ..store.registry import open_blob_store, open_store
+from ..store.watch import Topic, Watch
 from .budget import MAX_STORAGE_SETTING, Budget, GcReport
 from .export import Export, ExportFile, export_files, write_folder
 from .lifecycle import Lifecycle, Listener, StartRequest
@@ -503,6 +504,17 @@ class Taskerino:
     def session_state(self, session_id: str) -> SessionState:
         """Status, pause and enrichment of a session, read cheaply (for watching it)."""
         return self._store.session_state(check_session_id(session_id))
+
+    def watch_session(self, session_id: str) -> Watch:
+        """A watch that wakes when the session's state (status, pause, enrichment) or its
+        stats change, in any process: to follow a session without polling it."""
+        sid = check_session_id(session_id)
+        return self._store.watch([Topic.session(sid), Topic.stats(sid)])
+
+    def watch_live(self) -> Watch:
+        """A watch that wakes when a session is created or its state changes: to follow
+        which sessions record now."""
+        return self._store.watch([Topic.session()])
 
     def latest_stats(self, session_id: str) -> RecordingStats | None:
         """The stats of a recording as `stats` gives them, or None when the session has

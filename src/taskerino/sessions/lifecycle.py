@@ -45,13 +45,16 @@ from ..store.base import Store
 from ..store.media import MediaLibrary
 from ..store.queue import PersistenceQueue, QueueEvent
 from ..store.uploads import Uploads
+from ..store.watch import Topic, Watch
 from .configure import configure
 from .recorders import build_recorders
 from .steering import Steering
 
 log = logging.getLogger("taskerino.sessions")
 
-POLL_SECONDS = 0.2  # how often a recorder looks for commands from other processes
+# A recorder waits for commands from other processes (`Topic.commands`) and looks for them
+# when woken, and at least this often besides: a lost wake costs at most that long.
+POLL_SECONDS = 1.0
 STATS_SECONDS = 1.0  # how often its stats and heartbeat are published
 OWNER_FILE = ".owner"  # in a staging folder: the process writing there
 TERMINAL: tuple[SessionStatus, ...] = ("completed", "interrupted")
@@ -399,22 +402,49 @@ class Keeper:
             target=self._run, name=f"keeper-{recording.session_id[:8]}", daemon=True
         )
         self._last_stats = 0.0
+        self._watch: Watch | None = None
 
     def start(self) -> None:
         self._thread.start()
 
     def stop(self) -> None:
         self._stop.set()
+        watch = self._watch
+        if watch is not None:
+            watch.close()  # ends the keeper's wait at once
         if self._thread is not threading.current_thread():
             self._thread.join()
 
     def _run(self) -> None:
-        while not self._stop.wait(POLL_SECONDS):
-            try:
-                if not self._tick():
-                    return
-            except TaskerinoError as exc:
-                log.error("session %s: %s", self.recording.session_id, exc)
+        sid = self.recording.session_id
+        try:
+            watch: Watch | None = self.lifecycle.store.watch([Topic.commands(sid)])
+        except TaskerinoError as exc:
+            log.warning("session %s: commands are polled (%s)", sid, exc)
+            watch = None
+        self._watch = watch
+        if self._stop.is_set() and watch is not None:
+            watch.close()  # stopped while the watch was made
+        try:
+            while not self._wait(watch):
+                try:
+                    if not self._tick():
+                        return
+                except TaskerinoError as exc:
+                    log.error("session %s: %s", sid, exc)
+        finally:
+            if watch is not None:
+                watch.close()
+
+    def _wait(self, watch: Watch | None) -> bool:
+        """Wait for a command, until the next stats are due at the latest; True once the
+        keeper is stopped."""
+        due = self._last_stats + STATS_SECONDS - time.monotonic()
+        timeout = min(POLL_SECONDS, max(0.0, due))
+        if watch is None:
+            return self._stop.wait(timeout)
+        watch.wait(timeout)  # `stop` closes it
+        return self._stop.is_set()
 
     def _tick(self) -> bool:
         """One round; False when the keeper's work is over."""

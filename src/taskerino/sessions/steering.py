@@ -1,5 +1,5 @@
 """Steering a session that another process records: pause, resume and end through the
-store's command table, watched until the change shows.
+store's command table, then waiting (`Topic.session`) until the change shows.
 
 What the caller is told is what happened: a command the recorder never took is withdrawn
 when time runs out, so it cannot take effect later behind the caller's back.
@@ -11,14 +11,19 @@ import time
 from collections.abc import Callable
 from typing import Literal
 
-from ..errors import InvalidInput, RecorderError
+from ..errors import InvalidInput, RecorderError, TaskerinoError
 from ..models import Session, SessionStatus
 from ..store.base import Store
+from ..store.watch import Topic, Watch
 
 Command = Literal["pause", "resume", "end"]
 EXPECT: dict[Command, SessionStatus] = {"pause": "paused", "resume": "active", "end": "completed"}
 TIMEOUT: dict[Command, float] = {"pause": 10.0, "resume": 10.0, "end": 120.0}
 TERMINAL: tuple[SessionStatus, ...] = ("completed", "interrupted")
+# The session's changes wake the steering (`Topic.session`); it also looks this often,
+# to notice a recorder that died. Without a watch it polls.
+LOOK_SECONDS = 0.5
+POLL_SECONDS = 0.05
 
 
 class Steering:
@@ -51,15 +56,27 @@ class Steering:
             return session
         if not self.recorder_alive(session_id):
             return self._recovered(session_id, command)
-        self.store.push_command(session_id, command)
-        deadline = self._clock() + (TIMEOUT[command] if timeout is None else timeout)
-        while self._clock() < deadline:
-            session = self.store.get_session(session_id)
-            if session.status == expect or session.status in TERMINAL:
-                return session
-            if not self.recorder_alive(session_id):
-                return self._recovered(session_id, command)
-            self._sleep(0.05)
+        # Watching before the command goes out: the change it makes cannot slip by.
+        try:
+            watch: Watch | None = self.store.watch([Topic.session(session_id)])
+        except TaskerinoError:
+            watch = None
+        try:
+            self.store.push_command(session_id, command)
+            deadline = self._clock() + (TIMEOUT[command] if timeout is None else timeout)
+            while (left := deadline - self._clock()) > 0:
+                session = self.store.get_session(session_id)
+                if session.status == expect or session.status in TERMINAL:
+                    return session
+                if not self.recorder_alive(session_id):
+                    return self._recovered(session_id, command)
+                if watch is None:
+                    self._sleep(min(POLL_SECONDS, left))
+                else:
+                    watch.wait(min(LOOK_SECONDS, left))
+        finally:
+            if watch is not None:
+                watch.close()
         return self._timed_out(session_id, command)
 
     def _recovered(self, session_id: str, command: Command) -> Session:

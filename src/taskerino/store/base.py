@@ -11,7 +11,9 @@ can implement and test them one at a time:
 - `JobQueue` — enrichment jobs with leases, retries and backoff;
 - `EnrichmentRows` — the activity track and what the enrichment stages found (OCR,
   transcript, chapters), with each stage's status;
-- `SearchIndex` — full-text search over all of a store's text, kept in step with it.
+- `SearchIndex` — full-text search over all of a store's text, kept in step with it;
+- `Waiting` — waiting for a change (a command, a job, a session's state or stats) instead
+  of polling for it.
 
 `BlobStore` (media bytes) stands alone.
 
@@ -37,6 +39,7 @@ import contextlib
 import io
 import random
 import re
+import threading
 from collections.abc import Iterator, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
@@ -69,6 +72,7 @@ from ..models import (
     VideoChapter,
 )
 from ..process import ProcessOwner
+from .watch import Topic, Watch
 
 _DIGEST = re.compile(r"[0-9a-f]{64}")
 
@@ -369,8 +373,8 @@ class LiveCoordination(Transactional):
     @abc.abstractmethod
     def take_commands(self, session_id: str) -> list[str]:
         """Remove and return the session's pending commands, oldest first. Two callers never
-        get the same command. Cheap when there is none: this is polled several times a
-        second."""
+        get the same command. Cheap when there is none: a recorder looks each time a
+        `Topic.commands` watch wakes, and once a second besides."""
 
 
 class BlobIntents(Transactional):
@@ -493,6 +497,12 @@ class JobQueue(Transactional):
         exist."""
 
     @abc.abstractmethod
+    def next_due(self, kinds: Sequence[str] | None = None) -> float | None:
+        """When a job (of `kinds`) may next be claimed: the earliest `run_at` of a queued
+        job or `lease_until` of a running one (unix seconds, maybe past); None when no job
+        is queued or running. An idle worker waits until then at the latest."""
+
+    @abc.abstractmethod
     def get_job(self, job_id: str) -> Job:
         """NotFound if absent."""
 
@@ -594,8 +604,59 @@ class SearchIndex(Transactional):
         what is allowed. An unknown `session_id` has no hits."""
 
 
+class Waiting(Transactional):
+    """Waiting for changes that other processes commit, instead of polling for them.
+
+    The topics (`Topic`): a session's commands (`push_command`), the job queue (a job
+    became queued: `enqueue_job`, `release_job`, `fail_job` with a retry to come), a
+    session's state (`create_session`, `update_session`, `set_stage_status`: its status,
+    pause, end, name or enrichment) and a session's stats (`write_stats`). A change is
+    announced when its transaction commits, never before, and never when it rolls back.
+
+    What a wake means differs by back end, and callers must not rely on more than this:
+    - PostgreSQL: LISTEN on a connection of its own, the writes NOTIFY inside their
+      transactions (triggers), so a wake is a change of a watched topic, delivered within
+      milliseconds of its commit on any machine. The listening connection reconnects by
+      itself; while the database is away a wait runs to its timeout, and after a
+      reconnection every watch wakes once (changes may have been missed meanwhile).
+    - SQLite (one machine): the store looks at the database's `data_version` ten times a
+      second on a connection of its own; any commit by another connection, in this
+      process or another, wakes every watch. Wakes are prompt but not specific.
+
+    So a wake says "look again", a timeout says "nothing seen": a caller keeps its
+    timeout bounded (a lost wake costs at most that long) and looks at what it waits for
+    after each wait, whatever it returned.
+    """
+
+    @abc.abstractmethod
+    def watch(self, topics: Sequence[Topic]) -> Watch:
+        """Start watching `topics` now: a change committed after this returns makes the
+        next `Watch.wait` return True (at once if it came before the wait). Close the watch
+        when done. InvalidInput for no topic; StorageError on a closed store. Never waits
+        for the database: when it cannot be reached the watch's waits run to their
+        timeouts until it is back."""
+
+    def wait_for(
+        self, topics: Sequence[Topic], timeout: float, stop: threading.Event | None = None
+    ) -> bool:
+        """Wait up to `timeout` seconds for a change of one of `topics` committed after
+        this call began: True when one came (maybe spuriously, see above), False at the
+        timeout or when `stop` was set. Never raises for the database being away. A change
+        committed just before the call is not seen: to wait for something after looking
+        at it, make a `watch` first."""
+        with self.watch(topics) as watch:
+            return watch.wait(timeout, stop)
+
+
 class Store(
-    SessionRows, LiveCoordination, BlobIntents, Settings, JobQueue, EnrichmentRows, SearchIndex
+    SessionRows,
+    LiveCoordination,
+    BlobIntents,
+    Settings,
+    JobQueue,
+    EnrichmentRows,
+    SearchIndex,
+    Waiting,
 ):
     """Session metadata: all the parts above, sharing one transaction."""
 

@@ -45,6 +45,15 @@ MIN_PART = 5 << 20  # S3 refuses smaller parts (but the last)
 DEFAULT_TRANSFER = TransferConfig(
     multipart_threshold=16 << 20, multipart_chunksize=8 << 20, max_concurrency=4
 )
+# A server that stopped answering (frozen, or a network that drops packets) is an error
+# within about half a minute, not a hang: boto3's defaults (60 s to read, 5 attempts in
+# its legacy mode) held an upload for up to five minutes. Bounded here — 5 s to connect,
+# 10 s without a byte of the answer, 3 attempts with standard (jittered) backoff — and
+# retried again by the caller where it matters (`Uploads` keeps a recording's media in
+# staging and retries until the bucket answers).
+CLIENT_CONFIG = Config(
+    connect_timeout=5, read_timeout=10, retries={"max_attempts": 3, "mode": "standard"}
+)
 # A multipart upload this old is abandoned whoever started it (ours take seconds).
 STALE_UPLOAD_SECONDS = 24 * 3600.0
 _BUCKET = re.compile(r"[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]")
@@ -143,11 +152,8 @@ class S3BlobStore(BlobStore):
         self.part_size = max(MIN_PART, int(transfer.multipart_chunksize))
         self.where = f"s3://{bucket}/{self.prefix}".rstrip("/")
         try:
-            # Timeouts so that a server that stopped answering is an error, not a hang;
-            # retries, endpoint, region and credentials as boto3 is configured.
-            self.client = client or boto3.session.Session().client(
-                "s3", config=Config(connect_timeout=10, read_timeout=60)
-            )
+            # Endpoint, region and credentials as boto3 is configured.
+            self.client = client or boto3.session.Session().client("s3", config=CLIENT_CONFIG)
             self.client.head_bucket(Bucket=bucket)
         except ClientError as exc:
             if _missing(exc) or exc.response.get("Error", {}).get("Code") == "NoSuchBucket":

@@ -182,6 +182,17 @@ class PostgresJobQueue(PostgresBase, JobQueue):
             params.append(session_id)
         return self._jobs(("WHERE " + " AND ".join(where)) if where else "", params)
 
+    def next_due(self, kinds: Sequence[str] | None = None) -> float | None:
+        which = " AND kind = ANY(%(kinds)s)" if kinds is not None else ""
+        with self._reading() as db:
+            row = db.execute(
+                "SELECT least("
+                f"(SELECT min(run_at) FROM jobs WHERE state = 'queued'{which}),"
+                f" (SELECT min(lease_until) FROM jobs WHERE state = 'running'{which}))",
+                {"kinds": list(kinds or [])},
+            ).fetchone()
+        return None if row is None or row[0] is None else float(row[0])
+
     def _jobs(self, where: str, params: Sequence[Any]) -> list[Job]:
         with self._reading() as db:
             rows = db.execute(f"SELECT {_COLUMNS} FROM jobs {where} ORDER BY seq", params)

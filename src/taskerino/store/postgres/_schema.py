@@ -314,8 +314,42 @@ CREATE TRIGGER transcript_indexed AFTER INSERT OR DELETE ON transcript_lines
     FOR EACH ROW EXECUTE FUNCTION taskerino_indexed('transcript');
 """
 
+# What other processes wait for (`Waiting`), announced by NOTIFY inside the writing
+# transaction, so that it is delivered when (and only if) the change commits. One channel
+# per kind of topic, the session's id as payload: a process LISTENs only to the kinds it
+# waits for, and the notifications of one transaction with the same payload are one.
+_V2 = """
+CREATE FUNCTION taskerino_notify() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    IF TG_ARGV[0] = 'taskerino_jobs' THEN
+        PERFORM pg_notify(TG_ARGV[0], '');
+    ELSIF TG_ARGV[0] = 'taskerino_session' THEN
+        PERFORM pg_notify(TG_ARGV[0], NEW.id);
+    ELSE
+        PERFORM pg_notify(TG_ARGV[0], NEW.session_id);
+    END IF;
+    RETURN NULL;
+END $$;
+CREATE TRIGGER command_pushed AFTER INSERT ON session_commands
+    FOR EACH ROW EXECUTE FUNCTION taskerino_notify('taskerino_commands');
+CREATE TRIGGER job_queued AFTER INSERT OR UPDATE OF state ON jobs
+    FOR EACH ROW WHEN (NEW.state = 'queued') EXECUTE FUNCTION taskerino_notify('taskerino_jobs');
+CREATE TRIGGER stats_written AFTER INSERT OR UPDATE ON recording_stats
+    FOR EACH ROW EXECUTE FUNCTION taskerino_notify('taskerino_stats');
+CREATE TRIGGER session_created AFTER INSERT ON sessions
+    FOR EACH ROW EXECUTE FUNCTION taskerino_notify('taskerino_session');
+-- Not the heartbeat nor the recorder: they change every second and nobody waits for them.
+CREATE TRIGGER session_changed AFTER UPDATE ON sessions FOR EACH ROW
+    WHEN ((OLD.status, OLD.paused_at, OLD.total_paused, OLD.end_time, OLD.total_duration,
+           OLD.name, OLD.description, OLD.tags, OLD.enrichment)
+          IS DISTINCT FROM
+          (NEW.status, NEW.paused_at, NEW.total_paused, NEW.end_time, NEW.total_duration,
+           NEW.name, NEW.description, NEW.tags, NEW.enrichment))
+    EXECUTE FUNCTION taskerino_notify('taskerino_session');
+"""
+
 # version N -> the script that makes a version-N database a version-N+1 one.
-MIGRATIONS: dict[int, str] = {0: _V1}
+MIGRATIONS: dict[int, str] = {0: _V1, 1: _V2}
 DB_VERSION = len(MIGRATIONS)
 
 

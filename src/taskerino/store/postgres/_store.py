@@ -15,6 +15,7 @@ from ._live import PostgresLiveCoordination
 from ._search import PostgresSearchIndex
 from ._sessions import PostgresSessionRows
 from ._settings import PostgresSettings
+from ._waiting import PostgresWaiting
 
 
 class PostgresStore(
@@ -25,6 +26,7 @@ class PostgresStore(
     PostgresJobQueue,
     PostgresEnrichmentRows,
     PostgresSearchIndex,
+    PostgresWaiting,
     Store,
 ):
     """The team profile's store: one PostgreSQL database (`postgresql:` and `postgres:`

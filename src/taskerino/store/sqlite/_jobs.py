@@ -177,6 +177,19 @@ class SQLiteJobQueue(SQLiteBase, JobQueue):
             params.append(session_id)
         return self._jobs(("WHERE " + " AND ".join(where)) if where else "", params)
 
+    def next_due(self, kinds: Sequence[str] | None = None) -> float | None:
+        which, params = "", list(kinds or [])
+        if kinds is not None:
+            which = f" AND kind IN ({','.join('?' * len(params))})" if params else " AND 0"
+        with self._reading() as db:
+            row = db.execute(
+                "SELECT min(t) FROM ("
+                f" SELECT min(run_at) AS t FROM jobs WHERE state = 'queued'{which}"
+                f" UNION ALL SELECT min(lease_until) FROM jobs WHERE state = 'running'{which})",
+                params * 2,
+            ).fetchone()
+        return None if row is None or row[0] is None else float(row[0])
+
     def _jobs(self, where: str, params: Sequence[Any]) -> list[Job]:
         with self._reading() as db:
             rows = db.execute(f"SELECT {_COLUMNS} FROM jobs {where} ORDER BY seq", params)

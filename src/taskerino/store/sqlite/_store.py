@@ -14,6 +14,7 @@ from ._live import SQLiteLiveCoordination
 from ._search import SQLiteSearchIndex
 from ._sessions import SQLiteSessionRows
 from ._settings import SQLiteSettings
+from ._waiting import SQLiteWaiting
 
 
 class SQLiteStore(
@@ -24,6 +25,7 @@ class SQLiteStore(
     SQLiteJobQueue,
     SQLiteEnrichmentRows,
     SQLiteSearchIndex,
+    SQLiteWaiting,
     Store,
 ):
     """The embedded store: one SQLite database file in WAL mode (`sqlite:` URLs)."""
