@@ -160,12 +160,31 @@ def test_an_unexpected_error_is_one_line_and_a_log_file(
     assert "Traceback" in log.read_text() and "something nobody expected" in log.read_text()
 
 
+def freeze_outside_a_write(proc: subprocess.Popen[str], database: Path) -> None:
+    """Stop `proc` at a moment it holds no write lock on the database: a recorder frozen
+    inside a transaction would lock every other writer out, which is another test."""
+    for _ in range(100):
+        proc.send_signal(signal.SIGSTOP)
+        try:
+            probe = sqlite3.connect(database, timeout=0.2)
+            try:
+                probe.execute("BEGIN IMMEDIATE")
+                probe.rollback()
+                return
+            finally:
+                probe.close()
+        except sqlite3.OperationalError:
+            proc.send_signal(signal.SIGCONT)
+            time.sleep(0.05)
+    raise AssertionError("the recorder was always inside a write transaction")
+
+
 def test_a_pause_that_times_out_is_withdrawn(home: Path) -> None:
     proc = start(home, "--screenshot-interval", "1", "--json")
     try:
         sid = wait_for_session(home)["id"]
         time.sleep(0.5)
-        proc.send_signal(signal.SIGSTOP)
+        freeze_outside_a_write(proc, home / "taskerino.db")
         result = run(home, "sessions", "pause", sid, timeout=60)
         assert result.returncode == 1, result.stderr
         assert "withdrawn and nothing changed" in result.stderr
