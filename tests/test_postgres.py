@@ -27,6 +27,7 @@ from taskerino.errors import InvalidInput, StorageError
 from taskerino.models import ContextItem, Session, new_id, parse_time, utc_now
 from taskerino.store import Store, open_store
 from taskerino.store.postgres import DB_VERSION, PostgresStore
+from taskerino.store.postgres._schema import MIGRATIONS
 
 from .cli_helpers import TASKERINO, run
 from .postgres_server import PostgresServer, postgres_server
@@ -159,6 +160,36 @@ def test_a_database_of_a_newer_schema_is_refused_untouched(database: str, tmp_pa
         open_store(database, tmp_path / "unused.db")
     with psycopg.connect(database) as db:
         assert db.execute("SELECT version FROM taskerino_schema").fetchall() == [(DB_VERSION + 1,)]
+
+
+def test_a_database_of_the_first_schema_is_migrated_with_its_search_index(
+    database: str, tmp_path: Path
+) -> None:
+    with psycopg.connect(database, autocommit=True) as db:
+        db.execute("CREATE TABLE taskerino_schema (version INTEGER NOT NULL)")
+        db.execute("INSERT INTO taskerino_schema VALUES (1)")
+        db.execute(MIGRATIONS[0].encode())
+        db.execute(
+            "INSERT INTO sessions (id, name, status, start_time, schema_version)"
+            " VALUES ('s1', 'Old session', 'completed', '2024-01-01T00:00:00Z', 1)"
+        )
+        db.execute(
+            "INSERT INTO context_items (id, session_id, timestamp, media_offset, type, content)"
+            " VALUES ('n1', 's1', 't', 2.0, 'note', 'the quokka, the e-mail: quokka')"
+        )
+    store = open_store(database, tmp_path / "unused.db")
+    try:
+        (hit,) = store.search("quokka")
+        assert (hit.item_id, hit.snippet) == ("n1", "the [quokka], the e-mail: [quokka]")
+        assert [h.item_id for h in store.search("mail")] == ["n1"]
+        store.add_context_item(ContextItem("n2", "s1", "t", 3.0, "note", "quokka"))
+        assert [h.item_id for h in store.search("quokka")] == ["n2", "n1"], "short first"
+    finally:
+        store.close()
+    with psycopg.connect(database) as db:
+        assert db.execute("SELECT version FROM taskerino_schema").fetchall() == [(DB_VERSION,)]
+        words = db.execute("SELECT item_id, words FROM search_items ORDER BY item_id").fetchall()
+        assert words == [("n1", 6), ("n2", 1), ("s1", 2)]
 
 
 # --- the command line end to end ----------------------------------------------------

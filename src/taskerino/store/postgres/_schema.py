@@ -314,8 +314,30 @@ CREATE TRIGGER transcript_indexed AFTER INSERT OR DELETE ON transcript_lines
     FOR EACH ROW EXECUTE FUNCTION taskerino_indexed('transcript');
 """
 
+# Search ranks every match of a query, which reads each match's tsvector: keep it in the
+# row, not compressed (it was in TOAST, compressed, for most OCR texts), and move the text
+# out instead (it is read for the page of hits only). `words` is the number of words of the
+# text, the length that ranking divides by (ts_rank's normalisation 1 counts it again from
+# the tsvector for every match). The tsvector is made again (a column added, not altered,
+# so that every row is rewritten with the new storage) and the index with it.
+_V2 = """
+DROP INDEX search_items_words;
+ALTER TABLE search_items DROP COLUMN tsv;
+ALTER TABLE search_items
+    ALTER COLUMN body SET STORAGE EXTERNAL,
+    ADD COLUMN words INTEGER GENERATED ALWAYS AS (
+        length(btrim(regexp_replace(body, '[^[:alnum:]]+', ' ', 'g')))
+        - length(replace(btrim(regexp_replace(body, '[^[:alnum:]]+', ' ', 'g')), ' ', '')) + 1
+    ) STORED,
+    ADD COLUMN tsv TSVECTOR GENERATED ALWAYS AS
+        (to_tsvector('taskerino', regexp_replace(body, '[^[:alnum:]]+', ' ', 'g'))) STORED,
+    ALTER COLUMN tsv SET STORAGE MAIN;
+CREATE INDEX search_items_words ON search_items USING GIN (tsv);
+ANALYZE search_items;
+"""
+
 # version N -> the script that makes a version-N database a version-N+1 one.
-MIGRATIONS: dict[int, str] = {0: _V1}
+MIGRATIONS: dict[int, str] = {0: _V1, 1: _V2}
 DB_VERSION = len(MIGRATIONS)
 
 

@@ -5,9 +5,8 @@ checked exactly as the SQLite store checks it, then parsed here and written as a
 `tsquery` — a phrase becomes `a <-> b`, `prefix*` becomes `prefix:*`, AND/OR/NOT become
 `&`, `|`, `& !`. The index (`search_items.tsv`, a GIN index) and the triggers that keep it
 in step live in `_schema`. Hits are ranked by `ts_rank` normalised by length (a short text
-with the word twice before a long one with it once, as BM25 ranks them); like the SQLite
-store, a query matching more than `RANKED_AT_MOST` items is ranked among its newest
-matches only (a lower bound than SQLite's: ranking here costs more a match).
+with the word twice before a long one with it once, as BM25 ranks them), every match of
+the query (the SQLite store ranks a query's newest 10 000 matches only).
 
 Snippets and the marked OCR words are made here from the hit's text and the parsed query,
 with the same folding as the index (case and accents), so they read as SQLite's do.
@@ -253,27 +252,25 @@ def highlight(body: str, query: Node, opening: str, closing: str) -> tuple[str, 
     return whole, ("…" if best else "") + snippet + ("" if end == len(body) else "…")
 
 
-# Ranking reads every ranked match's tsvector again: a query matching more items than this
-# is ranked among its newest matches only. Measured with 100 000 items on 2 busy cores
-# (bench/bench_team_store.py): a common word's p95 was about 35 ms with 1 000, 65 ms with
-# 2 000 and 250 ms with 10 000.
-RANKED_AT_MOST = 1_000
-
-# The newest matches by id alone (a small sort), then their rank, then the rows of the
-# page only: the texts of the other matches are never read.
+# Every match is ranked (no cap): the tsvector that ranking reads is kept in the row and
+# the length it divides by is stored (`words`), so a match costs about a microsecond (2
+# busy cores, bench/bench_team_store.py); the tsquery is made once, as a FROM item. The
+# score is `ts_rank` normalised by log2(1 + words), i.e. `ts_rank(tsv, q, 1)` without
+# counting the words again. The text, the session's name and the OCR words are read for
+# the page of hits only, in the same statement (one snapshot, one round trip).
 _SEARCH = """
-WITH newest AS (
-    SELECT id FROM search_items
-    WHERE tsv @@ to_tsquery('taskerino', %(q)s) {session}
-    ORDER BY id DESC LIMIT %(ranked)s
-), ranked AS (
-    SELECT i.id, ts_rank(i.tsv, to_tsquery('taskerino', %(q)s), 1) AS rank
-    FROM newest JOIN search_items i ON i.id = newest.id
+WITH ranked AS MATERIALIZED (
+    SELECT i.id, ts_rank(i.tsv, q, 0) * ln(2::float8) / ln(i.words + 1::float8) AS rank
+    FROM to_tsquery('taskerino', %(q)s) AS q, search_items i
+    WHERE i.tsv @@ q {session}
     ORDER BY rank DESC, i.id DESC
     LIMIT %(limit)s OFFSET %(offset)s
 )
-SELECT i.kind, i.item_id, i.session_id, i.media_offset, s.name, i.body, r.rank
-FROM ranked r JOIN search_items i ON i.id = r.id JOIN sessions s ON s.id = i.session_id
+SELECT i.kind, i.item_id, i.session_id, i.media_offset, s.name, i.body, r.rank, o.words
+FROM ranked r
+JOIN search_items i ON i.id = r.id
+JOIN sessions s ON s.id = i.session_id
+LEFT JOIN ocr_texts o ON i.kind = 'ocr' AND o.id = i.item_id
 ORDER BY r.rank DESC, r.id DESC
 """
 
@@ -327,37 +324,21 @@ class PostgresSearchIndex(PostgresBase, SearchIndex):
         node = _Parser(query).parse()
         if node is None:
             return []
-        params = {
-            "q": tsquery(node),
-            "session": session_id,
-            "ranked": RANKED_AT_MOST,
-            "limit": limit,
-            "offset": offset,
-        }
+        params = {"q": tsquery(node), "session": session_id, "limit": limit, "offset": offset}
         # Two statements rather than one with "session IS NULL OR": each gets its own plan.
         sql = _SEARCH.replace(
-            "{session}", "" if session_id is None else "AND session_id = %(session)s"
+            "{session}", "" if session_id is None else "AND i.session_id = %(session)s"
         )
-        with self._reading(snapshot=True) as db:
-            rows = db.execute(sql, params).fetchall()
-            ocr_ids = [r[1] for r in rows if r[0] == "ocr"]
-            boxes: dict[str, list[Any]] = {}
-            if ocr_ids:
-                boxes = {
-                    r[0]: word_list(r[1])
-                    for r in db.execute(
-                        "SELECT id, words FROM ocr_texts WHERE id = ANY(%s)", (ocr_ids,)
-                    ).fetchall()
-                }
-        return [self._hit(r, node, boxes) for r in rows]
+        with self._reading() as db:
+            return [self._hit(r, node) for r in db.execute(sql, params).fetchall()]
 
     @staticmethod
-    def _hit(row: Any, query: Node, boxes: dict[str, list[Any]]) -> SearchHit:
-        kind, item_id, session_id, offset, name, body, rank = row
+    def _hit(row: Any, query: Node) -> SearchHit:
+        kind, item_id, session_id, offset, name, body, rank, boxes = row
         highlighted, snippet = highlight(body, query, _OPEN, _CLOSE)
         words: list[OcrWord] = []
         if kind == "ocr":
-            stored = boxes.get(item_id, [])
+            stored = word_list(boxes) if boxes is not None else []
             texts = [str(item[0]) for item in stored]
             words = [word_from(stored[i]) for i in matched_words(highlighted, texts)]
         return SearchHit(
