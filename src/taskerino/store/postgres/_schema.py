@@ -336,8 +336,35 @@ CREATE INDEX search_items_words ON search_items USING GIN (tsv);
 ANALYZE search_items;
 """
 
+# Ranking every match of a common word reads every match's tsvector from the heap. A RUM
+# index (the `rum` extension, Debian's postgresql-NN-rum) keeps each word's positions
+# beside its postings, so `ORDER BY tsv <=> query LIMIT n` ranks the matches inside the
+# index and reads the heap for the page of hits only. Where the server has the extension
+# and lets this user create it, the RUM index replaces the GIN one (it answers `@@` as
+# well); where not (a managed server without it, no privilege), the GIN index stays and
+# search ranks every match from the heap. Search chooses by what the database has (the
+# index `search_items_rum`), so an administrator may create it later by hand:
+#   CREATE EXTENSION rum;
+#   CREATE INDEX search_items_rum ON search_items USING rum (tsv rum_tsvector_ops);
+_V3 = """
+DO $$
+BEGIN
+    IF EXISTS (SELECT 1 FROM pg_available_extensions WHERE name = 'rum') THEN
+        BEGIN
+            CREATE EXTENSION IF NOT EXISTS rum;
+            CREATE INDEX search_items_rum ON search_items USING rum (tsv rum_tsvector_ops);
+            DROP INDEX search_items_words;
+        EXCEPTION WHEN insufficient_privilege OR undefined_file OR feature_not_supported THEN
+            RAISE NOTICE 'no RUM index (%): search ranks its matches from the table', SQLERRM;
+        END;
+    END IF;
+END $$;
+"""
+
+RUM_INDEX = "search_items_rum"
+
 # version N -> the script that makes a version-N database a version-N+1 one.
-MIGRATIONS: dict[int, str] = {0: _V1, 1: _V2}
+MIGRATIONS: dict[int, str] = {0: _V1, 1: _V2, 2: _V3}
 DB_VERSION = len(MIGRATIONS)
 
 
@@ -347,6 +374,12 @@ def _version(db: psycopg.Connection[Any]) -> int | None:
         return None
     row = db.execute("SELECT version FROM taskerino_schema").fetchone()
     return int(row[0]) if row else None
+
+
+def ranks_in_index(db: psycopg.Connection[Any]) -> bool:
+    """Whether the database has the RUM index that search ranks matches with."""
+    row = db.execute("SELECT to_regclass(%s) IS NOT NULL", (RUM_INDEX,)).fetchone()
+    return bool(row and row[0])
 
 
 def migrate(db: psycopg.Connection[Any], shown: str) -> None:

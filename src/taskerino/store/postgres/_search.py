@@ -274,6 +274,53 @@ LEFT JOIN ocr_texts o ON i.kind = 'ocr' AND o.id = i.item_id
 ORDER BY r.rank DESC, r.id DESC
 """
 
+# With a RUM index (schema 3, where the server has the extension) the index ranks: `tsv <=>
+# query` is RUM's distance, 1 / its score (a cover-density score computed from the word
+# positions stored in the index: more and closer matches score higher; no division by the
+# text's length), and `ORDER BY tsv <=> query LIMIT n` returns the best matches from the
+# index without reading the table for each match. Ties come in the order of the rows'
+# places in the table (RUM's sort breaks them by that), so the order is total and pages
+# follow on. The tsquery is written in place (not a FROM item) so that it is a constant
+# the index scan can order by.
+_SEARCH_RUM = """
+WITH ranked AS MATERIALIZED (
+    SELECT id, distance, row_number() OVER () AS n
+    FROM (
+        SELECT i.id, i.tsv <=> to_tsquery('taskerino', %(q)s) AS distance
+        FROM search_items i
+        WHERE i.tsv @@ to_tsquery('taskerino', %(q)s)
+        ORDER BY i.tsv <=> to_tsquery('taskerino', %(q)s)
+        LIMIT %(limit)s OFFSET %(offset)s
+    ) page
+)
+SELECT i.kind, i.item_id, i.session_id, i.media_offset, s.name, i.body,
+    1 / r.distance::float8, o.words
+FROM ranked r
+JOIN search_items i ON i.id = r.id
+JOIN sessions s ON s.id = i.session_id
+LEFT JOIN ocr_texts o ON i.kind = 'ocr' AND o.id = i.item_id
+ORDER BY r.n
+"""
+
+# One session's matches are few: they are found by the session's index and sorted, by the
+# same score and the same tie-break (the row's place) as the index's order.
+_SEARCH_RUM_SESSION = """
+WITH ranked AS MATERIALIZED (
+    SELECT i.id, i.tsv <=> q AS distance, i.ctid AS place
+    FROM to_tsquery('taskerino', %(q)s) AS q, search_items i
+    WHERE i.session_id = %(session)s AND i.tsv @@ q
+    ORDER BY distance, place
+    LIMIT %(limit)s OFFSET %(offset)s
+)
+SELECT i.kind, i.item_id, i.session_id, i.media_offset, s.name, i.body,
+    1 / r.distance::float8, o.words
+FROM ranked r
+JOIN search_items i ON i.id = r.id
+JOIN sessions s ON s.id = i.session_id
+LEFT JOIN ocr_texts o ON i.kind = 'ocr' AND o.id = i.item_id
+ORDER BY r.distance, r.place
+"""
+
 # What each kind of row puts in the index: (kind, table, offset, body, session column).
 _SOURCES = (
     (
@@ -325,10 +372,13 @@ class PostgresSearchIndex(PostgresBase, SearchIndex):
         if node is None:
             return []
         params = {"q": tsquery(node), "session": session_id, "limit": limit, "offset": offset}
-        # Two statements rather than one with "session IS NULL OR": each gets its own plan.
-        sql = _SEARCH.replace(
-            "{session}", "" if session_id is None else "AND i.session_id = %(session)s"
-        )
+        if self.ranks_in_index:
+            sql = _SEARCH_RUM if session_id is None else _SEARCH_RUM_SESSION
+        else:
+            # Two statements rather than one with "session IS NULL OR": each its own plan.
+            sql = _SEARCH.replace(
+                "{session}", "" if session_id is None else "AND i.session_id = %(session)s"
+            )
         with self._reading() as db:
             return [self._hit(r, node) for r in db.execute(sql, params).fetchall()]
 
