@@ -302,6 +302,9 @@ LEFT JOIN ocr_texts o ON i.kind = 'ocr' AND o.id = i.item_id
 ORDER BY r.n
 """
 
+_INDEX_ORDER_ONLY = "SET LOCAL enable_seqscan = off; SET LOCAL enable_bitmapscan = off"
+_INDEX_ORDER_RESET = "RESET enable_seqscan; RESET enable_bitmapscan"
+
 # One session's matches are few: they are found by the session's index and sorted, by the
 # same score and the same tie-break (the row's place) as the index's order.
 _SEARCH_RUM_SESSION = """
@@ -379,8 +382,19 @@ class PostgresSearchIndex(PostgresBase, SearchIndex):
             sql = _SEARCH.replace(
                 "{session}", "" if session_id is None else "AND i.session_id = %(session)s"
             )
-        with self._reading() as db:
-            return [self._hit(r, node) for r in db.execute(sql, params).fetchall()]
+        if not (self.ranks_in_index and session_id is None):
+            with self._reading() as db:
+                return [self._hit(r, node) for r in db.execute(sql, params).fetchall()]
+        # The index's order is the ranking (ties by place): the plan must be the RUM index
+        # scan, which the planner might not choose on a table it has no statistics of yet
+        # (a bitmap scan and a sort, slower, ties in any order). For this statement only.
+        with self._reading(snapshot=True) as db:
+            db.execute(_INDEX_ORDER_ONLY)
+            try:
+                rows = db.execute(sql, params).fetchall()
+            finally:
+                db.execute(_INDEX_ORDER_RESET)  # inside a caller's transaction
+        return [self._hit(r, node) for r in rows]
 
     @staticmethod
     def _hit(row: Any, query: Node) -> SearchHit:
