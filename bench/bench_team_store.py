@@ -21,8 +21,13 @@ d. Recorders' writes: each live recorder's keeper publishes its stats and heartb
    with (each needs one round a second).
 c. Search over ITEMS indexed items (OCR screens, transcript lines, activity, notes and
    session names, generated as bench_enrich's part c generates them), written through each
-   store; the same queries (common and rare words, phrases, prefixes, within one session)
-   on both, p95 per kind. Target: p95 ≤ 50 ms.
+   store; the same queries (common and rare words, phrases, prefixes, within one session,
+   two common words, a word that matches nothing) on both, p95 per kind. Target: p95 ≤ 50
+   ms. PostgreSQL ranks in its RUM index where the server has the extension (the
+   benchmark's cluster does). With --before, two more PostgreSQL databases are searched,
+   interleaved with the others: one at schema 1 with the query of that schema (the newest
+   1 000 matches ranked), one made by a user who may not create the RUM extension (every
+   match ranked from the table through the GIN index, as on a server without RUM).
 """
 
 from __future__ import annotations
@@ -33,6 +38,7 @@ import json
 import multiprocessing
 import os
 import platform
+import random
 import sys
 import tempfile
 import time
@@ -47,7 +53,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the tests' Postg
 
 from tests.postgres_server import PostgresServer, postgres_server
 
-from bench_enrich import SEARCH_MIX, Texts, make_queries, pct
+from bench_enrich import QUERIES_PER_KIND, SEARCH_MIX, Texts, make_queries, pct
 from taskerino.models import (
     ActivityEvent,
     Attachment,
@@ -62,6 +68,9 @@ from taskerino.models import (
     utc_iso,
 )
 from taskerino.store import Store, open_store
+from taskerino.store.postgres import _schema
+from taskerino.store.postgres._connection import PostgresBase
+from taskerino.store.postgres._search import PostgresSearchIndex, _Parser, tsquery
 from workload import words_of
 
 JOB_KIND = "noop"
@@ -297,38 +306,125 @@ def fill_search(url: str, items: int, seed: int) -> dict[str, Any]:
     return {"sessions": ids, "seen": seen, "phrases": phrases}
 
 
-def part_c(server: PostgresServer, folder: Path, items: int, seed: int) -> dict[str, Any]:
+# The search of PostgreSQL schema 1, for --before: its query ranked the newest 1 000
+# matches by `ts_rank(tsv, q, 1)` (the tsvector then in TOAST), then read the OCR words in
+# a second statement of the same snapshot.
+BEFORE_RANKED = 1_000
+BEFORE_SEARCH = """
+WITH newest AS (
+    SELECT id FROM search_items
+    WHERE tsv @@ to_tsquery('taskerino', %(q)s) {session}
+    ORDER BY id DESC LIMIT %(ranked)s
+), ranked AS (
+    SELECT i.id, ts_rank(i.tsv, to_tsquery('taskerino', %(q)s), 1) AS rank
+    FROM newest JOIN search_items i ON i.id = newest.id
+    ORDER BY rank DESC, i.id DESC
+    LIMIT %(limit)s OFFSET %(offset)s
+)
+SELECT i.kind, i.item_id, i.session_id, i.media_offset, s.name, i.body, r.rank
+FROM ranked r JOIN search_items i ON i.id = r.id JOIN sessions s ON s.id = i.session_id
+ORDER BY r.rank DESC, r.id DESC
+"""
+
+
+def search_before(store: Store, query: str, session_id: str | None) -> int:
+    """What `search` did at schema 1 (query, snapshot, hits made in Python); hits found."""
+    assert isinstance(store, PostgresBase)
+    node = _Parser(query).parse()
+    if node is None:
+        return 0
+    params = {"q": tsquery(node), "session": session_id, "ranked": BEFORE_RANKED}
+    params |= {"limit": 50, "offset": 0}
+    sql = BEFORE_SEARCH.replace(
+        "{session}", "" if session_id is None else "AND session_id = %(session)s"
+    )
+    with store._reading(snapshot=True) as db:
+        rows = db.execute(sql, params).fetchall()
+        ocr_ids = [r[1] for r in rows if r[0] == "ocr"]
+        boxes = dict(
+            db.execute("SELECT id, words FROM ocr_texts WHERE id = ANY(%s)", (ocr_ids,)).fetchall()
+        )
+        hits = [PostgresSearchIndex._hit((*r, boxes.get(r[1])), node) for r in rows]
+    return len(hits)
+
+
+@contextmanager
+def schema_1() -> Iterator[None]:
+    """Stores opened meanwhile make (or expect) a database of PostgreSQL schema 1."""
+    current = _schema.DB_VERSION
+    _schema.DB_VERSION = 1
+    try:
+        yield
+    finally:
+        _schema.DB_VERSION = current
+
+
+def more_queries(built: dict[str, Any], seed: int) -> list[tuple[str, str, str | None]]:
+    """Two common words (both must be there), and a word that is nowhere."""
+    rng = random.Random(seed + 11)
+    seen: Counter[str] = built["seen"]
+    common = [w for w, _ in seen.most_common(80) if w.isalpha() and len(w) >= 3][:40]
+    out: list[tuple[str, str, str | None]] = []
+    while len(out) < 2 * QUERIES_PER_KIND:
+        first, second = rng.sample(common, 2)
+        nowhere = "".join(rng.choice("bdfgkmpstvz") + rng.choice("aeiouy") for _ in range(5))
+        if nowhere not in seen:
+            out += [("two words", f"{first} {second}", None), ("no match", nowhere, None)]
+    return out
+
+
+def part_c(
+    server: PostgresServer, folder: Path, items: int, seed: int, before: bool
+) -> dict[str, Any]:
     out: dict[str, Any] = {}
     with backends(server, folder, "search") as urls:
+        if before:
+            urls["postgresql before"] = server.new_database()
+            urls["postgresql gin"] = server.new_database(plain=True)
         built: dict[str, dict[str, Any]] = {}
         for backend, url in urls.items():
             t = time.perf_counter()
-            built[backend] = fill_search(url, items, seed)
+            with schema_1() if backend == "postgresql before" else contextlib.nullcontext():
+                built[backend] = fill_search(url, items, seed)
             out.setdefault("fill_s", {})[backend] = time.perf_counter() - t
             print(f"c. {backend}: {items} items written", flush=True)
-        # The same texts on both sides (same seed): the queries name sessions by position.
-        queries = make_queries(built["sqlite"], seed)
+        # The same texts on each side (same seed): the queries name sessions by position.
+        queries = make_queries(built["sqlite"], seed) + more_queries(built["sqlite"], seed)
         position = {sid: i for i, sid in enumerate(built["sqlite"]["sessions"])}
-        stores = {backend: opened(url) for backend, url in urls.items()}
+        stores = {}
+        for backend, url in urls.items():
+            with schema_1() if backend == "postgresql before" else contextlib.nullcontext():
+                stores[backend] = opened(url)
+
+        def search(backend: str, q: str, session: str | None) -> int:
+            if backend == "postgresql before":
+                return search_before(stores[backend], q, session)
+            return len(stores[backend].search(q, session_id=session))
+
+        out["load_before"] = os.getloadavg()
         try:
             times: dict[str, dict[str, list[float]]] = {}
             counts: dict[str, list[tuple[int, int]]] = {}
-            for _, q, sid in queries:  # warm both
-                for backend, store in stores.items():
-                    store.search(q, session_id=_session(built, backend, position, sid))
+            for _, q, sid in queries:  # warm every store
+                for backend in stores:
+                    search(backend, q, _session(built, backend, position, sid))
             for _ in range(3):
                 for kind, q, sid in queries:
                     found = {}
-                    for backend, store in stores.items():
+                    for backend in stores:
                         session = _session(built, backend, position, sid)
                         t = time.perf_counter()
-                        found[backend] = len(store.search(q, session_id=session))
+                        found[backend] = search(backend, q, session)
                         taken = 1000 * (time.perf_counter() - t)
                         times.setdefault(kind, {}).setdefault(backend, []).append(taken)
                     counts.setdefault(kind, []).append((found["postgresql"], found["sqlite"]))
         finally:
+            out["load_after"] = os.getloadavg()
             for store in stores.values():
                 store.close()
+            if before:
+                server.drop_database(urls["postgresql before"])
+                server.drop_database(urls["postgresql gin"])
         every: dict[str, list[float]] = {}
         latency: dict[str, Any] = {}
         for kind, by in times.items():
@@ -409,16 +505,31 @@ def part_d(server: PostgresServer, folder: Path) -> list[dict[str, Any]]:
 
 # --- report -----------------------------------------------------------------------------
 def report(results: dict[str, Any], args: argparse.Namespace) -> str:
+    command = (
+        f"python bench/bench_team_store.py --jobs {args.jobs} --sessions {args.sessions}"
+        f" --items {args.items}"
+    )
+    if set(args.parts) != set("abcd"):
+        command += f" --parts {args.parts}"
+    if args.before:
+        command += " --before"
     lines = [
         "# Team profile store: PostgreSQL beside SQLite (spec §9, §10)",
         "",
-        f"`python bench/bench_team_store.py --jobs {args.jobs} --sessions {args.sessions}"
-        f" --items {args.items}` — {os.cpu_count()} CPUs shared with other work,"
+        f"`{command}` — {os.cpu_count()} CPUs shared with other work,"
         f" Python {platform.python_version()}, {results['postgres_version']};"
         f" load average {results['load_before'][0]:.2f} before,"
         f" {results['load_after'][0]:.2f} after. One run: the figures are noisy.",
         "",
     ]
+    if "earlier" in results:
+        earlier = results["earlier"]
+        lines += [
+            f"Parts {', '.join(earlier['parts'])}: kept from the run before (every part;"
+            f" load average {earlier['load_before'][0]:.2f} before,"
+            f" {earlier['load_after'][0]:.2f} after).",
+            "",
+        ]
     if "a" in results:
         lines += [
             "## a. Jobs claimed and completed per second (worker processes)",
@@ -461,18 +572,33 @@ def report(results: dict[str, Any], args: argparse.Namespace) -> str:
         lines.append("")
     if "c" in results:
         c = results["c"]
+        before = "postgresql before" in c["latency"]["all"]
         lines += [
             f"## c. Search over {args.items} items ({c['queries']} searches each way, ms)",
             "",
-            "| queries | PostgreSQL p50 / p95 | SQLite p50 / p95 | PG ÷ SQLite (p95) |"
+            f"Load average {c['load_before'][0]:.2f} when the searches began,"
+            f" {c['load_after'][0]:.2f} when they ended.",
+            "",
+            "| queries |"
+            + (
+                " PostgreSQL before (schema 1, newest 1 000) p50 / p95 |"
+                " PostgreSQL GIN (every match, no RUM) p50 / p95 |"
+                if before
+                else ""
+            )
+            + " PostgreSQL (RUM) p50 / p95 | SQLite p50 / p95 | PG ÷ SQLite (p95) |"
             " same hit count | target (p95 ≤ 50 ms) |",
-            "|---|---|---|---|---|---|",
+            "|---|---|---|---|---|---|" + ("---|---|" if before else ""),
         ]
         for kind, row in c["latency"].items():
             pg, sq = row["postgresql"], row["sqlite"]
             met = "met" if pg["p95_ms"] <= LATENCY_TARGET_MS else "MISSED"
+            old, gin = row.get("postgresql before"), row.get("postgresql gin")
             lines.append(
-                f"| {kind} | {pg['p50_ms']:.1f} / {pg['p95_ms']:.1f} |"
+                f"| {kind} |"
+                + (f" {old['p50_ms']:.1f} / {old['p95_ms']:.1f} |" if old else "")
+                + (f" {gin['p50_ms']:.1f} / {gin['p95_ms']:.1f} |" if gin else "")
+                + f" {pg['p50_ms']:.1f} / {pg['p95_ms']:.1f} |"
                 f" {sq['p50_ms']:.1f} / {sq['p95_ms']:.1f} |"
                 f" {pg['p95_ms'] / sq['p95_ms']:.2f}x | {row.get('same_hit_count', '-')} |"
                 f" {met} |"
@@ -481,7 +607,16 @@ def report(results: dict[str, Any], args: argparse.Namespace) -> str:
         lines += [
             "",
             f"Writing the items through the store took {fill['postgresql']:.0f} s on"
-            f" PostgreSQL and {fill['sqlite']:.0f} s on SQLite.",
+            f" PostgreSQL and {fill['sqlite']:.0f} s on SQLite"
+            + (
+                f" ({fill['postgresql before']:.0f} s on PostgreSQL at schema 1,"
+                f" {fill['postgresql gin']:.0f} s without RUM)."
+                if before
+                else "."
+            )
+            + " Same hit count: PostgreSQL's against SQLite's; PostgreSQL ranks every match"
+            " of a query, SQLite its newest 10 000"
+            + (", schema 1 its newest 1 000." if before else "."),
             "",
         ]
     if "d" in results:
@@ -526,6 +661,9 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--parts", default="abcd")
     parser.add_argument("--name", default="team-store")
+    parser.add_argument(
+        "--before", action="store_true", help="c: also search a schema-1 database, its way"
+    )
     args = parser.parse_args()
     results: dict[str, Any] = {"load_before": os.getloadavg()}
     with (
@@ -543,11 +681,25 @@ def main() -> None:
         if "b" in args.parts:
             results["b"] = part_b(server, folder, args.sessions)
         if "c" in args.parts:
-            results["c"] = part_c(server, folder, args.items, args.seed)
+            results["c"] = part_c(server, folder, args.items, args.seed, args.before)
         if "d" in args.parts:
             results["d"] = part_d(server, folder)
     results["load_after"] = os.getloadavg()
     out = Path(__file__).parent / "results"
+    kept = out / f"{args.name}.json"
+    if kept.exists() and set(args.parts) != set("abcd"):
+        # The parts not run now are kept from the run before, said so in the report.
+        earlier = json.loads(kept.read_text())
+        missing = [p for p in "abcd" if p not in args.parts and p in earlier]
+        if missing:
+            for p in missing:
+                results[p] = earlier[p]
+            results["earlier"] = earlier.get("earlier") or {
+                "parts": "".join(missing),
+                "load_before": earlier["load_before"],
+                "load_after": earlier["load_after"],
+            }
+            results["earlier"]["parts"] = "".join(missing)
     (out / f"{args.name}.json").write_text(json.dumps(results, indent=2) + "\n")
     text = report(results, args)
     (out / f"{args.name}.md").write_text(text)

@@ -25,6 +25,8 @@ from pathlib import Path
 # Template databases made in each cluster (by port), for `new_database(migrated=True)`.
 _TEMPLATES: dict[int, set[str]] = {}
 _TEMPLATE_LOCK = threading.Lock()
+# A user of the throw-away cluster who is not a superuser (see `new_database`).
+PLAIN_USER = "taskerino_plain"
 
 
 def _bin_dir() -> Path:
@@ -49,8 +51,8 @@ class PostgresServer:
     # Runs `pg_ctl ACTION` on the cluster ("stop", "start": what a restart does to clients).
     control: Callable[[str], None]
 
-    def url(self, database: str = "postgres") -> str:
-        return f"postgresql://{self.user}@127.0.0.1:{self.port}/{database}"
+    def url(self, database: str = "postgres", user: str | None = None) -> str:
+        return f"postgresql://{user or self.user}@127.0.0.1:{self.port}/{database}"
 
     def admin(self, sql: str) -> None:
         """Run one statement as the cluster's superuser, outside any transaction."""
@@ -59,23 +61,35 @@ class PostgresServer:
         with psycopg.connect(self.url(), autocommit=True) as db:
             db.execute(sql.encode())  # statements the tests build
 
-    def new_database(self, *, migrated: bool = False) -> str:
+    def new_database(self, *, migrated: bool = False, plain: bool = False) -> str:
         """A new database, empty or (`migrated`) a copy of one the store has created its
-        schema in (a file copy: much faster than running the migration again); its URL."""
+        schema in (a file copy: much faster than running the migration again); its URL.
+        `plain`: owned by and reached as `PLAIN_USER`, a user who is not a superuser and so
+        may not create the `rum` extension — what a managed server without RUM gives."""
         name = "t_" + uuid.uuid4().hex[:16]
-        template = f" TEMPLATE {self._template()}" if migrated else ""
-        self.admin(f"CREATE DATABASE {name}{template}")
-        return self.url(name)
+        template = f" TEMPLATE {self._template(plain)}" if migrated else ""
+        owner = f" OWNER {self._plain_user()}" if plain else ""
+        self.admin(f"CREATE DATABASE {name}{template}{owner}")
+        return self.url(name, PLAIN_USER if plain else None)
 
-    def _template(self) -> str:
-        name = "taskerino_template"
+    def _plain_user(self) -> str:
+        self.admin(
+            f"DO $$ BEGIN CREATE ROLE {PLAIN_USER} LOGIN; "
+            "EXCEPTION WHEN duplicate_object THEN NULL; END $$"
+        )
+        return PLAIN_USER
+
+    def _template(self, plain: bool = False) -> str:
+        name = "taskerino_template_plain" if plain else "taskerino_template"
         with _TEMPLATE_LOCK:
             if name not in _TEMPLATES.get(self.port, set()):
                 from taskerino.store import open_store
 
+                owner = f" OWNER {self._plain_user()}" if plain else ""
                 self.admin(f"DROP DATABASE IF EXISTS {name}")
-                self.admin(f"CREATE DATABASE {name}")
-                open_store(self.url(name), Path("unused.db")).close()
+                self.admin(f"CREATE DATABASE {name}{owner}")
+                url = self.url(name, PLAIN_USER if plain else None)
+                open_store(url, Path("unused.db")).close()
                 _TEMPLATES.setdefault(self.port, set()).add(name)
         return name
 

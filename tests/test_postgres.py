@@ -30,6 +30,7 @@ from taskerino.errors import InvalidInput, StorageError
 from taskerino.models import ContextItem, Job, Session, new_id, parse_time, utc_now
 from taskerino.store import Store, open_store
 from taskerino.store.postgres import DB_VERSION, PostgresStore
+from taskerino.store.postgres._schema import MIGRATIONS
 from taskerino.store.watch import Topic
 
 from .cli_helpers import TASKERINO, run
@@ -163,6 +164,70 @@ def test_a_database_of_a_newer_schema_is_refused_untouched(database: str, tmp_pa
         open_store(database, tmp_path / "unused.db")
     with psycopg.connect(database) as db:
         assert db.execute("SELECT version FROM taskerino_schema").fetchall() == [(DB_VERSION + 1,)]
+
+
+def test_a_database_of_the_first_schema_is_migrated_with_its_search_index(
+    database: str, tmp_path: Path
+) -> None:
+    with psycopg.connect(database, autocommit=True) as db:
+        db.execute("CREATE TABLE taskerino_schema (version INTEGER NOT NULL)")
+        db.execute("INSERT INTO taskerino_schema VALUES (1)")
+        db.execute(MIGRATIONS[0].encode())
+        db.execute(
+            "INSERT INTO sessions (id, name, status, start_time, schema_version)"
+            " VALUES ('s1', 'Old session', 'completed', '2024-01-01T00:00:00Z', 1)"
+        )
+        db.execute(
+            "INSERT INTO context_items (id, session_id, timestamp, media_offset, type, content)"
+            " VALUES ('n1', 's1', 't', 2.0, 'note', 'the quokka, the e-mail: quokka')"
+        )
+    store = open_store(database, tmp_path / "unused.db")
+    try:
+        (hit,) = store.search("quokka")
+        assert (hit.item_id, hit.snippet) == ("n1", "the [quokka], the e-mail: [quokka]")
+        assert [h.item_id for h in store.search("mail")] == ["n1"]
+        store.add_context_item(ContextItem("n2", "s1", "t", 3.0, "note", "quokka"))
+        found = [h.item_id for h in store.search("quokka")]
+        if store.ranks_in_index:  # type: ignore[attr-defined]
+            assert found == ["n1", "n2"], "RUM's score: two matches before one, any length"
+        else:
+            assert found == ["n2", "n1"], "ts_rank over the length: the short text first"
+    finally:
+        store.close()
+    with psycopg.connect(database) as db:
+        assert db.execute("SELECT version FROM taskerino_schema").fetchall() == [(DB_VERSION,)]
+        words = db.execute("SELECT item_id, words FROM search_items ORDER BY item_id").fetchall()
+        assert words == [("n1", 6), ("n2", 1), ("s1", 2)]
+
+
+def _indexes(url: str) -> set[str]:
+    with psycopg.connect(url) as db:
+        rows = db.execute("SELECT indexname FROM pg_indexes WHERE tablename = 'search_items'")
+        return {str(r[0]) for r in rows.fetchall()}
+
+
+def test_search_ranks_in_a_rum_index_where_the_user_may_create_it(
+    postgres: PostgresServer, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    with_rum, without = postgres.new_database(), postgres.new_database(plain=True)
+    try:
+        for url, rum in ((with_rum, True), (without, False)):
+            caplog.clear()
+            stores = [open_store(url, tmp_path / "unused.db") for _ in range(2)]
+            try:
+                assert all(isinstance(s, PostgresStore) for s in stores)
+                assert [s.ranks_in_index for s in stores] == [rum, rum]  # type: ignore[attr-defined]
+                told = [r for r in caplog.records if "no RUM index" in r.getMessage()]
+                assert len(told) == (0 if rum else 1), "said once, not by every store"
+            finally:
+                for s in stores:
+                    s.close()
+            names = _indexes(url)
+            assert ("search_items_rum" in names) is rum
+            assert ("search_items_words" in names) is not rum, "GIN only where RUM is not"
+    finally:
+        postgres.drop_database(with_rum)
+        postgres.drop_database(without)
 
 
 # --- the command line end to end ----------------------------------------------------

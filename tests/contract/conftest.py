@@ -111,18 +111,25 @@ SERVED_BLOB_BACKENDS: dict[str, Callable[[Any], AbstractContextManager[BlobBacke
 
 
 @contextmanager
-def postgres_database(server: PostgresServer) -> Iterator[StoreBackend]:
-    url = server.new_database(migrated=True)
+def postgres_database(server: PostgresServer, *, plain: bool = False) -> Iterator[StoreBackend]:
+    url = server.new_database(migrated=True, plain=plain)
     try:
         yield StoreBackend(url)
     finally:
         server.drop_database(url)
 
 
-@pytest.fixture(params=[*STORE_BACKENDS, "postgresql"])
+# PostgreSQL twice: as a superuser, so that the store creates the RUM index and search ranks
+# in it, and as a user who may not create the extension, so that search ranks from the
+# table (the GIN index), as on a server without RUM.
+POSTGRES_BACKENDS = {"postgresql": False, "postgresql without rum": True}
+
+
+@pytest.fixture(params=[*STORE_BACKENDS, *POSTGRES_BACKENDS])
 def store_backend(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[StoreBackend]:
-    if request.param == "postgresql":
-        with postgres_database(request.getfixturevalue("postgres")) as backend:
+    if request.param in POSTGRES_BACKENDS:
+        server = request.getfixturevalue("postgres")
+        with postgres_database(server, plain=POSTGRES_BACKENDS[request.param]) as backend:
             yield backend
         return
     with STORE_BACKENDS[request.param](tmp_path) as backend:

@@ -1350,6 +1350,22 @@ class TestStoreContract:
         assert [h.item_id for h in hits] == [short.id, long.id]
         assert hits[0].score > hits[1].score
 
+    def test_the_best_match_is_found_behind_a_thousand_newer_weaker_ones(
+        self, store: Store
+    ) -> None:
+        # No store ranks only a query's newest 1 000 matches: the best one comes first
+        # however many weaker ones were indexed after it.
+        session = stored_session(store)
+        best = note(session, 0.0, "quokka quokka")
+        store.add_context_item(best)
+        with store.transaction():
+            for i in range(1000):
+                store.add_context_item(note(session, 1.0 + i, f"quokka seen on walk {i}"))
+        hits = store.search("quokka", limit=3)
+        assert hits[0].item_id == best.id
+        assert hits[0].score > hits[1].score
+        assert len(store.search("quokka", limit=1000)) == 1000
+
     def test_prefix_and_phrase_queries(self, store: Store) -> None:
         session = stored_session(store)
         a = note(session, 1.0, "deploy the release candidate")

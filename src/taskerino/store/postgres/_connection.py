@@ -23,6 +23,7 @@ StorageError that names the database by its URL with the password hidden.
 from __future__ import annotations
 
 import contextlib
+import logging
 import threading
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -36,7 +37,7 @@ from psycopg_pool import ConnectionPool, PoolClosed, PoolTimeout
 from ...errors import NotFound, StorageError, TaskerinoError
 from ..base import Transactional
 from ..registry import redact
-from ._schema import migrate
+from ._schema import migrate, ranks_in_index
 
 # What reading a stored row can raise besides the driver: decoding its JSON or owner text.
 DECODE_FAILURES = (ValueError, TypeError, KeyError)
@@ -66,6 +67,24 @@ def _password(url: str) -> str | None:
     return parts.password or next(iter(parse_qs(parts.query).get("password", [])), None)
 
 
+log = logging.getLogger("taskerino.store")
+_TOLD: set[str] = set()
+
+
+def _say_once_no_rum(shown: str) -> None:
+    """Log, once a process for each database, that its search runs without RUM."""
+    if shown in _TOLD:
+        return
+    _TOLD.add(shown)
+    log.warning(
+        "the database %s has no RUM index (extension rum not installed on the server, or "
+        "not allowed): search ranks every match from the table, slower on common words; "
+        "to add it as a superuser: CREATE EXTENSION rum; CREATE INDEX search_items_rum ON "
+        "search_items USING rum (tsv rum_tsvector_ops)",
+        shown,
+    )
+
+
 class PostgresBase(Transactional):
     """The connection pool of one store object; every PostgreSQL part builds on it."""
 
@@ -77,6 +96,8 @@ class PostgresBase(Transactional):
         self._owner_thread: int | None = None
         self._conn: psycopg.Connection[Any] | None = None
         self._closed = False
+        # Whether search ranks in a RUM index (see `_schema`); set when the store opens.
+        self.ranks_in_index = False
         self._pool = self._open()
 
     # --- opening ------------------------------------------------------------------------
@@ -84,6 +105,9 @@ class PostgresBase(Transactional):
         try:
             with psycopg.connect(self.url, autocommit=True, connect_timeout=CONNECT_SECONDS) as db:
                 migrate(db, self.shown)
+                self.ranks_in_index = ranks_in_index(db)
+            if not self.ranks_in_index:
+                _say_once_no_rum(self.shown)
         except FAILURES as exc:
             raise self._failure(exc) from exc
         pool = ConnectionPool(

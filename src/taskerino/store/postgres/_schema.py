@@ -348,8 +348,58 @@ CREATE TRIGGER session_changed AFTER UPDATE ON sessions FOR EACH ROW
     EXECUTE FUNCTION taskerino_notify('taskerino_session');
 """
 
+
+# Search ranks every match of a query, which reads each match's tsvector: keep it in the
+# row, not compressed (it was in TOAST, compressed, for most OCR texts), and move the text
+# out instead (it is read for the page of hits only). `words` is the number of words of the
+# text, the length that ranking divides by (ts_rank's normalisation 1 counts it again from
+# the tsvector for every match). The tsvector is made again (a column added, not altered,
+# so that every row is rewritten with the new storage) and the index with it.
+_V3 = """
+DROP INDEX search_items_words;
+ALTER TABLE search_items DROP COLUMN tsv;
+ALTER TABLE search_items
+    ALTER COLUMN body SET STORAGE EXTERNAL,
+    ADD COLUMN words INTEGER GENERATED ALWAYS AS (
+        length(btrim(regexp_replace(body, '[^[:alnum:]]+', ' ', 'g')))
+        - length(replace(btrim(regexp_replace(body, '[^[:alnum:]]+', ' ', 'g')), ' ', '')) + 1
+    ) STORED,
+    ADD COLUMN tsv TSVECTOR GENERATED ALWAYS AS
+        (to_tsvector('taskerino', regexp_replace(body, '[^[:alnum:]]+', ' ', 'g'))) STORED,
+    ALTER COLUMN tsv SET STORAGE MAIN;
+CREATE INDEX search_items_words ON search_items USING GIN (tsv);
+ANALYZE search_items;
+"""
+
+# Ranking every match of a common word reads every match's tsvector from the heap. A RUM
+# index (the `rum` extension, Debian's postgresql-NN-rum) keeps each word's positions
+# beside its postings, so `ORDER BY tsv <=> query LIMIT n` ranks the matches inside the
+# index and reads the heap for the page of hits only. Where the server has the extension
+# and lets this user create it, the RUM index replaces the GIN one (it answers `@@` as
+# well); where not (a managed server without it, no privilege), the GIN index stays and
+# search ranks every match from the heap. Search chooses by what the database has (the
+# index `search_items_rum`), so an administrator may create it later by hand:
+#   CREATE EXTENSION rum;
+#   CREATE INDEX search_items_rum ON search_items USING rum (tsv rum_tsvector_ops);
+_V4 = """
+DO $$
+BEGIN
+    IF EXISTS (SELECT 1 FROM pg_available_extensions WHERE name = 'rum') THEN
+        BEGIN
+            CREATE EXTENSION IF NOT EXISTS rum;
+            CREATE INDEX search_items_rum ON search_items USING rum (tsv rum_tsvector_ops);
+            DROP INDEX search_items_words;
+        EXCEPTION WHEN insufficient_privilege OR undefined_file OR feature_not_supported THEN
+            RAISE NOTICE 'no RUM index (%): search ranks its matches from the table', SQLERRM;
+        END;
+    END IF;
+END $$;
+"""
+
+RUM_INDEX = "search_items_rum"
+
 # version N -> the script that makes a version-N database a version-N+1 one.
-MIGRATIONS: dict[int, str] = {0: _V1, 1: _V2}
+MIGRATIONS: dict[int, str] = {0: _V1, 1: _V2, 2: _V3, 3: _V4}
 DB_VERSION = len(MIGRATIONS)
 
 
@@ -359,6 +409,12 @@ def _version(db: psycopg.Connection[Any]) -> int | None:
         return None
     row = db.execute("SELECT version FROM taskerino_schema").fetchone()
     return int(row[0]) if row else None
+
+
+def ranks_in_index(db: psycopg.Connection[Any]) -> bool:
+    """Whether the database has the RUM index that search ranks matches with."""
+    row = db.execute("SELECT to_regclass(%s) IS NOT NULL", (RUM_INDEX,)).fetchone()
+    return bool(row and row[0])
 
 
 def migrate(db: psycopg.Connection[Any], shown: str) -> None:

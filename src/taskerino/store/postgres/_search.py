@@ -5,9 +5,8 @@ checked exactly as the SQLite store checks it, then parsed here and written as a
 `tsquery` — a phrase becomes `a <-> b`, `prefix*` becomes `prefix:*`, AND/OR/NOT become
 `&`, `|`, `& !`. The index (`search_items.tsv`, a GIN index) and the triggers that keep it
 in step live in `_schema`. Hits are ranked by `ts_rank` normalised by length (a short text
-with the word twice before a long one with it once, as BM25 ranks them); like the SQLite
-store, a query matching more than `RANKED_AT_MOST` items is ranked among its newest
-matches only (a lower bound than SQLite's: ranking here costs more a match).
+with the word twice before a long one with it once, as BM25 ranks them), every match of
+the query (the SQLite store ranks a query's newest 10 000 matches only).
 
 Snippets and the marked OCR words are made here from the hit's text and the parsed query,
 with the same folding as the index (case and accents), so they read as SQLite's do.
@@ -253,28 +252,76 @@ def highlight(body: str, query: Node, opening: str, closing: str) -> tuple[str, 
     return whole, ("…" if best else "") + snippet + ("" if end == len(body) else "…")
 
 
-# Ranking reads every ranked match's tsvector again: a query matching more items than this
-# is ranked among its newest matches only. Measured with 100 000 items on 2 busy cores
-# (bench/bench_team_store.py): a common word's p95 was about 35 ms with 1 000, 65 ms with
-# 2 000 and 250 ms with 10 000.
-RANKED_AT_MOST = 1_000
-
-# The newest matches by id alone (a small sort), then their rank, then the rows of the
-# page only: the texts of the other matches are never read.
+# Every match is ranked (no cap): the tsvector that ranking reads is kept in the row and
+# the length it divides by is stored (`words`), so a match costs about a microsecond (2
+# busy cores, bench/bench_team_store.py); the tsquery is made once, as a FROM item. The
+# score is `ts_rank` normalised by log2(1 + words), i.e. `ts_rank(tsv, q, 1)` without
+# counting the words again. The text, the session's name and the OCR words are read for
+# the page of hits only, in the same statement (one snapshot, one round trip).
 _SEARCH = """
-WITH newest AS (
-    SELECT id FROM search_items
-    WHERE tsv @@ to_tsquery('taskerino', %(q)s) {session}
-    ORDER BY id DESC LIMIT %(ranked)s
-), ranked AS (
-    SELECT i.id, ts_rank(i.tsv, to_tsquery('taskerino', %(q)s), 1) AS rank
-    FROM newest JOIN search_items i ON i.id = newest.id
+WITH ranked AS MATERIALIZED (
+    SELECT i.id, ts_rank(i.tsv, q, 0) * ln(2::float8) / ln(i.words + 1::float8) AS rank
+    FROM to_tsquery('taskerino', %(q)s) AS q, search_items i
+    WHERE i.tsv @@ q {session}
     ORDER BY rank DESC, i.id DESC
     LIMIT %(limit)s OFFSET %(offset)s
 )
-SELECT i.kind, i.item_id, i.session_id, i.media_offset, s.name, i.body, r.rank
-FROM ranked r JOIN search_items i ON i.id = r.id JOIN sessions s ON s.id = i.session_id
+SELECT i.kind, i.item_id, i.session_id, i.media_offset, s.name, i.body, r.rank, o.words
+FROM ranked r
+JOIN search_items i ON i.id = r.id
+JOIN sessions s ON s.id = i.session_id
+LEFT JOIN ocr_texts o ON i.kind = 'ocr' AND o.id = i.item_id
 ORDER BY r.rank DESC, r.id DESC
+"""
+
+# With a RUM index (schema 4, where the server has the extension) the index ranks: `tsv <=>
+# query` is RUM's distance, 1 / its score (a cover-density score computed from the word
+# positions stored in the index: more and closer matches score higher; no division by the
+# text's length), and `ORDER BY tsv <=> query LIMIT n` returns the best matches from the
+# index without reading the table for each match. Ties come in the order of the rows'
+# places in the table (RUM's sort breaks them by that), so the order is total and pages
+# follow on. The tsquery is written in place (not a FROM item) so that it is a constant
+# the index scan can order by.
+_SEARCH_RUM = """
+WITH ranked AS MATERIALIZED (
+    SELECT id, distance, row_number() OVER () AS n
+    FROM (
+        SELECT i.id, i.tsv <=> to_tsquery('taskerino', %(q)s) AS distance
+        FROM search_items i
+        WHERE i.tsv @@ to_tsquery('taskerino', %(q)s)
+        ORDER BY i.tsv <=> to_tsquery('taskerino', %(q)s)
+        LIMIT %(limit)s OFFSET %(offset)s
+    ) page
+)
+SELECT i.kind, i.item_id, i.session_id, i.media_offset, s.name, i.body,
+    1 / r.distance::float8, o.words
+FROM ranked r
+JOIN search_items i ON i.id = r.id
+JOIN sessions s ON s.id = i.session_id
+LEFT JOIN ocr_texts o ON i.kind = 'ocr' AND o.id = i.item_id
+ORDER BY r.n
+"""
+
+_INDEX_ORDER_ONLY = "SET LOCAL enable_seqscan = off; SET LOCAL enable_bitmapscan = off"
+_INDEX_ORDER_RESET = "RESET enable_seqscan; RESET enable_bitmapscan"
+
+# One session's matches are few: they are found by the session's index and sorted, by the
+# same score and the same tie-break (the row's place) as the index's order.
+_SEARCH_RUM_SESSION = """
+WITH ranked AS MATERIALIZED (
+    SELECT i.id, i.tsv <=> q AS distance, i.ctid AS place
+    FROM to_tsquery('taskerino', %(q)s) AS q, search_items i
+    WHERE i.session_id = %(session)s AND i.tsv @@ q
+    ORDER BY distance, place
+    LIMIT %(limit)s OFFSET %(offset)s
+)
+SELECT i.kind, i.item_id, i.session_id, i.media_offset, s.name, i.body,
+    1 / r.distance::float8, o.words
+FROM ranked r
+JOIN search_items i ON i.id = r.id
+JOIN sessions s ON s.id = i.session_id
+LEFT JOIN ocr_texts o ON i.kind = 'ocr' AND o.id = i.item_id
+ORDER BY r.distance, r.place
 """
 
 # What each kind of row puts in the index: (kind, table, offset, body, session column).
@@ -327,37 +374,35 @@ class PostgresSearchIndex(PostgresBase, SearchIndex):
         node = _Parser(query).parse()
         if node is None:
             return []
-        params = {
-            "q": tsquery(node),
-            "session": session_id,
-            "ranked": RANKED_AT_MOST,
-            "limit": limit,
-            "offset": offset,
-        }
-        # Two statements rather than one with "session IS NULL OR": each gets its own plan.
-        sql = _SEARCH.replace(
-            "{session}", "" if session_id is None else "AND session_id = %(session)s"
-        )
+        params = {"q": tsquery(node), "session": session_id, "limit": limit, "offset": offset}
+        if self.ranks_in_index:
+            sql = _SEARCH_RUM if session_id is None else _SEARCH_RUM_SESSION
+        else:
+            # Two statements rather than one with "session IS NULL OR": each its own plan.
+            sql = _SEARCH.replace(
+                "{session}", "" if session_id is None else "AND i.session_id = %(session)s"
+            )
+        if not (self.ranks_in_index and session_id is None):
+            with self._reading() as db:
+                return [self._hit(r, node) for r in db.execute(sql, params).fetchall()]
+        # The index's order is the ranking (ties by place): the plan must be the RUM index
+        # scan, which the planner might not choose on a table it has no statistics of yet
+        # (a bitmap scan and a sort, slower, ties in any order). For this statement only.
         with self._reading(snapshot=True) as db:
-            rows = db.execute(sql, params).fetchall()
-            ocr_ids = [r[1] for r in rows if r[0] == "ocr"]
-            boxes: dict[str, list[Any]] = {}
-            if ocr_ids:
-                boxes = {
-                    r[0]: word_list(r[1])
-                    for r in db.execute(
-                        "SELECT id, words FROM ocr_texts WHERE id = ANY(%s)", (ocr_ids,)
-                    ).fetchall()
-                }
-        return [self._hit(r, node, boxes) for r in rows]
+            db.execute(_INDEX_ORDER_ONLY)
+            try:
+                rows = db.execute(sql, params).fetchall()
+            finally:
+                db.execute(_INDEX_ORDER_RESET)  # inside a caller's transaction
+        return [self._hit(r, node) for r in rows]
 
     @staticmethod
-    def _hit(row: Any, query: Node, boxes: dict[str, list[Any]]) -> SearchHit:
-        kind, item_id, session_id, offset, name, body, rank = row
+    def _hit(row: Any, query: Node) -> SearchHit:
+        kind, item_id, session_id, offset, name, body, rank, boxes = row
         highlighted, snippet = highlight(body, query, _OPEN, _CLOSE)
         words: list[OcrWord] = []
         if kind == "ocr":
-            stored = boxes.get(item_id, [])
+            stored = word_list(boxes) if boxes is not None else []
             texts = [str(item[0]) for item in stored]
             words = [word_from(stored[i]) for i in matched_words(highlighted, texts)]
         return SearchHit(
