@@ -16,6 +16,8 @@ import av
 import numpy as np
 import pytest
 import soundfile
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from taskerino.errors import InvalidInput
 from taskerino.frame import Frame
@@ -133,6 +135,94 @@ def test_ring_buffers_blank_a_cell_that_shrinks() -> None:
     sx, sy, _, _ = comp.slots[1]
     for out in (a, b):
         assert not out[sy + 10, sx + 5, :3].any()  # old wide picture gone
+
+
+# What a source does between two compositions: gives the same frame object again
+# (unchanged), a new frame of the same size, a new frame of another size, or nothing.
+STEP = st.sampled_from(["same", "new", "resize", "none"])
+SIZES = [(160, 90), (90, 160), (160, 120), (320, 180), (64, 64)]
+
+
+def noise(rng: np.random.Generator, size: tuple[int, int]) -> Frame:
+    return rng.integers(0, 256, (size[1], size[0], 4), dtype=np.uint8)
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    layout=st.sampled_from([("grid", 4), ("grid", 3), ("side-by-side", 2), ("passthrough", 1)]),
+    ring=st.sampled_from([0, 2, 3]),
+    steps=st.lists(st.lists(STEP, min_size=4, max_size=4), min_size=1, max_size=12),
+    seed=st.integers(0, 2**16),
+)
+def test_reused_cells_equal_a_fresh_composition(
+    layout: tuple[str, int], ring: int, steps: list[list[str]], seed: int
+) -> None:
+    kind, n = layout
+    rng = np.random.default_rng(seed)
+    comp = Compositor(kind, n, 320, 180, ring=ring)
+    frames: list[Frame | None] = [noise(rng, SIZES[i]) for i in range(n)]
+    held: list[tuple[Frame, Frame]] = []  # outputs the caller still holds, with their pixels
+    for step in steps:
+        for i, what in enumerate(step[:n]):
+            if what == "new":
+                size = SIZES[i] if frames[i] is None else frames[i].shape[1::-1]
+                frames[i] = noise(rng, (int(size[0]), int(size[1])))
+            elif what == "resize":
+                frames[i] = noise(rng, SIZES[int(rng.integers(len(SIZES)))])
+            elif what == "none":
+                frames[i] = None
+        out = comp.compose(frames)
+        expected = Compositor(kind, n, 320, 180).compose(frames)
+        assert np.array_equal(out, expected)
+        # A composed picture never changes while the caller may still hold it.
+        held = [(o, c) for o, c in held if o is not out][-(ring - 1) if ring else None :]
+        for old, pixels in held:
+            assert np.array_equal(old, pixels)
+        held.append((out, out.copy()))
+
+
+def test_an_unchanged_composition_is_the_same_object() -> None:
+    comp = Compositor("grid", 4, 640, 360)
+    frames: list[Frame | None] = [solid(320, 180, c) for c in COLOURS]
+    first = comp.compose(frames)
+    assert comp.compose(list(frames)) is first
+    frames[2] = solid(320, 180, (7, 7, 7))
+    second = comp.compose(frames)
+    assert second is not first
+    assert tuple(second[270, 160, :3]) == (7, 7, 7)
+    assert tuple(second[90, 160, :3]) == COLOURS[0]  # copied from the last output
+
+
+def test_frames_and_outputs_cannot_change_in_place() -> None:
+    # A reused cell is only right while the frame it came from keeps its pixels: a source
+    # that changed the array it gave before would otherwise be shown stale.
+    comp = Compositor("grid", 2, 640, 180)
+    frame = solid(320, 180, COLOURS[0])
+    out = comp.compose([frame, None])
+    with pytest.raises(ValueError, match="read-only"):
+        frame[0, 0] = 1
+    with pytest.raises(ValueError, match="read-only"):
+        out[0, 0] = 1
+    changed = frame.copy()  # what a source does instead: a new array
+    changed[:, :, :3] = COLOURS[1]
+    again = comp.compose([changed, None])
+    assert tuple(again[90, 160, :3]) == COLOURS[1]
+
+
+@pytest.mark.parametrize("ring", [0, 2])
+def test_bars_and_empty_slots_stay_black_in_reused_buffers(ring: int) -> None:
+    comp = Compositor("grid", 4, 640, 360, ring=ring)
+    others = [np.full((180, 320, 4), 255, np.uint8) for _ in range(3)]
+    for _ in range(3):  # every buffer shows white everywhere
+        comp.compose([np.full((180, 320, 4), 255, np.uint8), *others])
+    tall = solid(90, 180, COLOURS[0])  # half the slot's width: bars left and right
+    for _ in range(3):  # unchanged sources beside a letterboxed one and an empty slot
+        out = comp.compose([tall, None, others[1], others[2]])
+        assert not out[0:180, 0:100].any() and not out[0:180, 220:320].any()
+        assert tuple(out[90, 160, :3]) == COLOURS[0]
+        assert not out[0:180, 320:640].any()
+        assert int(out[180:360].min()) == 255
+        tall = tall.copy()  # a new frame of the same picture
 
 
 @pytest.mark.parametrize(

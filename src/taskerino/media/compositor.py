@@ -53,6 +53,13 @@ class Compositor:
     through k preallocated buffers, which avoids page faults on fresh 8 MB allocations;
     the caller must then hold at most k-1 composed frames at any time. A passthrough
     source that already has the output size is returned as is, without a copy.
+
+    A source whose frame is the very object it gave last time (the capture layer hands
+    back an unchanged source's last frame) is not scaled again: its cell is copied from
+    the last output, or left as it is in a ring buffer that already shows it; when no
+    source changed at all, the last output itself is returned. This holds only while a
+    frame's pixels never change once given, so `compose` makes every frame it gets
+    read-only, and its outputs too (a write to either raises instead of going stale).
     """
 
     def __init__(self, kind: str, n_sources: int, width: int, height: int, ring: int = 0) -> None:
@@ -74,30 +81,51 @@ class Compositor:
         # reuses memory the allocator just got back.
         self._tiled = sum(w * h for _, _, w, h in self.slots) == width * height
         self._ring = [np.zeros((height, width, 4), np.uint8) for _ in range(ring)]
-        self._drawn: list[list[Rect | None]] = [[None] * n_sources for _ in range(ring)]
+        # What each ring buffer's slot shows: (picture rect or None, serial of the frame).
+        self._drawn: list[list[tuple[Rect | None, int] | None]] = [
+            [None] * n_sources for _ in range(ring)
+        ]
         self._next = 0
+        # The last call's frames and output; a serial per slot that changes with the frame
+        # object, so a ring buffer can tell what it shows without keeping old frames alive.
+        self._shown: list[Frame | None] = [None] * n_sources
+        self._serials = [0] * n_sources
+        self._last: Frame | None = None
 
     def compose(self, frames: Sequence[Frame | None]) -> Frame:
         if len(frames) != self.n_sources:
             raise InvalidInput(f"expected {self.n_sources} frames, got {len(frames)}")
+        for frame in frames:
+            if frame is not None:
+                frame.flags.writeable = False  # kept and reused: it must not change now
+        last, shown = self._last, self._shown
+        if last is not None and all(f is s for f, s in zip(frames, shown, strict=True)):
+            return last  # nothing changed: the same picture, the same object
+        for i, frame in enumerate(frames):
+            if frame is not shown[i]:
+                self._serials[i] += 1
         if self.kind == "passthrough":
             only = frames[0]
             if only is not None and only.shape[:2] == (self.height, self.width):
                 self._update_cell(0, only)
+                self._remember(frames, only)
                 return only
         out, drawn = self._output()
         blank = drawn is None and self._tiled  # uninitialised: every pixel must be written
         for i, frame in enumerate(frames):
             rect = None if frame is None else self._update_cell(i, frame)
-            if blank and rect != self.slots[i]:
-                sx, sy, sw, sh = self.slots[i]
-                out[sy : sy + sh, sx : sx + sw] = 0
+            sx, sy, sw, sh = self.slots[i]
+            slot = out[sy : sy + sh, sx : sx + sw]
+            state = (rect, self._serials[i])
             if drawn is not None:
-                # A reused buffer holds its last picture: blank a slot whose area changed.
-                if drawn[i] is not None and drawn[i] != rect:
-                    sx, sy, sw, sh = self.slots[i]
-                    out[sy : sy + sh, sx : sx + sw] = 0
-                drawn[i] = rect
+                if drawn[i] == state:
+                    continue  # this buffer already shows this very frame
+                drawn[i] = state
+            if last is not None and frame is not None and frame is shown[i]:
+                np.copyto(slot, last[sy : sy + sh, sx : sx + sw])  # bars included
+                continue
+            if rect != self.slots[i] and (blank or drawn is not None):
+                slot[...] = 0  # bars, an empty slot, or a reused buffer's old picture
             if frame is None or rect is None:
                 continue
             x, y, w, h = rect
@@ -106,7 +134,13 @@ class Compositor:
                 np.copyto(view, frame)
             else:
                 cv2.resize(frame, (w, h), dst=view, interpolation=cv2.INTER_AREA)
+        out.flags.writeable = False
+        self._remember(frames, out)
         return out
+
+    def _remember(self, frames: Sequence[Frame | None], out: Frame) -> None:
+        self._shown = list(frames)
+        self._last = out
 
     def _update_cell(self, i: int, frame: Frame) -> Rect:
         size = (frame.shape[1], frame.shape[0])
@@ -117,10 +151,12 @@ class Compositor:
             self._sizes[i] = size
         return self.cells[i]
 
-    def _output(self) -> tuple[Frame, list[Rect | None] | None]:
+    def _output(self) -> tuple[Frame, list[tuple[Rect | None, int] | None] | None]:
         if not self._ring:
             make = np.empty if self._tiled else np.zeros
             return make((self.height, self.width, 4), np.uint8), None
         k = self._next
         self._next = (k + 1) % len(self._ring)
-        return self._ring[k], self._drawn[k]
+        buffer = self._ring[k]
+        buffer.flags.writeable = True  # the caller no longer holds it (the ring's contract)
+        return buffer, self._drawn[k]
