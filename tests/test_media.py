@@ -165,8 +165,9 @@ def test_reused_cells_equal_a_fresh_composition(
     for step in steps:
         for i, what in enumerate(step[:n]):
             if what == "new":
-                size = SIZES[i] if frames[i] is None else frames[i].shape[1::-1]
-                frames[i] = noise(rng, (int(size[0]), int(size[1])))
+                now = frames[i]
+                size = SIZES[i] if now is None else (now.shape[1], now.shape[0])
+                frames[i] = noise(rng, size)
             elif what == "resize":
                 frames[i] = noise(rng, SIZES[int(rng.integers(len(SIZES)))])
             elif what == "none":
