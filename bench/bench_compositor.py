@@ -20,6 +20,9 @@ three workloads:
    `compose` timed inside it. Rounds of `--seconds` alternate the variants: before, now,
    and each with OpenCV limited to one thread (`cv2.setNumThreads(1)`, process-wide). The
    recorder gives each picture back to the compositor once it is encoded.
+3. The 2x downscale by kernel: INTER_AREA (what is composed), INTER_LINEAR (the same
+   bytes at exactly 0.5, checked), INTER_AREA into a contiguous cell plus a copy, and
+   pyrDown (a Gaussian, not the same picture), with default threads and with one.
 
 Writes bench/results/compose-pipeline.json and .md.
 """
@@ -117,6 +120,77 @@ def alone(reps: int) -> dict[str, dict[str, dict[str, float]]]:
                     comp.release(out)
         results[workload] = {name: summary(ms) for name, ms in times.items()}
     return results
+
+
+# --- 3. the 2x downscale alone ----------------------------------------------------------------
+def kernels(reps: int) -> dict[str, Any]:
+    """The four 1920x1080 → 960x540 cells of one all-changing composition, by kernel,
+    alternating call by call, with OpenCV's default threads and with one."""
+    rng = np.random.default_rng(1)
+    sources = [rng.integers(0, 256, (HEIGHT, WIDTH, 4), dtype=np.uint8) for _ in range(4)]
+    out = np.zeros((HEIGHT, WIDTH, 4), np.uint8)
+    cw, ch = WIDTH // 2, HEIGHT // 2
+    views = [out[y : y + ch, x : x + cw] for y in (0, ch) for x in (0, cw)]
+    cells = [np.empty((ch, cw, 4), np.uint8) for _ in range(4)]
+
+    def into_view(interpolation: int) -> Callable[[], None]:
+        def run() -> None:
+            for src, view in zip(sources, views, strict=True):
+                cv2.resize(src, (cw, ch), dst=view, interpolation=interpolation)
+
+        return run
+
+    def via_cell(scale: Callable[[Frame, Frame], object]) -> Callable[[], None]:
+        def run() -> None:
+            for src, cell, view in zip(sources, cells, views, strict=True):
+                scale(src, cell)
+                np.copyto(view, cell)
+
+        return run
+
+    def area(src: Frame, cell: Frame) -> object:
+        return cv2.resize(src, (cw, ch), dst=cell, interpolation=cv2.INTER_AREA)
+
+    def pyr(src: Frame, cell: Frame) -> object:
+        return cv2.pyrDown(src, dst=cell)
+
+    runs = {
+        "INTER_AREA into the output (as composed)": into_view(cv2.INTER_AREA),
+        "INTER_LINEAR into the output": into_view(cv2.INTER_LINEAR),
+        "INTER_AREA into a contiguous cell + copy": via_cell(area),
+        "pyrDown into a contiguous cell + copy": via_cell(pyr),
+    }
+    timings: dict[str, Any] = {}
+    for threads in (None, 1):
+        label = "default threads" if threads is None else "1 thread"
+        times: dict[str, list[float]] = {name: [] for name in runs}
+        with cv2_threads(threads):
+            for call in range(reps + 5):
+                for name, run in runs.items():
+                    started = time.perf_counter()
+                    run()
+                    if call >= 5:
+                        times[name].append((time.perf_counter() - started) * 1000)
+        timings[label] = {name: summary(ms) for name, ms in times.items()}
+    src = sources[0]
+    by_area = cv2.resize(src, (cw, ch), interpolation=cv2.INTER_AREA)
+    by_linear = cv2.resize(src, (cw, ch), interpolation=cv2.INTER_LINEAR)
+    mean = (src.reshape(ch, 2, cw, 2, 4).astype(np.uint16).sum(axis=(1, 3)) + 2) // 4
+    by_pyr = cv2.pyrDown(src)
+    out[:] = 0
+    returned = cv2.resize(sources[1], (cw, ch), dst=views[1], interpolation=cv2.INTER_AREA)
+    in_place = np.shares_memory(returned, out) and np.array_equal(
+        out[0:ch, cw:WIDTH], cv2.resize(sources[1], (cw, ch), interpolation=cv2.INTER_AREA)
+    )
+    return {
+        "timings": timings,
+        "linear_equals_area": bool(np.array_equal(by_linear, by_area)),
+        "area_equals_rounded_2x2_mean": bool(np.array_equal(by_area, mean)),
+        "pyrdown_max_abs_difference_from_area": int(
+            np.abs(by_pyr.astype(np.int16) - by_area.astype(np.int16)).max()
+        ),
+        "view_written_in_place": bool(in_place),
+    }
 
 
 # --- 2. in the pipeline -----------------------------------------------------------------------
@@ -258,6 +332,8 @@ def main() -> None:
     alone_results = alone(args.reps)
     print(f"2. in the pipeline, {args.rounds} rounds of {args.seconds:.0f} s ...", flush=True)
     piped = pipeline(args.rounds, args.seconds, variants) if args.rounds else {}
+    print("3. the 2x downscale by kernel ...", flush=True)
+    kernel = kernels(max(20, args.reps // 3))
     load1 = os.getloadavg()
     command = "python bench/bench_compositor.py " + " ".join(sys.argv[1:])
     lines = [
@@ -301,6 +377,26 @@ def main() -> None:
                     f"| {s['mean_ms']:.2f} | {100 * s['drop_rate']:.2f} % "
                     f"| {s['cpu_s_per_s']:.2f} | {loads} |"
                 )
+    lines += [
+        "",
+        f"## 3. The four 2× downscales of one composition, by kernel "
+        f"({max(20, args.reps // 3)} calls each, alternating)",
+        "",
+        "| kernel | threads | median ms | p99 ms |",
+        "|---|---|---|---|",
+    ]
+    for label, per in kernel["timings"].items():
+        for name, k in per.items():
+            lines.append(f"| {name} | {label} | {k['median_ms']:.2f} | {k['p99_ms']:.2f} |")
+    lines += [
+        "",
+        f"INTER_LINEAR gives the same bytes as INTER_AREA at exactly 0.5: "
+        f"{kernel['linear_equals_area']}; INTER_AREA equals the rounded mean of each 2×2 "
+        f"block: {kernel['area_equals_rounded_2x2_mean']}; pyrDown (Gaussian) differs from it "
+        f"by up to {kernel['pyrdown_max_abs_difference_from_area']} levels (random picture); "
+        f"cv2.resize writes into a strided view of the output in place: "
+        f"{kernel['view_written_in_place']}.",
+    ]
     text = "\n".join(lines) + "\n"
     print("\n" + text)
     payload = {
@@ -315,6 +411,7 @@ def main() -> None:
         "target_ms": TARGET_MS,
         "alone": alone_results,
         "pipeline": piped,
+        "kernels": kernel,
     }
     RESULTS.mkdir(parents=True, exist_ok=True)
     (RESULTS / "compose-pipeline.json").write_text(json.dumps(payload, indent=2) + "\n")
