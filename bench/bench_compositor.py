@@ -346,7 +346,8 @@ def main() -> None:
         "",
         "`before`: the compositor without reuse (bench/compositor_before.py); `now`: the "
         "current one. Both in the same run, alternating (alone: call by call; in the "
-        "pipeline: round by round).",
+        "pipeline: round by round). The machine is shared: absolute figures follow the load "
+        "shown, compare variants within one run.",
         "",
         f"## 1. Alone ({args.reps} compositions each)",
         "",
