@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import itertools
 import os
 import signal
@@ -16,6 +17,8 @@ import av
 import numpy as np
 import pytest
 import soundfile
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from taskerino.errors import InvalidInput
 from taskerino.frame import Frame
@@ -133,6 +136,169 @@ def test_ring_buffers_blank_a_cell_that_shrinks() -> None:
     sx, sy, _, _ = comp.slots[1]
     for out in (a, b):
         assert not out[sy + 10, sx + 5, :3].any()  # old wide picture gone
+
+
+# What a source does between two compositions: gives the same frame object again
+# (unchanged), a new frame of the same size, a new frame of another size, or nothing.
+STEP = st.sampled_from(["same", "new", "resize", "none"])
+SIZES = [(160, 90), (90, 160), (160, 120), (320, 180), (64, 64)]
+
+
+def noise(rng: np.random.Generator, size: tuple[int, int]) -> Frame:
+    return rng.integers(0, 256, (size[1], size[0], 4), dtype=np.uint8)
+
+
+@settings(max_examples=80, deadline=None)
+@given(
+    layout=st.sampled_from([("grid", 4), ("grid", 3), ("side-by-side", 2), ("passthrough", 1)]),
+    ring=st.sampled_from([0, 0, 2, 3]),
+    steps=st.lists(st.lists(STEP, min_size=4, max_size=4), min_size=1, max_size=12),
+    seed=st.integers(0, 2**16),
+)
+def test_reused_cells_equal_a_fresh_composition(
+    layout: tuple[str, int], ring: int, steps: list[list[str]], seed: int
+) -> None:
+    kind, n = layout
+    rng = np.random.default_rng(seed)
+    comp = Compositor(kind, n, 320, 180, ring=ring)
+    frames: list[Frame | None] = [noise(rng, SIZES[i]) for i in range(n)]
+    # Each output handed out that the caller still holds, with its pixels then.
+    held: list[tuple[Frame, Frame]] = []
+    for step in steps:
+        for i, what in enumerate(step[:n]):
+            if what == "new":
+                now = frames[i]
+                size = SIZES[i] if now is None else (now.shape[1], now.shape[0])
+                frames[i] = noise(rng, size)
+            elif what == "resize":
+                frames[i] = noise(rng, SIZES[int(rng.integers(len(SIZES)))])
+            elif what == "none":
+                frames[i] = None
+        if not ring:  # give some back (an output handed out twice counts twice)
+            keep = rng.random(len(held)) < 0.5
+            for (old, _), kept in zip(held, keep, strict=True):
+                if not kept:
+                    comp.release(old)
+            held = [h for h, kept in zip(held, keep, strict=True) if kept]
+        out = comp.compose(frames)
+        expected = Compositor(kind, n, 320, 180).compose(frames)
+        assert np.array_equal(out, expected)
+        if ring:  # the ring's contract: the caller holds the last ring-1 outputs at most
+            held = held[-(ring - 1) :]
+        # A composed picture never changes while the caller holds it.
+        for old, pixels in held:
+            assert np.array_equal(old, pixels)
+        held.append((out, out.copy()))
+
+
+def test_an_output_given_back_is_drawn_over_only_then() -> None:
+    comp = Compositor("grid", 4, 640, 360)
+    frames: list[Frame | None] = [solid(320, 180, c) for c in COLOURS]
+    first = comp.compose(frames)
+    frames[0] = solid(320, 180, (9, 9, 9))
+    second = comp.compose(frames)
+    assert second is not first  # `first` was not given back
+    comp.release(first)
+    frames[1] = solid(320, 180, (8, 8, 8))
+    third = comp.compose(frames)
+    assert third is first  # reused: only its changed slots redrawn
+    assert np.array_equal(third, Compositor("grid", 4, 640, 360).compose(frames))
+    assert tuple(second[90, 480, :3]) == COLOURS[1]  # held, untouched
+    # Handed out twice (nothing changed), given back once: still held, not reused.
+    assert comp.compose(list(frames)) is third
+    comp.release(third)
+    frames[3] = solid(320, 180, (6, 6, 6))
+    fourth = comp.compose(frames)
+    assert fourth is not third and tuple(third[270, 480, :3]) == COLOURS[3]
+
+
+def test_release_of_what_compose_did_not_make_is_ignored() -> None:
+    comp = Compositor("passthrough", 1, 320, 180)
+    source = solid(320, 180, COLOURS[0])
+    assert comp.compose([source]) is source  # passed through as is
+    comp.release(source)
+    comp.release(solid(320, 180, COLOURS[1]))
+    small = solid(160, 90, COLOURS[2])
+    out = comp.compose([small])
+    assert out is not source and tuple(source[90, 160, :3]) == COLOURS[0]
+    assert tuple(out[90, 160, :3]) == COLOURS[2]
+
+
+def test_an_unchanged_composition_is_the_same_object() -> None:
+    comp = Compositor("grid", 4, 640, 360)
+    frames: list[Frame | None] = [solid(320, 180, c) for c in COLOURS]
+    first = comp.compose(frames)
+    assert comp.compose(list(frames)) is first
+    frames[2] = solid(320, 180, (7, 7, 7))
+    second = comp.compose(frames)
+    assert second is not first
+    assert tuple(second[270, 160, :3]) == (7, 7, 7)
+    assert tuple(second[90, 160, :3]) == COLOURS[0]  # copied from the last output
+
+
+def test_frames_and_outputs_cannot_change_in_place() -> None:
+    # A reused cell is only right while the frame it came from keeps its pixels: a source
+    # that changed the array it gave before would otherwise be shown stale.
+    comp = Compositor("grid", 2, 640, 180)
+    frame = solid(320, 180, COLOURS[0])
+    out = comp.compose([frame, None])
+    with pytest.raises(ValueError, match="read-only"):
+        frame[0, 0] = 1
+    with pytest.raises(ValueError, match="read-only"):
+        out[0, 0] = 1
+    changed = frame.copy()  # what a source does instead: a new array
+    changed[:, :, :3] = COLOURS[1]
+    again = comp.compose([changed, None])
+    assert tuple(again[90, 160, :3]) == COLOURS[1]
+
+
+def test_an_array_that_took_a_dropped_outputs_id_is_not_drawn_over() -> None:
+    # An output the caller dropped without giving it back is forgotten; a new array that
+    # Python puts at the same address (same id) and is then given back is not the compositor's.
+    for _ in range(20):
+        comp = Compositor("grid", 2, 64, 32)
+        dropped = comp.compose([solid(32, 32, COLOURS[0]), None])
+        old_id = id(dropped)
+        del dropped
+        comp.compose([solid(32, 32, COLOURS[1]), None])  # the last output is another now
+        gc.collect()
+        for _ in range(100):
+            foreign = np.full((32, 64, 4), 77, np.uint8)
+            if id(foreign) == old_id:
+                comp.release(foreign)
+                comp.compose([solid(32, 32, COLOURS[2]), None])
+                assert int(foreign.min()) == 77 and int(foreign.max()) == 77
+                return
+    pytest.skip("Python did not reuse the address of a dropped output")
+
+
+@pytest.mark.parametrize("n", [3, 4])  # 3: part of the picture lies in no slot
+@pytest.mark.parametrize("mode", ["fresh", "given back", "ring"])
+def test_bars_and_empty_slots_stay_black_in_reused_buffers(n: int, mode: str) -> None:
+    comp = Compositor("grid", n, 640, 360, ring=2 if mode == "ring" else 0)
+
+    def compose(frames: list[Frame | None]) -> Frame:
+        out = comp.compose(frames)
+        if mode == "given back":
+            comp.release(out)  # drawn over by the next call
+        return out
+
+    whites = [np.full((180, 320, 4), 255, np.uint8) for _ in range(n)]
+    for _ in range(3):  # every buffer shows white in every slot
+        compose([np.full((180, 320, 4), 255, np.uint8), *whites[1:]])
+    tall = solid(90, 180, COLOURS[0])  # half the slot's width: bars left and right
+    for _ in range(3):  # unchanged sources beside a letterboxed one and an empty slot
+        out = compose([tall, None, *whites[2:]]).copy()
+        assert not out[0:180, 0:100].any() and not out[0:180, 220:320].any()
+        assert tuple(out[90, 160, :3]) == COLOURS[0]
+        assert not out[0:180, 320:640].any()
+        covered = np.zeros((360, 640), bool)
+        for x, y, w, h in comp.slots[2:]:
+            assert int(out[y : y + h, x : x + w].min()) == 255
+            covered[y : y + h, x : x + w] = True
+        covered[0:180, :] = True
+        assert not out[~covered].any()  # outside every slot
+        tall = tall.copy()  # a new frame of the same picture
 
 
 @pytest.mark.parametrize(

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import random
 import subprocess
+import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 import av
@@ -14,7 +16,8 @@ import numpy as np
 import pytest
 from Xlib import display
 
-from taskerino.media import probe_video
+from taskerino.frame import Frame
+from taskerino.media import ChunkedEncoder, Compositor, probe_video
 from taskerino.models import Session, SessionConfig, parse_time
 from taskerino.sessions import StartRequest, Taskerino
 from taskerino.virtual import VirtualDisplay
@@ -154,6 +157,53 @@ def test_compositors_put_each_source_in_its_place(
         assert dominant(last, x, y) == colour, (compositor, colour)
     if compositor == "side-by-side":
         assert dominant(last, 80, 10) == "black"  # letterbox bar above 16:9 cells
+
+
+def test_a_composed_picture_is_not_drawn_over_before_it_is_encoded(
+    home: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Encoded pictures go back to the compositor, which draws later ones into them. A slow
+    # encoder keeps pictures queued (and drops some): none may change before it is encoded.
+    lock = threading.Lock()
+    in_flight: list[Frame] = []  # composed, not yet encoded (a dropped one stays here)
+    outputs: list[Frame] = []
+    changed: list[int] = []
+    compose, encode = Compositor.compose, ChunkedEncoder.encode
+
+    def digests() -> list[bytes]:
+        return [hashlib.sha256(f.tobytes()).digest() for f in in_flight]
+
+    def checked_compose(self: Compositor, frames: Sequence[Frame | None]) -> Frame:
+        with lock:
+            before = digests()
+            out = compose(self, frames)
+            after = digests()
+            changed.extend(i for i, (a, b) in enumerate(zip(before, after, strict=True)) if a != b)
+            in_flight.append(out)
+            outputs.append(out)
+            return out
+
+    def slow_encode(self: ChunkedEncoder, frame: Frame, media_time: float) -> None:
+        time.sleep(0.12)  # slower than 30 fps: the queue fills
+        encode(self, frame, media_time)
+        with lock:
+            del in_flight[next(i for i, f in enumerate(in_flight) if f is frame)]
+
+    monkeypatch.setattr(Compositor, "compose", checked_compose)
+    monkeypatch.setattr(ChunkedEncoder, "encode", slow_encode)
+    manager = Taskerino.open(home)
+    try:
+        session = manager.start(
+            video_request("test:red", "test:blue", "test:still-green", fps=30, size=(320, 180))
+        )
+        time.sleep(2.5)
+        stats = manager.stats(session.id)
+        manager.end(session.id)
+    finally:
+        manager.close()
+    assert stats.frames_dropped > 0  # the queue overflowed
+    assert len({id(f) for f in outputs}) < len(outputs)  # buffers were drawn in again
+    assert changed == []
 
 
 def test_window_source_and_closing_window(manager: Taskerino) -> None:

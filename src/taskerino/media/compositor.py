@@ -7,8 +7,11 @@ is recomputed only when that source's frame size changes.
 
 from __future__ import annotations
 
+import collections
 import math
+import weakref
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 import cv2
 import numpy as np
@@ -45,14 +48,39 @@ def layout(kind: str, n: int, width: int, height: int) -> list[Rect]:
     return slots
 
 
+# What a buffer's slot shows: the picture's rectangle (None: nothing) and the serial of the
+# source frame drawn there.
+Shown = tuple[Rect | None, int]
+FREE_BUFFERS = 2  # outputs given back and kept for reuse; more are left to the allocator
+
+
+@dataclass
+class _Issued:
+    """An output the caller holds: drawn over only once every hand-out is given back."""
+
+    ref: weakref.ReferenceType[Frame]
+    drawn: list[Shown | None]
+    count: int
+
+
 class Compositor:
     """Turns one frame per source into one (height, width, 4) BGRA picture.
 
-    `compose` returns a new array each call (bars are zero: black, alpha 0), so the
-    result can be handed to another thread. With `ring=k` (k >= 2) it instead cycles
-    through k preallocated buffers, which avoids page faults on fresh 8 MB allocations;
-    the caller must then hold at most k-1 composed frames at any time. A passthrough
-    source that already has the output size is returned as is, without a copy.
+    `compose` returns an output nobody else writes to, so it can be handed to another
+    thread (bars are zero: black, alpha 0). The caller may give an output back with
+    `release` once it is done with it (any thread): a later `compose` then draws into it
+    again, redrawing only the slots whose source changed. An output that is never given
+    back is simply left to the garbage collector. With `ring=k` (k >= 2) it instead cycles
+    through k preallocated buffers; the caller must then hold at most k-1 composed frames
+    at any time. A passthrough source that already has the output size is returned as is,
+    without a copy.
+
+    A source whose frame is the very object it gave last time (the capture layer hands
+    back an unchanged source's last frame) is not scaled again: its slot is copied from
+    the last output, or left as it is in a buffer that already shows it; when no source
+    changed at all, the last output itself is returned again. This holds only while a
+    frame's pixels never change once given, so `compose` makes every frame it gets
+    read-only, and its outputs too (a write to either raises instead of going stale).
     """
 
     def __init__(self, kind: str, n_sources: int, width: int, height: int, ring: int = 0) -> None:
@@ -74,30 +102,66 @@ class Compositor:
         # reuses memory the allocator just got back.
         self._tiled = sum(w * h for _, _, w, h in self.slots) == width * height
         self._ring = [np.zeros((height, width, 4), np.uint8) for _ in range(ring)]
-        self._drawn: list[list[Rect | None]] = [[None] * n_sources for _ in range(ring)]
+        self._ring_drawn: list[list[Shown | None]] = [[None] * n_sources for _ in range(ring)]
         self._next = 0
+        # The last call's frames and output; a serial per slot that changes with the frame
+        # object, so a buffer can tell what it shows without keeping old frames alive.
+        self._shown: list[Frame | None] = [None] * n_sources
+        self._serials = [0] * n_sources
+        self._last: Frame | None = None
+        # Outputs handed out (by id, checked by a weak reference: an id can be reused once
+        # the array is gone), those given back (by any thread) and those ready for reuse.
+        self._issued: dict[int, _Issued] = {}
+        self._returned: collections.deque[Frame] = collections.deque()
+        self._free: list[tuple[Frame, list[Shown | None]]] = []
+
+    def release(self, output: Frame) -> None:
+        """The caller is done with `output` (from `compose`): it may be drawn over. Safe
+        from any thread; anything `compose` did not make (a passthrough source) is ignored.
+        An output handed out twice (nothing had changed) is reused once both are back."""
+        self._returned.append(output)
 
     def compose(self, frames: Sequence[Frame | None]) -> Frame:
         if len(frames) != self.n_sources:
             raise InvalidInput(f"expected {self.n_sources} frames, got {len(frames)}")
+        for frame in frames:
+            if frame is not None:
+                frame.flags.writeable = False  # kept and reused: it must not change now
+        self._take_back()
+        last, shown = self._last, self._shown
+        if last is not None and all(f is s for f, s in zip(frames, shown, strict=True)):
+            issued = self._issued.get(id(last))
+            if issued is not None:
+                issued.count += 1
+            elif not self._ring and any(buffer is last for buffer, _ in self._free):
+                # Given back, not drawn over yet: hand it out again.
+                k = next(k for k, (buffer, _) in enumerate(self._free) if buffer is last)
+                self._issue(last, self._free.pop(k)[1])
+            return last  # nothing changed: the same picture, the same object
+        for i, frame in enumerate(frames):
+            if frame is not shown[i]:
+                self._serials[i] += 1
         if self.kind == "passthrough":
             only = frames[0]
             if only is not None and only.shape[:2] == (self.height, self.width):
                 self._update_cell(0, only)
+                self._shown, self._last = list(frames), only
                 return only
-        out, drawn = self._output()
-        blank = drawn is None and self._tiled  # uninitialised: every pixel must be written
+        out, drawn, fresh = self._output()
         for i, frame in enumerate(frames):
             rect = None if frame is None else self._update_cell(i, frame)
-            if blank and rect != self.slots[i]:
-                sx, sy, sw, sh = self.slots[i]
-                out[sy : sy + sh, sx : sx + sw] = 0
-            if drawn is not None:
-                # A reused buffer holds its last picture: blank a slot whose area changed.
-                if drawn[i] is not None and drawn[i] != rect:
-                    sx, sy, sw, sh = self.slots[i]
-                    out[sy : sy + sh, sx : sx + sw] = 0
-                drawn[i] = rect
+            state = (rect, self._serials[i])
+            if drawn[i] == state:
+                continue  # this buffer already shows this very frame
+            drawn[i] = state
+            sx, sy, sw, sh = self.slots[i]
+            slot = out[sy : sy + sh, sx : sx + sw]
+            if last is not None and last is not out and frame is not None and frame is shown[i]:
+                np.copyto(slot, last[sy : sy + sh, sx : sx + sw])  # bars included
+                continue
+            # A fresh tiled output is uninitialised, a reused one holds its old picture.
+            if rect != self.slots[i] and (self._tiled or not fresh):
+                slot[...] = 0  # bars, an empty slot
             if frame is None or rect is None:
                 continue
             x, y, w, h = rect
@@ -106,6 +170,10 @@ class Compositor:
                 np.copyto(view, frame)
             else:
                 cv2.resize(frame, (w, h), dst=view, interpolation=cv2.INTER_AREA)
+        out.flags.writeable = False
+        if not self._ring:
+            self._issue(out, drawn)
+        self._shown, self._last = list(frames), out
         return out
 
     def _update_cell(self, i: int, frame: Frame) -> Rect:
@@ -117,10 +185,36 @@ class Compositor:
             self._sizes[i] = size
         return self.cells[i]
 
-    def _output(self) -> tuple[Frame, list[Rect | None] | None]:
-        if not self._ring:
-            make = np.empty if self._tiled else np.zeros
-            return make((self.height, self.width, 4), np.uint8), None
-        k = self._next
-        self._next = (k + 1) % len(self._ring)
-        return self._ring[k], self._drawn[k]
+    def _issue(self, out: Frame, drawn: list[Shown | None]) -> None:
+        self._issued[id(out)] = _Issued(weakref.ref(out), drawn, 1)
+
+    def _take_back(self) -> None:
+        while self._returned:
+            output = self._returned.popleft()
+            issued = self._issued.get(id(output))
+            if issued is None or issued.ref() is not output:
+                continue  # not ours, or given back more often than handed out
+            issued.count -= 1
+            if issued.count == 0:
+                del self._issued[id(output)]
+                if len(self._free) < FREE_BUFFERS:
+                    self._free.append((output, issued.drawn))
+        for key in [k for k, issued in self._issued.items() if issued.ref() is None]:
+            del self._issued[key]  # dropped by the caller without a word
+
+    def _output(self) -> tuple[Frame, list[Shown | None], bool]:
+        """A buffer to draw into, what its slots show, and whether it is new."""
+        if self._ring:
+            k = self._next
+            self._next = (k + 1) % len(self._ring)
+            buffer = self._ring[k]
+            buffer.flags.writeable = True  # the caller no longer holds it (the ring's contract)
+            return buffer, self._ring_drawn[k], False
+        if self._free:
+            # The last output first: it shows the most of what is wanted now.
+            k = next((k for k, (b, _) in enumerate(self._free) if b is self._last), -1)
+            buffer, drawn = self._free.pop(k)
+            buffer.flags.writeable = True
+            return buffer, drawn, False
+        make = np.empty if self._tiled else np.zeros
+        return make((self.height, self.width, 4), np.uint8), [None] * self.n_sources, True

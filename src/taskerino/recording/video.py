@@ -4,7 +4,9 @@ Three threads, so a slow encode never stalls capture. A frame that finds its que
 replaces the oldest waiting one, which is counted as dropped; a capture tick missed
 because grabbing fell behind is counted as dropped too. Frames identical to the previous
 one are not composed or encoded again (variable frame rate); the encoder's timestamps
-come from the shared media clock, so the timeline stays exact.
+come from the shared media clock, so the timeline stays exact. A composed picture goes
+back to the compositor once it is encoded, which draws the next one into it (only the
+sources that changed); one dropped from the queue is left to the garbage collector.
 
 Chunks closed by the encoder are handed to a fourth thread that moves them into the blob
 store with their `SessionVideoChunk` row. At stop, the chunks are joined (no re-encoding,
@@ -362,6 +364,8 @@ class VideoRecorder(Recorder):
                 frame = item.frames[0]
                 assert frame is not None
                 encoder.encode(frame, media_time)
+                # Converted and sent: the compositor may draw its next picture in it.
+                self._compositor.release(frame)
                 done = time.monotonic()
                 self._encoded_times.append(done)
                 self._lag_ms = 0.8 * self._lag_ms + 0.2 * (done - item.captured_at) * 1000
