@@ -26,6 +26,8 @@ from ...models import (
     StageStatus,
     from_dict,
 )
+from .._rows import json_column as _json
+from .._rows import summaries
 from ..base import SessionRows, check_digest
 from ._connection import PostgresBase
 from ._enrichment import load_activity, load_chapters, load_ocr, load_transcript, unreferenced
@@ -53,20 +55,6 @@ _LIKE = (
     "(s.name ILIKE %s ESCAPE '\\' OR s.description ILIKE %s ESCAPE '\\'"
     " OR s.tags ILIKE %s ESCAPE '\\')"
 )
-
-
-def _summary(r: Any) -> SessionSummary:
-    """A row of SUMMARY's columns as a SessionSummary."""
-    tags = _json(r[10], list) if r[10] != "[]" else []
-    return SessionSummary(r[0], r[1], r[2], r[3], r[4], r[5], r[6], r[7], bool(r[8]), r[9], tags)
-
-
-def _json(text: str, kind: type[list[Any]] | type[dict[str, Any]]) -> Any:
-    """A stored JSON column; ValueError (reported as damage) unless it holds a `kind`."""
-    value = json.loads(text)
-    if not isinstance(value, kind):
-        raise ValueError(f"expected a JSON {kind.__name__}, found {text[:40]!r}")
-    return value
 
 
 class PostgresSessionRows(PostgresBase, SessionRows):
@@ -229,7 +217,7 @@ class PostgresSessionRows(PostgresBase, SessionRows):
             sql += " LIMIT %s"
             params.append(limit)
         with self._reading() as db:
-            return [_summary(r) for r in db.execute(sql, params).fetchall()]
+            return summaries(db.execute(sql, params).fetchall())
 
     # --- children -----------------------------------------------------------------------
     def add_screenshot(self, shot: SessionScreenshot) -> None:
@@ -473,7 +461,7 @@ class PostgresSessionRows(PostgresBase, SessionRows):
                 f"{SUMMARY}{condition} ORDER BY {self._ORDER[filter.sort]} LIMIT %s OFFSET %s",
                 [*params, filter.limit, filter.offset],
             ).fetchall()
-            page = [_summary(r) for r in rows]
+            page = summaries(rows)
             with_shots = [s.id for s in page if s.screenshot_count]
             thumbnails: dict[str, str] = {}
             if with_shots:

@@ -25,6 +25,8 @@ from ...models import (
     StageStatus,
     from_dict,
 )
+from .._rows import json_column as _json
+from .._rows import summaries as _summaries
 from ..base import SessionRows, check_digest
 from ._connection import SQLiteBase
 from ._enrichment import load_activity, load_chapters, load_ocr, load_transcript, unreferenced
@@ -48,35 +50,6 @@ _SESSION_FIELDS = (
 )
 
 _ATTACHMENT_COLUMNS = "id, type, name, mime_type, size, hash, created_at, duration, width, height"
-
-
-def _summaries(rows: list[Any]) -> list[SessionSummary]:
-    """Rows of SUMMARY's columns as SessionSummary objects.
-
-    Tags repeat from session to session (a project's sessions share them), so each distinct
-    text is parsed once per listing; every summary still gets a list of its own. At 10 000
-    sessions parsing every row's tags was a third of the listing's time.
-    """
-    parsed: dict[str, list[Any]] = {"[]": []}
-    result = []
-    for r in rows:
-        text = r[10]
-        tags = parsed.get(text)
-        if tags is None:
-            tags = parsed[text] = _json(text, list)
-        summary = SessionSummary(
-            r[0], r[1], r[2], r[3], r[4], r[5], r[6], r[7], bool(r[8]), r[9], [*tags]
-        )
-        result.append(summary)
-    return result
-
-
-def _json(text: str, kind: type[list[Any]] | type[dict[str, Any]]) -> Any:
-    """A stored JSON column; ValueError (reported as damage) unless it holds a `kind`."""
-    value = json.loads(text)
-    if not isinstance(value, kind):
-        raise ValueError(f"expected a JSON {kind.__name__}, found {text[:40]!r}")
-    return value
 
 
 class SQLiteSessionRows(SQLiteBase, SessionRows):
