@@ -504,7 +504,7 @@ def part_d(server: PostgresServer, folder: Path) -> list[dict[str, Any]]:
 
 
 # --- report -----------------------------------------------------------------------------
-def report(results: dict[str, Any], args: argparse.Namespace) -> str:
+def command_line(args: argparse.Namespace) -> str:
     command = (
         f"python bench/bench_team_store.py --jobs {args.jobs} --sessions {args.sessions}"
         f" --items {args.items}"
@@ -513,6 +513,11 @@ def report(results: dict[str, Any], args: argparse.Namespace) -> str:
         command += f" --parts {args.parts}"
     if args.before:
         command += " --before"
+    return command
+
+
+def report(results: dict[str, Any], args: argparse.Namespace) -> str:
+    command = command_line(args)
     lines = [
         "# Team profile store: PostgreSQL beside SQLite (spec §9, §10)",
         "",
@@ -522,14 +527,13 @@ def report(results: dict[str, Any], args: argparse.Namespace) -> str:
         f" {results['load_after'][0]:.2f} after. One run: the figures are noisy.",
         "",
     ]
-    if "earlier" in results:
-        earlier = results["earlier"]
-        lines += [
-            f"Parts {', '.join(earlier['parts'])}: kept from the run before (every part;"
-            f" load average {earlier['load_before'][0]:.2f} before,"
-            f" {earlier['load_after'][0]:.2f} after).",
-            "",
-        ]
+    for part, run in sorted(results.get("runs", {}).items()):
+        if part not in args.parts:
+            lines += [
+                f"Part {part}: kept from an earlier run (`{run['command']}`; load average"
+                f" {run['load_before'][0]:.2f} before, {run['load_after'][0]:.2f} after).",
+                "",
+            ]
     if "a" in results:
         lines += [
             "## a. Jobs claimed and completed per second (worker processes)",
@@ -687,19 +691,23 @@ def main() -> None:
     results["load_after"] = os.getloadavg()
     out = Path(__file__).parent / "results"
     kept = out / f"{args.name}.json"
+    # Where each part comes from: this run, or (parts not run now) the run before.
+    this_run = {
+        "command": command_line(args),
+        "load_before": results["load_before"],
+        "load_after": results["load_after"],
+    }
+    results["runs"] = {p: this_run for p in args.parts}
     if kept.exists() and set(args.parts) != set("abcd"):
-        # The parts not run now are kept from the run before, said so in the report.
         earlier = json.loads(kept.read_text())
-        missing = [p for p in "abcd" if p not in args.parts and p in earlier]
-        if missing:
-            for p in missing:
+        for p in "abcd":
+            if p not in args.parts and p in earlier:
                 results[p] = earlier[p]
-            results["earlier"] = earlier.get("earlier") or {
-                "parts": "".join(missing),
-                "load_before": earlier["load_before"],
-                "load_after": earlier["load_after"],
-            }
-            results["earlier"]["parts"] = "".join(missing)
+                results["runs"][p] = earlier.get("runs", {}).get(p) or {
+                    "command": earlier.get("command", "an earlier run"),
+                    "load_before": earlier["load_before"],
+                    "load_after": earlier["load_after"],
+                }
     (out / f"{args.name}.json").write_text(json.dumps(results, indent=2) + "\n")
     text = report(results, args)
     (out / f"{args.name}.md").write_text(text)
