@@ -30,7 +30,7 @@ from Xlib.protocol import request
 from Xlib.xobject.drawable import Window
 
 from ..errors import CaptureError, InvalidInput
-from ..frame import Frame
+from ..frame import Box, Frame
 from ..rules import EXCLUDED_TITLE, exclusion_matcher
 from .base import CaptureBackend, DisplayInfo, Source, WindowInfo
 from .damage import ChangeListener, DamageWatch
@@ -492,6 +492,7 @@ class _DisplaySource(Source):
         self._changes: ChangeListener | None = None
         self._polling = False  # no change reports to be had: grab every tick
         self._last: Frame | None = None
+        self._box: Box | None = None  # what the last grab changed; None: anything
         # The excluded windows' state at the last grab: a change there (a window renamed
         # into an exclusion draws nothing) needs a whole grab though no pixel changed.
         self._epoch: int | None = None
@@ -516,6 +517,10 @@ class _DisplaySource(Source):
             raise CaptureError(f"lost the X display while watching {self.id}: {e}") from e
         return self._changes.pending or self._changes.dirty is not None
 
+    @property
+    def changed_box(self) -> Box | None:
+        return self._box
+
     def grab(self) -> Frame:
         last, box, whole = self._last, None, True
         if self._changes is not None:
@@ -528,6 +533,7 @@ class _DisplaySource(Source):
             whole, self._epoch = True, epoch  # what is blacked out changed: all of it anew
         if whole or last is None or box is None or _large(box, self.size):
             frame = self._backend.grab_region(self._region)
+            self._box = None
         else:
             # A copy: the caller still holds (and compares against) the last frame.
             frame = last.copy()
@@ -540,6 +546,7 @@ class _DisplaySource(Source):
                     "height": h,
                 }
             )
+            self._box = box  # the rest of the frame is the last one's, copied
         self._last = frame
         return frame
 
