@@ -124,6 +124,41 @@ def test_a_small_change_grabs_only_its_box_and_gives_the_true_picture(
         source.close()
 
 
+def test_frames_patched_from_changed_boxes_are_true_and_never_change_once_handed_out(
+    screen: VirtualDisplay, counted: X11Backend
+) -> None:
+    """A small change is patched into a frame the source keeps and reuses once nobody
+    holds it: every frame is the true screen, and a frame still held is never touched."""
+    source = counted.open("display:1")
+    try:
+        source.grab()
+        settle(source)
+        held: list[tuple[np.ndarray, np.ndarray]] = []  # (frame, its pixels when grabbed)
+        addresses = []
+        with x_window(200, 200, 40, 30, RED) as (d, window):
+            for i in range(12):
+                window.configure(x=200 + 25 * i, y=200 + 7 * (i % 3))
+                d.sync()
+                deadline = time.monotonic() + 10
+                while not source.changed():
+                    assert time.monotonic() < deadline, "the move was not reported"
+                    time.sleep(0.02)
+                frame = source.grab()
+                truth = counted.grab_region({"left": 0, "top": 0, "width": 1920, "height": 1080})
+                assert np.array_equal(frame, truth), f"move {i}"
+                assert source.changed_box is not None  # a partial grab
+                addresses.append(frame.ctypes.data)
+                if i % 4 == 1:
+                    held.append((frame, frame.copy()))
+                del frame
+        for frame, pixels in held:
+            assert np.array_equal(frame, pixels)
+        # Frames nobody held any more were reused, not copied anew each time.
+        assert len(set(addresses)) < len(addresses) - len(held)
+    finally:
+        source.close()
+
+
 @pytest.mark.parametrize(
     ("size", "probe"),
     [

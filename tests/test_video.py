@@ -17,7 +17,7 @@ from Xlib import display
 from taskerino.frame import NO_CHANGE
 from taskerino.media import probe_video
 from taskerino.models import Session, SessionConfig, parse_time
-from taskerino.recording.video import _DropQueue, _Item
+from taskerino.recording.video import _DropQueue, _Item, same_frame
 from taskerino.sessions import StartRequest, Taskerino
 from taskerino.virtual import VirtualDisplay
 
@@ -314,3 +314,17 @@ def test_a_dropped_frame_hands_its_changed_box_to_the_next() -> None:
     q2.put(_Item(0.0, 0.0, [frame], [(1, 2, 3, 4)]))
     last = q2.get(0)
     assert isinstance(last, _Item) and last.boxes == [(1, 2, 3, 4)]
+
+
+def test_same_frame_finds_a_difference_anywhere_and_only_looks_inside_a_box() -> None:
+    rng = np.random.default_rng(3)
+    a = rng.integers(0, 256, (300, 202, 4), np.uint8)
+    assert same_frame(a, a.copy())
+    for y, x in [(0, 0), (129, 7), (299, 201), (256, 100)]:
+        b = a.copy()
+        b[y, x, 2] ^= 1
+        assert not same_frame(a, b)
+        assert not same_frame(a, b, (x, y, 1, 1))
+        # A box that leaves the difference out: the caller says nothing changed there.
+        assert same_frame(a, b, (0, 0, 202, y) if y else (0, 1, 202, 299))
+    assert not same_frame(a, None) and not same_frame(a, a[:-1])
