@@ -7,8 +7,8 @@ identical to the previous one), so chunk k's packets already sit on the session'
 timeline and joining the chunks is a plain remux.
 
 Default settings, measured on 1080p text screens (typing, scrolling), one core:
-libx264 `veryfast` + `tune=zerolatency` + `me=umh` + `qcomp=1.0` + `subme=1` +
-`weightp=0`, one thread, CRF 34.
+libx264 `veryfast` + `tune=zerolatency` + `me=umh` + `qcomp=1.0` + `subme=0` +
+`weightp=0` + `no-8x8dct`, one thread, CRF 34.
 - `qcomp=1.0` (constant quality per frame instead of x264's default 0.6, which gives
   simple frames a lower QP): the repeats that push a change to disk are the same picture
   again, so with 0.6 each one was coded at a finer QP than the change and paid for
@@ -27,6 +27,13 @@ libx264 `veryfast` + `tune=zerolatency` + `me=umh` + `qcomp=1.0` + `subme=1` +
 - `subme=1` + `weightp=0` (instead of veryfast's 2 and 1): x264's CPU 12-30 % lower on
   every workload for 0-6 % more bytes, recall unchanged (same replay; `preset=superfast`
   saves as much CPU but costs 18 % bytes on scrolling, `me=hex` 10 %).
+- `subme=0` (whole-pixel motion only) + `no-8x8dct` (4x4 transforms and intra blocks
+  only): x264's CPU another 15-17 % lower on scrolling, pages and a video beside text;
+  text moves by whole pixels, so bytes +0.5-2 % on text, recall within 0.3 points of
+  before; a playing video costs 17 % more bytes (its motion is sub-pixel). Cheaper
+  searches cost
+  text more: `me=dia` or `me=hex` +25 % bytes on scrolling and pages,
+  `partitions=none` +16 % (bench/results/encoder-settings.md, last table).
 - `zerolatency` (no B-frames, no lookahead) makes the encoder return each frame's packet
   at once, so nothing waits in encoder buffers when the process is killed, and without
   B-frames the MP4 timestamps stay exact (B-frames shift them by the reorder delay). It
@@ -205,7 +212,7 @@ class ChunkedEncoder:
         crf: int = DEFAULT_CRF,
         keyint_seconds: float = 30.0,
         threads: int = 1,
-        x264_params: str = "me=umh:qcomp=1.0:subme=1:weightp=0",
+        x264_params: str = "me=umh:qcomp=1.0:subme=0:weightp=0:no-8x8dct=1",
         keepalive_interval: float = 0.25,
     ) -> None:
         check_size(width, height)
