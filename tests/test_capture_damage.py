@@ -96,12 +96,21 @@ def test_a_small_change_grabs_only_its_box_and_gives_the_true_picture(
             while not source.changed():
                 assert time.monotonic() < deadline, "the change was not reported"
                 time.sleep(0.02)
+            before = source._last  # type: ignore[attr-defined]
             frame = source.grab()
             truth = counted.grab_region({"left": 0, "top": 0, "width": 1920, "height": 1080})
             assert np.array_equal(frame, truth)
             assert tuple(frame[310, 405, :3]) == (0, 0, 255)  # BGR red
             # Only the box of the change was grabbed for the frame, not the monitor.
             assert counted.grabbed[0] <= 4 * 12 * 20  # type: ignore[attr-defined]
+            # The frame says where it changed: outside that box it is the last one.
+            box = source.changed_box
+            assert box is not None and box[2] * box[3] <= 4 * 12 * 20
+            x, y, w, h = box
+            assert x <= 400 and y <= 300 and x + w >= 412 and y + h >= 320
+            outside = np.ones(frame.shape[:2], bool)
+            outside[y : y + h, x : x + w] = False
+            assert np.array_equal(frame[outside], before[outside])
         # The window's removal is a change too: the picture is the true one again.
         deadline = time.monotonic() + 10
         while not source.changed():
@@ -115,15 +124,64 @@ def test_a_small_change_grabs_only_its_box_and_gives_the_true_picture(
         source.close()
 
 
+def test_frames_patched_from_changed_boxes_are_true_and_never_change_once_handed_out(
+    screen: VirtualDisplay, counted: X11Backend
+) -> None:
+    """A small change is patched into a frame the source keeps and reuses once nobody
+    holds it: every frame is the true screen, and a frame still held is never touched."""
+    source = counted.open("display:1")
+    try:
+        source.grab()
+        settle(source)
+        held: list[tuple[np.ndarray, np.ndarray]] = []  # (frame, its pixels when grabbed)
+        addresses = []
+        with x_window(200, 200, 40, 30, RED) as (d, window):
+            for i in range(12):
+                window.configure(x=200 + 25 * i, y=200 + 7 * (i % 3))
+                d.sync()
+                deadline = time.monotonic() + 10
+                while not source.changed():
+                    assert time.monotonic() < deadline, "the move was not reported"
+                    time.sleep(0.02)
+                frame = source.grab()
+                truth = counted.grab_region({"left": 0, "top": 0, "width": 1920, "height": 1080})
+                assert np.array_equal(frame, truth), f"move {i}"
+                assert source.changed_box is not None  # a partial grab
+                addresses.append(frame.ctypes.data)
+                if i % 4 == 1:
+                    held.append((frame, frame.copy()))
+                del frame
+        for frame, pixels in held:
+            assert np.array_equal(frame, pixels)
+        # Frames nobody held any more were reused, not copied anew each time.
+        assert len(set(addresses)) < len(addresses) - len(held)
+    finally:
+        source.close()
+
+
+@pytest.mark.parametrize(
+    ("size", "probe"),
+    [
+        # display:1 fills the 1280x720 output: (705, 509) lands near (470, 339).
+        ((1280, 720), (470, 339)),
+        # At the display's own size the picture is the grab itself, changed box and all:
+        # only the box is converted for the encoder.
+        ((1920, 1080), (705, 509)),
+    ],
+)
 def test_a_one_character_edit_lands_in_the_video_at_its_moment(
-    screen: VirtualDisplay, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    screen: VirtualDisplay,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    size: tuple[int, int],
+    probe: tuple[int, int],
 ) -> None:
     monkeypatch.setenv("DISPLAY", screen.name)
     fps = 15
     (tmp_path / "home").mkdir(mode=0o700)
     library = Taskerino.open(tmp_path / "home")
     try:
-        session = library.start(video_request("display:1", fps=fps, size=(1280, 720)))
+        session = library.start(video_request("display:1", fps=fps, size=size))
         try:
             time.sleep(1.5)  # a still screen first
             d = xdisplay.Display(screen.name)
@@ -145,6 +203,10 @@ def test_a_one_character_edit_lands_in_the_video_at_its_moment(
                 d.sync()
                 changed_at = time.time() - parse_time(session.start_time).timestamp()
                 time.sleep(1.5)
+                window.unmap()  # and the edit undone
+                d.sync()
+                undone_at = time.time() - parse_time(session.start_time).timestamp()
+                time.sleep(1.0)
             finally:
                 d.close()
         finally:
@@ -159,10 +221,13 @@ def test_a_one_character_edit_lands_in_the_video_at_its_moment(
         for frame in container.decode(stream):
             assert frame.pts is not None and frame.time_base is not None
             picture = frame.to_ndarray(format="bgr24")
-            # display:1 fills the 1280x720 output: (705, 509) lands near (470, 339).
-            shown.append((float(frame.pts * frame.time_base), int(picture[339, 470, 1]) > 200))
+            x, y = probe
+            shown.append((float(frame.pts * frame.time_base), int(picture[y, x, 1]) > 200))
     first = next(t for t, green in shown if green)
     assert not any(green for t, green in shown if t < first)
+    gone = next(t for t, green in shown if t > first and not green)
+    assert not any(green for t, green in shown if t >= gone)
+    assert undone_at - 0.05 <= gone <= undone_at + 1 / fps + 0.5, (gone, undone_at)
     # Not before it happened; on a quiet machine within one frame interval after it (the
     # margin is for a busy one: the tick that grabs it may run late).
     assert changed_at - 0.05 <= first <= changed_at + 1 / fps + 0.5, (first, changed_at)

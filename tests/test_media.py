@@ -14,6 +14,7 @@ import time
 from pathlib import Path
 
 import av
+import cv2
 import numpy as np
 import pytest
 import soundfile
@@ -368,6 +369,60 @@ def test_variable_frame_rate_keeps_timeline(tmp_path: Path) -> None:
         check=True,
     )
     assert float(out.stdout) == pytest.approx(4.0, abs=0.01)
+
+
+def yuv_planes(frame: av.VideoFrame) -> list[np.ndarray]:
+    return [
+        np.frombuffer(memoryview(p), np.uint8).reshape(p.height, p.line_size)[:, : p.width]
+        for p in frame.planes
+    ]
+
+
+def test_changed_boxes_encode_the_same_picture_as_whole_conversions(tmp_path: Path) -> None:
+    """Only the changed box of each frame is converted to YUV; after any sequence of boxes
+    (odd edges, the whole frame, nothing, past the edges) the picture x264 codes is the
+    whole frame's conversion. Lossless coding (qp 0) makes that picture the decoded one."""
+    w, h = 322, 242  # odd chroma size, padded lines
+    rng = np.random.default_rng(7)
+    boxes: list[tuple[int, int, int, int] | None] = [
+        None,
+        (5, 3, 9, 7),
+        (0, 0, 1, 1),
+        (w - 3, h - 5, 3, 5),
+        (100, 50, 150, 121),
+        (0, 0, 0, 0),
+        None,
+        (31, 17, 280, 1),
+        (-4, -4, 10, 10),
+        (300, 230, 40, 40),
+    ]
+    boxes += [
+        (int(x), int(y), int(rng.integers(1, w - x)), int(rng.integers(1, h - y)))
+        for x, y in zip(rng.integers(0, w - 1, 30), rng.integers(0, h - 1, 30), strict=True)
+    ]
+    frame = rng.integers(0, 256, (h, w, 4), np.uint8)
+    expected = []
+    enc = ChunkedEncoder(tmp_path, w, h, 15, crf=0, x264_params="qp=0")
+    for i, box in enumerate(boxes):
+        frame = frame.copy()
+        if box is None:
+            frame[:] = rng.integers(0, 256, frame.shape, np.uint8)
+        else:
+            x, y, bw, bh = box
+            x0, y0 = max(0, x), max(0, y)
+            patch = frame[y0 : y + bh, x0 : x + bw]
+            patch[:] = rng.integers(0, 256, patch.shape, np.uint8)
+        enc.encode(frame, i / 15, box)
+        expected.append(cv2.cvtColor(frame, cv2.COLOR_BGRA2YUV_I420).reshape(-1))
+    assert enc.keepalive(len(boxes) / 15 + 0.3)  # the last picture again
+    expected.append(expected[-1])
+    info = enc.close()
+    assert info is not None
+    decoded = decode_all(info.path)
+    assert len(decoded) == len(expected)
+    for i, (got, want) in enumerate(zip(decoded, expected, strict=True)):
+        planes = np.concatenate([p.reshape(-1) for p in yuv_planes(got)])
+        assert np.array_equal(planes, want), f"frame {i} (box {boxes[min(i, len(boxes) - 1)]})"
 
 
 def test_keepalive_repeats_last_frame_sparingly(tmp_path: Path) -> None:

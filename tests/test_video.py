@@ -16,9 +16,10 @@ import numpy as np
 import pytest
 from Xlib import display
 
-from taskerino.frame import Frame
+from taskerino.frame import NO_CHANGE, Frame
 from taskerino.media import ChunkedEncoder, Compositor, probe_video
 from taskerino.models import Session, SessionConfig, parse_time
+from taskerino.recording.video import _DropQueue, _Item, same_frame
 from taskerino.sessions import StartRequest, Taskerino
 from taskerino.virtual import VirtualDisplay
 
@@ -341,3 +342,38 @@ def test_kill_9_of_video_recording_is_playable_to_the_kill(
         assert shown["total_duration"] >= recorded - 1.5
         assert run_json(home, "doctor") == {"ok": True, "problems": []}
         assert blob_files(home) == {a["hash"] for a in shown["attachments"].values()}
+
+
+def test_a_dropped_frame_hands_its_changed_box_to_the_next() -> None:
+    """What a dropped frame changed is still to be converted with the frame after it."""
+    q = _DropQueue(2)
+    frame = np.zeros((4, 4, 4), np.uint8)
+    for box in [(0, 0, 2, 2), (10, 10, 2, 2), (20, 20, 2, 2)]:
+        q.put(_Item(0.0, 0.0, [frame], [box]))
+    assert q.dropped == 1
+    head = q.get(0)
+    assert isinstance(head, _Item) and head.boxes == [(0, 0, 12, 12)]
+    q.put(_Item(0.0, 0.0, [frame], [None]))  # a whole change
+    q.put(_Item(0.0, 0.0, [frame], [(30, 30, 1, 1)]))  # the third, dropped, goes into it
+    items = [q.get(0), q.get(0)]
+    assert [i.boxes for i in items if isinstance(i, _Item)] == [[None], [(30, 30, 1, 1)]]
+    # Nothing changed in the dropped frame: the next one's box stands as it was.
+    q2 = _DropQueue(1)
+    q2.put(_Item(0.0, 0.0, [frame], [NO_CHANGE]))
+    q2.put(_Item(0.0, 0.0, [frame], [(1, 2, 3, 4)]))
+    last = q2.get(0)
+    assert isinstance(last, _Item) and last.boxes == [(1, 2, 3, 4)]
+
+
+def test_same_frame_finds_a_difference_anywhere_and_only_looks_inside_a_box() -> None:
+    rng = np.random.default_rng(3)
+    a = rng.integers(0, 256, (300, 202, 4), np.uint8)
+    assert same_frame(a, a.copy())
+    for y, x in [(0, 0), (129, 7), (299, 201), (256, 100)]:
+        b = a.copy()
+        b[y, x, 2] ^= 1
+        assert not same_frame(a, b)
+        assert not same_frame(a, b, (x, y, 1, 1))
+        # A box that leaves the difference out: the caller says nothing changed there.
+        assert same_frame(a, b, (0, 0, 202, y) if y else (0, 1, 202, 299))
+    assert not same_frame(a, None) and not same_frame(a, a[:-1])

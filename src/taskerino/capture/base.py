@@ -12,7 +12,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from ..errors import CaptureError
-from ..frame import Frame
+from ..frame import Box, Frame
 
 
 @dataclass(frozen=True)
@@ -55,6 +55,12 @@ class Source(abc.ABC):
         """False only when the source knows its picture is what the last `grab` returned
         (the server reported no change there); a caller may then skip the grab."""
         return True
+
+    @property
+    def changed_box(self) -> Box | None:
+        """Where the frame the last `grab` returned can differ from the frame of the grab
+        before it (outside, every pixel is the same); None when unknown: anywhere."""
+        return None
 
     @property
     def gone(self) -> bool:

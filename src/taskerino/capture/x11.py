@@ -15,6 +15,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import os
+import sys
 import threading
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any, Generic, Literal, TypeVar, cast
@@ -30,7 +31,7 @@ from Xlib.protocol import request
 from Xlib.xobject.drawable import Window
 
 from ..errors import CaptureError, InvalidInput
-from ..frame import Frame
+from ..frame import NO_CHANGE, Box, Frame, union_box
 from ..rules import EXCLUDED_TITLE, exclusion_matcher
 from .base import CaptureBackend, DisplayInfo, Source, WindowInfo
 from .damage import ChangeListener, DamageWatch
@@ -492,6 +493,8 @@ class _DisplaySource(Source):
         self._changes: ChangeListener | None = None
         self._polling = False  # no change reports to be had: grab every tick
         self._last: Frame | None = None
+        self._box: Box | None = None  # what the last grab changed; None: anything
+        self._spare: list[_Spare] = []
         # The excluded windows' state at the last grab: a change there (a window renamed
         # into an exclusion draws nothing) needs a whole grab though no pixel changed.
         self._epoch: int | None = None
@@ -516,6 +519,10 @@ class _DisplaySource(Source):
             raise CaptureError(f"lost the X display while watching {self.id}: {e}") from e
         return self._changes.pending or self._changes.dirty is not None
 
+    @property
+    def changed_box(self) -> Box | None:
+        return self._box
+
     def grab(self) -> Frame:
         last, box, whole = self._last, None, True
         if self._changes is not None:
@@ -528,9 +535,10 @@ class _DisplaySource(Source):
             whole, self._epoch = True, epoch  # what is blacked out changed: all of it anew
         if whole or last is None or box is None or _large(box, self.size):
             frame = self._backend.grab_region(self._region)
+            self._box = None
         else:
-            # A copy: the caller still holds (and compares against) the last frame.
-            frame = last.copy()
+            # Not the last frame itself: the caller still holds (and compares against) it.
+            frame = self._unheld_copy(last, box)
             x, y, w, h = box
             frame[y : y + h, x : x + w] = self._backend.grab_region(
                 {
@@ -540,13 +548,70 @@ class _DisplaySource(Source):
                     "height": h,
                 }
             )
+            self._box = box  # the rest of the frame is the last one's, copied
+        if frame is not last and self._box is None:
+            for spare in self._spare:
+                spare.stale = None  # a whole new picture: they may differ anywhere
         self._last = frame
         return frame
 
+    def _unheld_copy(self, last: Frame, box: Box) -> Frame:
+        """A frame equal to `last`, to patch `box` into.
+
+        Copying all 8 MB of a 1080p frame to change a small box of it cost more than
+        grabbing the box. The source keeps a few frames of its own instead and reuses one
+        that nobody else holds any more (its reference count says so: the pipeline has
+        let go of it, and a view of it would hold it too), copying into it only what
+        changed since it was last handed out.
+        """
+        chosen: _Spare | None = None
+        for spare in self._spare:
+            if spare.frame is not last and sys.getrefcount(spare.frame) == _UNHELD:
+                chosen = spare
+                break
+        if chosen is None and len(self._spare) < SPARE_FRAMES:
+            chosen = _Spare(np.empty_like(last))
+            self._spare.append(chosen)
+        for spare in self._spare:
+            if spare is not chosen:
+                spare.stale = union_box(spare.stale, box)
+        if chosen is None:
+            return last.copy()  # every one of them is still held
+        if chosen.stale is None:
+            np.copyto(chosen.frame, last)
+        else:
+            x, y, w, h = chosen.stale
+            chosen.frame[y : y + h, x : x + w] = last[y : y + h, x : x + w]
+        chosen.stale = NO_CHANGE  # it is the source's last frame once `box` is patched in
+        return chosen.frame
+
     def close(self) -> None:
+        self._spare.clear()
         if self._changes is not None:
             self._backend.stop_listening(self._changes)
             self._changes = None
+
+
+# Frames a display source keeps to patch changed boxes into (see `_unheld_copy`).
+SPARE_FRAMES = 3
+
+
+@dataclasses.dataclass
+class _Spare:
+    frame: Frame
+    # Where it differs from the source's last frame (None: anywhere; not yet filled).
+    stale: Box | None = None
+
+
+def _unheld_count() -> int:
+    """`sys.getrefcount(spare.frame)` of a frame that only its `_Spare` holds, asked the
+    way `_unheld_copy` asks (how many references the call itself adds is the
+    interpreter's business)."""
+    spare = _Spare(np.empty(0, np.uint8))
+    return sys.getrefcount(spare.frame)
+
+
+_UNHELD = _unheld_count()
 
 
 def _large(box: tuple[int, int, int, int], size: tuple[int, int]) -> bool:

@@ -7,8 +7,8 @@ identical to the previous one), so chunk k's packets already sit on the session'
 timeline and joining the chunks is a plain remux.
 
 Default settings, measured on 1080p text screens (typing, scrolling), one core:
-libx264 `veryfast` + `tune=zerolatency` + `me=umh` + `qcomp=1.0` + `subme=1` +
-`weightp=0`, one thread, CRF 34.
+libx264 `veryfast` + `tune=zerolatency` + `me=umh` + `qcomp=1.0` + `subme=0` +
+`weightp=0` + `no-8x8dct`, one thread, CRF 34.
 - `qcomp=1.0` (constant quality per frame instead of x264's default 0.6, which gives
   simple frames a lower QP): the repeats that push a change to disk are the same picture
   again, so with 0.6 each one was coded at a finer QP than the change and paid for
@@ -27,6 +27,13 @@ libx264 `veryfast` + `tune=zerolatency` + `me=umh` + `qcomp=1.0` + `subme=1` +
 - `subme=1` + `weightp=0` (instead of veryfast's 2 and 1): x264's CPU 12-30 % lower on
   every workload for 0-6 % more bytes, recall unchanged (same replay; `preset=superfast`
   saves as much CPU but costs 18 % bytes on scrolling, `me=hex` 10 %).
+- `subme=0` (whole-pixel motion only) + `no-8x8dct` (4x4 transforms and intra blocks
+  only): x264's CPU another 15-17 % lower on scrolling, pages and a video beside text;
+  text moves by whole pixels, so bytes +0.5-2 % on text, recall within 0.3 points of
+  before; a playing video costs 17 % more bytes (its motion is sub-pixel). Cheaper
+  searches cost
+  text more: `me=dia` or `me=hex` +25 % bytes on scrolling and pages,
+  `partitions=none` +16 % (bench/results/encoder-settings.md, last table).
 - `zerolatency` (no B-frames, no lookahead) makes the encoder return each frame's packet
   at once, so nothing waits in encoder buffers when the process is killed, and without
   B-frames the MP4 timestamps stay exact (B-frames shift them by the reorder delay). It
@@ -46,9 +53,10 @@ from typing import Any
 
 import av
 import cv2
+import numpy as np
 
 from taskerino.errors import InvalidInput, StorageError
-from taskerino.frame import Frame
+from taskerino.frame import Box, Frame
 from taskerino.media.chunks import ALIVE_SUFFIX, ChunkInfo
 from taskerino.rules import check_size, parse_fps
 
@@ -140,6 +148,47 @@ class _Chunk:
         self.container.close()
 
 
+class _Picture:
+    """One yuv420p picture that frames are converted into, a changed box at a time.
+
+    x264 copies each picture it is given before `encode` returns (no lookahead, no
+    frame threads), so the same frame is overwritten and sent again: no 3 MB frame is
+    made per picture, and where nothing changed nothing is converted.
+    """
+
+    def __init__(self, width: int, height: int) -> None:
+        self.width, self.height = width, height
+        self.frame: Any = av.VideoFrame(width, height, "yuv420p")
+        self.planes = [
+            np.frombuffer(memoryview(plane), np.uint8).reshape(plane.height, plane.line_size)[
+                :, : plane.width
+            ]
+            for plane in self.frame.planes
+        ]
+
+    def update(self, frame: Frame, box: Box | None) -> None:
+        """Convert the part of `frame` in `box` (None: all of it), widened to even edges
+        so that each 2x2 block of chroma is computed from all four of its pixels."""
+        if box is None:
+            x0, y0, x1, y1 = 0, 0, self.width, self.height
+        else:
+            x, y, w, h = box
+            x0, y0 = max(0, x) & ~1, max(0, y) & ~1
+            x1 = min(self.width, (x + w + 1) & ~1)
+            y1 = min(self.height, (y + h + 1) & ~1)
+            if x1 <= x0 or y1 <= y0:
+                return  # nothing changed
+        w, h = x1 - x0, y1 - y0
+        # OpenCV's BGRA→I420 is ~4x cheaper than PyAV's reformat (same BT.601 limited
+        # range); it computes each 2x2 block on its own, so a part converts as the whole.
+        yuv = cv2.cvtColor(frame[y0:y1, x0:x1], cv2.COLOR_BGRA2YUV_I420).reshape(-1)
+        y_plane, u_plane, v_plane = self.planes
+        y_plane[y0:y1, x0:x1] = yuv[: w * h].reshape(h, w)
+        cw, ch = w // 2, h // 2
+        u_plane[y0 // 2 : y1 // 2, x0 // 2 : x1 // 2] = yuv[w * h : w * h + cw * ch].reshape(ch, cw)
+        v_plane[y0 // 2 : y1 // 2, x0 // 2 : x1 // 2] = yuv[w * h + cw * ch :].reshape(ch, cw)
+
+
 class ChunkedEncoder:
     """Encodes BGRA frames at given media offsets into `chunk-NNNNN.mp4` files in `folder`.
 
@@ -163,7 +212,7 @@ class ChunkedEncoder:
         crf: int = DEFAULT_CRF,
         keyint_seconds: float = 30.0,
         threads: int = 1,
-        x264_params: str = "me=umh:qcomp=1.0:subme=1:weightp=0",
+        x264_params: str = "me=umh:qcomp=1.0:subme=0:weightp=0:no-8x8dct=1",
         keepalive_interval: float = 0.25,
     ) -> None:
         check_size(width, height)
@@ -195,7 +244,9 @@ class ChunkedEncoder:
         self._closed_bytes = 0
         self._chunk: _Chunk | None = None
         self._last_pts: int | None = None
-        self._last_yuv: Any = None
+        # The picture x264 is given, kept from frame to frame: only the part of a new
+        # frame that changed is converted into it (`encode`'s box). Made on first use.
+        self._picture: _Picture | None = None
         self._last_change = 0.0  # media time of the last frame given to `encode`
         self._closed = False
 
@@ -222,17 +273,24 @@ class ChunkedEncoder:
         """The earliest media time that follows the last frame sent."""
         return 0.0 if self._last_pts is None else float((self._last_pts + 1) * TIME_BASE)
 
-    def encode(self, frame: Frame, media_time: float) -> None:
-        """Encode one frame shown from `media_time` (seconds, strictly increasing)."""
+    def encode(self, frame: Frame, media_time: float, box: Box | None = None) -> None:
+        """Encode one frame shown from `media_time` (seconds, strictly increasing).
+
+        `box`: where `frame` can differ from the frame given to the call before (None:
+        anywhere); only that part is converted to YUV. A wrong box leaves old pixels
+        in the video: pass None when unsure.
+        """
         if frame.shape != (self.height, self.width, 4):
             raise InvalidInput(
                 f"frame of shape {frame.shape}; the encoder takes "
                 f"({self.height}, {self.width}, 4) BGRA"
             )
-        # OpenCV's BGRA→I420 is ~4x cheaper than PyAV's reformat (same BT.601 limited range).
-        yuv = cv2.cvtColor(frame, cv2.COLOR_BGRA2YUV_I420)
-        self._send(yuv, media_time)
-        self._last_yuv = yuv
+        picture = self._picture
+        if picture is None:
+            picture = self._picture = _Picture(self.width, self.height)
+            box = None
+        picture.update(frame, box)
+        self._send(picture.frame, media_time)
         self._last_change = media_time
         self.frames_encoded += 1
 
@@ -244,7 +302,7 @@ class ChunkedEncoder:
         After that the screen is known to be still: `media_time` goes to the chunk's
         `.alive` file, and a repeat frame only every `IDLE_KEEPALIVE_SECONDS`.
         """
-        if self._last_yuv is None or self._last_pts is None or self._chunk is None:
+        if self._picture is None or self._last_pts is None or self._chunk is None:
             return False
         last_sent = float(self._last_pts * TIME_BASE)
         flushing = last_sent < self._last_change + FLUSHED_AFTER
@@ -253,7 +311,7 @@ class ChunkedEncoder:
         interval = self.keepalive_interval if flushing else IDLE_KEEPALIVE_SECONDS
         if media_time - last_sent < interval or not self.follows(media_time):
             return False
-        self._send(self._last_yuv, media_time)
+        self._send(self._picture.frame, media_time)
         self.frames_repeated += 1
         return True
 
@@ -264,7 +322,7 @@ class ChunkedEncoder:
         with contextlib.suppress(OSError):
             alive_path(chunk.path).write_text(f"{media_time:.6f}")
 
-    def _send(self, yuv: Any, media_time: float) -> None:
+    def _send(self, vframe: Any, media_time: float) -> None:
         if self._closed:
             raise InvalidInput("the encoder is closed")
         pts = round(media_time / TIME_BASE)
@@ -280,7 +338,6 @@ class ChunkedEncoder:
                 chunk = None
             if chunk is None:
                 chunk = self._open_chunk(media_time)
-            vframe = av.VideoFrame.from_ndarray(yuv, format="yuv420p")
             vframe.pts = pts
             vframe.time_base = TIME_BASE
             chunk.encode(vframe)
