@@ -128,7 +128,8 @@ def test_frames_patched_from_changed_boxes_are_true_and_never_change_once_handed
     screen: VirtualDisplay, counted: X11Backend
 ) -> None:
     """A small change is patched into a frame the source keeps and reuses once nobody
-    holds it: every frame is the true screen, and a frame still held is never touched."""
+    holds it (even one its holder made read-only): every frame is the true screen, and a
+    frame still held is never touched."""
     source = counted.open("display:1")
     try:
         source.grab()
@@ -147,6 +148,7 @@ def test_frames_patched_from_changed_boxes_are_true_and_never_change_once_handed
                 truth = counted.grab_region({"left": 0, "top": 0, "width": 1920, "height": 1080})
                 assert np.array_equal(frame, truth), f"move {i}"
                 assert source.changed_box is not None  # a partial grab
+                frame.flags.writeable = False  # as the compositor leaves what it was given
                 addresses.append(frame.ctypes.data)
                 if i % 4 == 1:
                     held.append((frame, frame.copy()))

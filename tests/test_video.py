@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 from Xlib import display
 
-from taskerino.frame import NO_CHANGE, Frame
+from taskerino.frame import NO_CHANGE, Box, Frame
 from taskerino.media import ChunkedEncoder, Compositor, probe_video
 from taskerino.models import Session, SessionConfig, parse_time
 from taskerino.recording.video import _DropQueue, _Item, same_frame
@@ -184,9 +184,11 @@ def test_a_composed_picture_is_not_drawn_over_before_it_is_encoded(
             outputs.append(out)
             return out
 
-    def slow_encode(self: ChunkedEncoder, frame: Frame, media_time: float) -> None:
+    def slow_encode(
+        self: ChunkedEncoder, frame: Frame, media_time: float, box: Box | None = None
+    ) -> None:
         time.sleep(0.12)  # slower than 30 fps: the queue fills
-        encode(self, frame, media_time)
+        encode(self, frame, media_time, box)
         with lock:
             del in_flight[next(i for i, f in enumerate(in_flight) if f is frame)]
 

@@ -577,6 +577,8 @@ class _DisplaySource(Source):
                 spare.stale = union_box(spare.stale, box)
         if chosen is None:
             return last.copy()  # every one of them is still held
+        # Whoever held it may have made it read-only (the compositor does): nobody does now.
+        chosen.frame.flags.writeable = True
         if chosen.stale is None:
             np.copyto(chosen.frame, last)
         else:
