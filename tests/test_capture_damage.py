@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -14,7 +15,7 @@ from Xlib import display as xdisplay
 from Xlib.ext import xtest
 
 from taskerino.capture.damage import CAPTURE_MODE_ENV, DamageWatch
-from taskerino.capture.x11 import X11Backend
+from taskerino.capture.x11 import POOLED_FRAMES, X11Backend
 from taskerino.models import parse_time
 from taskerino.sessions import Taskerino
 from taskerino.virtual import VirtualDisplay
@@ -111,6 +112,43 @@ def test_a_small_change_grabs_only_its_box_and_gives_the_true_picture(
         truth = counted.grab_region({"left": 0, "top": 0, "width": 1920, "height": 1080})
         assert np.array_equal(frame, truth)
         assert tuple(frame[310, 405, :3]) != (0, 0, 255)
+    finally:
+        source.close()
+
+
+def test_patched_frames_a_caller_still_holds_never_change(
+    screen: VirtualDisplay, counted: X11Backend
+) -> None:
+    """Small changes patch a copy of the last frame into a recycled buffer: never one
+    that a caller (a queue, the last picture compared against) still holds."""
+    source = counted.open("display:1")
+    try:
+        source.grab()
+        settle(source)
+        kept: list[tuple[np.ndarray, bool]] = []
+        for i in range(2 * POOLED_FRAMES + 2):
+            shown = i % 2 == 0
+            with contextlib.ExitStack() as stack:
+                if shown:
+                    stack.enter_context(x_window(400, 300, 12, 20, RED))
+                deadline = time.monotonic() + 10
+                while not source.changed():
+                    assert time.monotonic() < deadline, "the change was not reported"
+                    time.sleep(0.02)
+                kept.append((source.grab(), shown))
+        assert len({id(frame) for frame, _ in kept}) == len(kept)
+        for frame, shown in kept:
+            assert (tuple(frame[310, 405, :3]) == (0, 0, 255)) == shown
+        # Dropped, their buffers are patched again: still the true picture.
+        kept.clear()
+        with x_window(400, 300, 12, 20, RED):
+            deadline = time.monotonic() + 10
+            while not source.changed():
+                assert time.monotonic() < deadline, "the change was not reported"
+                time.sleep(0.02)
+            frame = source.grab()
+            truth = counted.grab_region({"left": 0, "top": 0, "width": 1920, "height": 1080})
+            assert np.array_equal(frame, truth)
     finally:
         source.close()
 

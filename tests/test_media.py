@@ -18,7 +18,7 @@ import pytest
 import soundfile
 
 from taskerino.errors import InvalidInput
-from taskerino.frame import Frame
+from taskerino.frame import Frame, FramePool
 from taskerino.media import (
     ChunkedEncoder,
     ChunkInfo,
@@ -491,3 +491,25 @@ def test_fresh_output_has_black_bars_even_in_reused_memory() -> None:
     assert tuple(out[90, 160, :3]) == COLOURS[0]
     assert not out[0:180, 320:640].any()  # the slot without a picture
     assert int(out[180:360].min()) == 255
+
+
+def test_frame_pool_reuses_only_buffers_nobody_holds() -> None:
+    pool = FramePool(keep=2)
+    a = pool.take(4, 6)
+    b = pool.take(4, 6)
+    assert a is not b and a.shape == (4, 6, 4) and a.dtype == np.uint8
+    held_by_a_view = b[1:3]
+    c = pool.take(4, 6)  # both kept buffers are in use: a fresh one, not kept
+    assert c is not a and c is not b and len(pool) == 2
+    a_id = id(a)
+    del a
+    d = pool.take(4, 6)
+    assert id(d) == a_id  # the one nobody holds any more
+    del b
+    e = pool.take(4, 6)  # b's buffer is still seen through a view
+    assert e is not d and not np.shares_memory(e, held_by_a_view)
+    del c, d, e, held_by_a_view
+    bigger = pool.take(8, 6)  # a size asked for now replaces those of the old one
+    assert bigger.shape == (8, 6, 4) and len(pool) == 1
+    with pytest.raises(ValueError):
+        FramePool(keep=0)

@@ -30,7 +30,7 @@ from Xlib.protocol import request
 from Xlib.xobject.drawable import Window
 
 from ..errors import CaptureError, InvalidInput
-from ..frame import Frame
+from ..frame import Frame, FramePool
 from ..rules import EXCLUDED_TITLE, exclusion_matcher
 from .base import CaptureBackend, DisplayInfo, Source, WindowInfo
 from .damage import ChangeListener, DamageWatch
@@ -43,6 +43,9 @@ Region = dict[str, int]  # mss region: left, top, width, height
 
 # Errors that mean "the X server connection is unusable", as opposed to a vanished window.
 _CONNECTION_ERRORS = (xerror.ConnectionClosedError, xerror.DisplayError, OSError)
+# Buffers a display source keeps for the frames it patches (see FramePool); more are in
+# use only while the video's queues fill up.
+POOLED_FRAMES = 4
 
 
 class _PerThread(Generic[T]):
@@ -495,6 +498,9 @@ class _DisplaySource(Source):
         # The excluded windows' state at the last grab: a change there (a window renamed
         # into an exclusion draws nothing) needs a whole grab though no pixel changed.
         self._epoch: int | None = None
+        # Frames patched from the last one: the caller's last frame, the one it compares
+        # against and those waiting in the video's queues are the usual few in use.
+        self._pool = FramePool(POOLED_FRAMES)
 
     @property
     def size(self) -> tuple[int, int]:
@@ -529,8 +535,10 @@ class _DisplaySource(Source):
         if whole or last is None or box is None or _large(box, self.size):
             frame = self._backend.grab_region(self._region)
         else:
-            # A copy: the caller still holds (and compares against) the last frame.
-            frame = last.copy()
+            # A copy: the caller still holds (and compares against) the last frame. Into a
+            # recycled buffer: a fresh 8 MB one a frame is what the C heap keeps.
+            frame = self._pool.take(*last.shape[:2])
+            np.copyto(frame, last)
             x, y, w, h = box
             frame[y : y + h, x : x + w] = self._backend.grab_region(
                 {

@@ -196,6 +196,7 @@ class ChunkedEncoder:
         self._chunk: _Chunk | None = None
         self._last_pts: int | None = None
         self._last_yuv: Any = None
+        self._yuv: Any = None  # the buffer every frame is converted into
         self._last_change = 0.0  # media time of the last frame given to `encode`
         self._closed = False
 
@@ -230,7 +231,10 @@ class ChunkedEncoder:
                 f"({self.height}, {self.width}, 4) BGRA"
             )
         # OpenCV's BGRA→I420 is ~4x cheaper than PyAV's reformat (same BT.601 limited range).
-        yuv = cv2.cvtColor(frame, cv2.COLOR_BGRA2YUV_I420)
+        # Always into the same buffer (PyAV copies it into the frame it encodes): a fresh
+        # 3 MB array a frame is what the C heap keeps (see `taskerino.heap`).
+        yuv = cv2.cvtColor(frame, cv2.COLOR_BGRA2YUV_I420, dst=self._yuv)
+        self._yuv = yuv
         self._send(yuv, media_time)
         self._last_yuv = yuv
         self._last_change = media_time
