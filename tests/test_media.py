@@ -513,3 +513,16 @@ def test_frame_pool_reuses_only_buffers_nobody_holds() -> None:
     assert bigger.shape == (8, 6, 4) and len(pool) == 1
     with pytest.raises(ValueError):
         FramePool(keep=0)
+
+
+def test_outputs_reused_for_an_incomplete_grid_keep_black_outside_the_slots() -> None:
+    # Three sources: the last row's one slot is centred, with nothing either side of it.
+    comp = Compositor("grid", 3, 640, 360)
+    white = np.full((180, 320, 4), 255, np.uint8)
+    first = comp.compose([white] * 3)
+    assert not first[180:360, 0:160].any()
+    first[:] = 255  # as if a picture had been there
+    del first
+    out = comp.compose([white, white, None])
+    assert not out[180:360].any()  # the empty slot and both sides of it
+    assert int(out[0:180].min()) == 255

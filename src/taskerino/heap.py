@@ -45,6 +45,11 @@ def _libc() -> ctypes.CDLL | None:
     return libc
 
 
+def available() -> bool:
+    """True where the C library is glibc (these calls act)."""
+    return _call("mallopt") is not None and _call("malloc_trim") is not None
+
+
 def _call(name: str) -> Callable[..., int] | None:
     libc = _libc()
     return None if libc is None else getattr(libc, name, None)

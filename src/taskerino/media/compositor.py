@@ -14,10 +14,14 @@ import cv2
 import numpy as np
 
 from taskerino.errors import InvalidInput
-from taskerino.frame import Frame
+from taskerino.frame import Frame, FramePool
 from taskerino.rules import check_compositor, check_size
 
 Rect = tuple[int, int, int, int]  # x, y, w, h
+
+# Output buffers kept: the video's queue of composed frames and the one being encoded
+# hold the usual few.
+POOLED_OUTPUTS = 4
 
 
 def fit(src_w: int, src_h: int, slot: Rect) -> Rect:
@@ -48,11 +52,13 @@ def layout(kind: str, n: int, width: int, height: int) -> list[Rect]:
 class Compositor:
     """Turns one frame per source into one (height, width, 4) BGRA picture.
 
-    `compose` returns a new array each call (bars are zero: black, alpha 0), so the
-    result can be handed to another thread. With `ring=k` (k >= 2) it instead cycles
-    through k preallocated buffers, which avoids page faults on fresh 8 MB allocations;
-    the caller must then hold at most k-1 composed frames at any time. A passthrough
-    source that already has the output size is returned as is, without a copy.
+    `compose` returns an array nobody else holds (bars are zero: black, alpha 0), so the
+    result can be handed to another thread: a buffer of a `FramePool`, reused only once
+    every earlier result in it was dropped (a fresh 8 MB array a frame is what the C heap
+    keeps, see `taskerino.heap`). With `ring=k` (k >= 2) it instead cycles through k
+    preallocated buffers; the caller must then hold at most k-1 composed frames at any
+    time. A passthrough source that already has the output size is returned as is,
+    without a copy.
     """
 
     def __init__(self, kind: str, n_sources: int, width: int, height: int, ring: int = 0) -> None:
@@ -68,11 +74,11 @@ class Compositor:
         # Picture area of each source; the whole slot until its first frame arrives.
         self.cells: list[Rect] = list(self.slots)
         self._sizes: list[tuple[int, int] | None] = [None] * n_sources
-        # Slots that cover the whole picture (a full grid, side by side, passthrough): a fresh
-        # output needs no zeroing first, only the slots a picture does not fill. A zeroed
-        # 8 MB array costs a page fault per 4 KB page on every frame; an uninitialised one
-        # reuses memory the allocator just got back.
+        # Slots that cover the whole picture (a full grid, side by side, passthrough): an
+        # output from the pool needs no zeroing first, only the slots a picture does not
+        # fill; otherwise the bars between the slots are zeroed too.
         self._tiled = sum(w * h for _, _, w, h in self.slots) == width * height
+        self._pool = FramePool(POOLED_OUTPUTS)
         self._ring = [np.zeros((height, width, 4), np.uint8) for _ in range(ring)]
         self._drawn: list[list[Rect | None]] = [[None] * n_sources for _ in range(ring)]
         self._next = 0
@@ -119,8 +125,10 @@ class Compositor:
 
     def _output(self) -> tuple[Frame, list[Rect | None] | None]:
         if not self._ring:
-            make = np.empty if self._tiled else np.zeros
-            return make((self.height, self.width, 4), np.uint8), None
+            out = self._pool.take(self.height, self.width)
+            if not self._tiled:
+                out[:] = 0
+            return out, None
         k = self._next
         self._next = (k + 1) % len(self._ring)
         return self._ring[k], self._drawn[k]
