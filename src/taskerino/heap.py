@@ -8,9 +8,14 @@ ever given back). So every 8 MB picture, 3 MB YUV buffer and, after the first ch
 closes, x264's picture buffers lived in the per-thread arenas, each of which grew to the
 largest number of frames ever in flight at once plus the holes between them.
 
+Smaller blocks freed in an arena stay resident too: the audio thread's arena (segment
+encoding, the joined audio file, the store) grew by some kilobytes a second, nearly all
+of it free.
+
 The pipeline reuses its frame buffers (`FramePool`, the encoder's conversion buffer);
-`fix_policy` makes big blocks always the system's own mappings, so that what a burst or
-a closed chunk frees goes back at once; `release` gives back the free pages inside the
+`fix_policy`, set when video recording starts, makes big blocks always the system's own
+mappings, so that what a burst or a closed chunk frees goes back at once; `release`,
+called every few seconds beside each recording, gives back the free pages inside the
 arenas. Elsewhere than glibc these do nothing.
 """
 
