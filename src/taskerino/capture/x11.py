@@ -533,7 +533,13 @@ class _DisplaySource(Source):
         if epoch != self._epoch:
             whole, self._epoch = True, epoch  # what is blacked out changed: all of it anew
         if whole or last is None or box is None or _large(box, self.size):
-            frame = self._backend.grab_region(self._region)
+            # Copied into a pooled buffer too (~1 ms), and the grab's own freed at once:
+            # kept as the last frame, mss's fresh 8 MB would be one more block alive for
+            # as long as the screen stays as it is, in place of one the pool holds anyway.
+            grabbed = self._backend.grab_region(self._region)
+            frame = self._pool.take(*grabbed.shape[:2])
+            np.copyto(frame, grabbed)
+            del grabbed
         else:
             # A copy: the caller still holds (and compares against) the last frame. Into a
             # recycled buffer: a fresh 8 MB one a frame is what the C heap keeps.
