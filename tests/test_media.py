@@ -712,3 +712,22 @@ def test_fresh_output_has_black_bars_even_in_reused_memory() -> None:
     assert tuple(out[90, 160, :3]) == COLOURS[0]
     assert not out[0:180, 320:640].any()  # the slot without a picture
     assert int(out[180:360].min()) == 255
+
+
+def test_outputs_reused_for_an_incomplete_grid_keep_black_outside_the_slots() -> None:
+    # Three sources: the last row's one slot is centred, with nothing either side of it.
+    # Outputs given back are drawn in again, alternately full and with the slot empty.
+    comp = Compositor("grid", 3, 640, 360)
+    white = np.full((180, 320, 4), 255, np.uint8)
+    seen: list[Frame] = []
+    for _ in range(6):
+        full = comp.compose([white.copy() for _ in range(3)])
+        assert not full[180:360, 0:160].any() and not full[180:360, 480:640].any()
+        assert int(full[180:360, 160:480].min()) == 255
+        comp.release(full)
+        partial = comp.compose([white.copy(), white.copy(), None])
+        assert not partial[180:360].any()  # the empty slot and both sides of it
+        assert int(partial[0:180].min()) == 255
+        comp.release(partial)
+        seen += [full, partial]
+    assert len({id(f) for f in seen}) < len(seen)  # buffers were drawn in again

@@ -11,10 +11,11 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from taskerino import heap
 from taskerino.errors import InvalidInput, NotFound, RecorderError
 from taskerino.models import SessionConfig, on_timeline
 from taskerino.recording.base import Finisher, MediaClock, Recorder, RecordingContext
-from taskerino.sessions import StartRequest, Taskerino
+from taskerino.sessions import StartRequest, Taskerino, lifecycle
 from taskerino.sessions.configure import configure as validate_config
 from taskerino.virtual import VirtualDisplay
 
@@ -60,6 +61,25 @@ def test_screenshots_are_taken_and_attached(manager: Taskerino) -> None:
     # The screen did not change: every screenshot shares one deduplicated file.
     assert len(attachments) == 1
     assert manager.doctor() == []
+
+
+def test_a_live_recording_gives_free_heap_memory_back_now_and_then(
+    manager: Taskerino, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    released: list[float] = []
+
+    def release() -> bool:
+        released.append(time.monotonic())
+        return True
+
+    monkeypatch.setattr(lifecycle, "TRIM_SECONDS", 0.3)
+    monkeypatch.setattr(heap, "release", release)
+    session = manager.start(shots(60.0))
+    wait_for(lambda: len(released) >= 3)
+    manager.end(session.id)
+    count = len(released)
+    time.sleep(1.0)  # three periods more
+    assert len(released) == count  # the keeper stopped with the recording
 
 
 def test_pause_takes_nothing_and_excludes_time(manager: Taskerino) -> None:

@@ -28,6 +28,7 @@ from pathlib import Path
 
 import numpy as np
 
+from .. import heap
 from ..capture import CaptureBackend, get_backend, open_source
 from ..capture.base import Source
 from ..errors import TaskerinoError
@@ -245,6 +246,9 @@ class VideoRecorder(Recorder):
             chunking_status="processing",
         )
         ctx.store.save_video(self._video)
+        # Big blocks (x264's pictures, frames beyond the pools) go back to the system as
+        # soon as they are freed, rather than pile up in the threads' arenas.
+        heap.fix_policy()
         for name, target in (
             ("video-capture", self._capture_loop),
             ("video-compose", self._compose_loop),

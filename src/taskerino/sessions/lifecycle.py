@@ -15,6 +15,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
+from .. import heap
 from ..config import Layout
 from ..errors import InvalidInput, NotFound, RecorderError, StorageError, TaskerinoError
 from ..models import (
@@ -56,6 +57,9 @@ log = logging.getLogger("taskerino.sessions")
 # when woken, and at least this often besides: a lost wake costs at most that long.
 POLL_SECONDS = 1.0
 STATS_SECONDS = 1.0  # how often its stats and heartbeat are published
+# How often the free memory inside the C heap's arenas goes back to the system (a few
+# tenths of a millisecond each time; see taskerino.heap).
+TRIM_SECONDS = 10.0
 OWNER_FILE = ".owner"  # in a staging folder: the process writing there
 TERMINAL: tuple[SessionStatus, ...] = ("completed", "interrupted")
 
@@ -392,7 +396,8 @@ class Lifecycle:
 
 class Keeper:
     """The thread beside a live recording: it carries out commands sent by other processes,
-    publishes stats and a heartbeat, and ends the session when a recorder cannot go on."""
+    publishes stats and a heartbeat, ends the session when a recorder cannot go on, and
+    gives the C heap's free memory back to the system now and then."""
 
     def __init__(self, lifecycle: Lifecycle, recording: LiveRecording) -> None:
         self.lifecycle = lifecycle
@@ -403,6 +408,7 @@ class Keeper:
         )
         self._last_stats = 0.0
         self._watch: Watch | None = None
+        self._last_trim = time.monotonic()
 
     def start(self) -> None:
         self._thread.start()
@@ -470,6 +476,9 @@ class Keeper:
             self._last_stats = now
             stats, beat = self.recording.stats(), time.time()
             life.queue.enqueue(lambda: _publish(life.store, stats, beat))
+        if now - self._last_trim >= TRIM_SECONDS:
+            self._last_trim = now
+            heap.release()
         return True
 
 
