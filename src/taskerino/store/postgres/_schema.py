@@ -396,10 +396,18 @@ BEGIN
 END $$;
 """
 
+# Session times are ISO-8601 UTC text, which sorts by time byte for byte: the database's
+# locale collation (the default) compared them letter by letter at several levels, a third
+# of listing 10 000 sessions. The index on them is rebuilt with the column.
+_V5 = """
+ALTER TABLE sessions ALTER COLUMN start_time TYPE TEXT COLLATE "C";
+ANALYZE sessions;
+"""
+
 RUM_INDEX = "search_items_rum"
 
 # version N -> the script that makes a version-N database a version-N+1 one.
-MIGRATIONS: dict[int, str] = {0: _V1, 1: _V2, 2: _V3, 3: _V4}
+MIGRATIONS: dict[int, str] = {0: _V1, 1: _V2, 2: _V3, 3: _V4, 4: _V5}
 DB_VERSION = len(MIGRATIONS)
 
 
