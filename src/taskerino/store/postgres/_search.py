@@ -274,6 +274,16 @@ LEFT JOIN ocr_texts o ON i.kind = 'ocr' AND o.id = i.item_id
 ORDER BY r.rank DESC, r.id DESC
 """
 
+# The page of hits the RUM queries below rank (`ranked`: id, distance), read in full.
+_RANKED_HITS = """
+SELECT i.kind, i.item_id, i.session_id, i.media_offset, s.name, i.body,
+    1 / r.distance::float8, o.words
+FROM ranked r
+JOIN search_items i ON i.id = r.id
+JOIN sessions s ON s.id = i.session_id
+LEFT JOIN ocr_texts o ON i.kind = 'ocr' AND o.id = i.item_id
+"""
+
 # With a RUM index (schema 4, where the server has the extension) the index ranks: `tsv <=>
 # query` is RUM's distance, 1 / its score (a cover-density score computed from the word
 # positions stored in the index: more and closer matches score higher; no division by the
@@ -282,7 +292,8 @@ ORDER BY r.rank DESC, r.id DESC
 # places in the table (RUM's sort breaks them by that), so the order is total and pages
 # follow on. The tsquery is written in place (not a FROM item) so that it is a constant
 # the index scan can order by.
-_SEARCH_RUM = """
+_SEARCH_RUM = (
+    """
 WITH ranked AS MATERIALIZED (
     SELECT id, distance, row_number() OVER () AS n
     FROM (
@@ -293,21 +304,18 @@ WITH ranked AS MATERIALIZED (
         LIMIT %(limit)s OFFSET %(offset)s
     ) page
 )
-SELECT i.kind, i.item_id, i.session_id, i.media_offset, s.name, i.body,
-    1 / r.distance::float8, o.words
-FROM ranked r
-JOIN search_items i ON i.id = r.id
-JOIN sessions s ON s.id = i.session_id
-LEFT JOIN ocr_texts o ON i.kind = 'ocr' AND o.id = i.item_id
-ORDER BY r.n
 """
+    + _RANKED_HITS
+    + "ORDER BY r.n\n"
+)
 
 _INDEX_ORDER_ONLY = "SET LOCAL enable_seqscan = off; SET LOCAL enable_bitmapscan = off"
 _INDEX_ORDER_RESET = "RESET enable_seqscan; RESET enable_bitmapscan"
 
 # One session's matches are few: they are found by the session's index and sorted, by the
 # same score and the same tie-break (the row's place) as the index's order.
-_SEARCH_RUM_SESSION = """
+_SEARCH_RUM_SESSION = (
+    """
 WITH ranked AS MATERIALIZED (
     SELECT i.id, i.tsv <=> q AS distance, i.ctid AS place
     FROM to_tsquery('taskerino', %(q)s) AS q, search_items i
@@ -315,14 +323,10 @@ WITH ranked AS MATERIALIZED (
     ORDER BY distance, place
     LIMIT %(limit)s OFFSET %(offset)s
 )
-SELECT i.kind, i.item_id, i.session_id, i.media_offset, s.name, i.body,
-    1 / r.distance::float8, o.words
-FROM ranked r
-JOIN search_items i ON i.id = r.id
-JOIN sessions s ON s.id = i.session_id
-LEFT JOIN ocr_texts o ON i.kind = 'ocr' AND o.id = i.item_id
-ORDER BY r.distance, r.place
 """
+    + _RANKED_HITS
+    + "ORDER BY r.distance, r.place\n"
+)
 
 # What each kind of row puts in the index: (kind, table, offset, body, session column).
 _SOURCES = (
