@@ -56,6 +56,15 @@ def test_a_taken_port_is_reported_and_replaced(home: Path) -> None:
         assert again.stop()[0] == 0
 
 
+def test_a_stop_sent_as_soon_as_the_url_shows_stops_the_server(home: Path) -> None:
+    # The URL used to be printed before uvicorn's signal handlers were in place: a SIGTERM
+    # in between was swallowed and serve never ended.
+    for _ in range(5):
+        served = Served(home, "--port", "0")
+        status, _, err = served.stop()
+        assert status == 0, err
+
+
 def test_bad_serve_arguments_are_exit_2(home: Path) -> None:
     for args in (("--port", "70000"), ("--port", "http"), ("--host", "no such host.invalid")):
         result = run(home, "serve", *args, timeout=30)

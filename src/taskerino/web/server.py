@@ -30,9 +30,18 @@ class _Server(uvicorn.Server):
     """uvicorn's server that also tells the app's event streams to end when it stops, and
     runs the app's blocking calls on a few threads only."""
 
-    def __init__(self, config: uvicorn.Config, on_stop: Callable[[], None]) -> None:
+    def __init__(
+        self, config: uvicorn.Config, on_stop: Callable[[], None], on_start: Callable[[], None]
+    ) -> None:
         super().__init__(config)
         self._on_stop = on_stop
+        self._on_start = on_start
+
+    async def startup(self, sockets: list[socket.socket] | None = None) -> None:
+        await super().startup(sockets)
+        # Said only now: uvicorn's signal handlers are in place, so a SIGTERM sent as soon
+        # as the URL shows stops the server (before them, it was lost and serve hung).
+        self._on_start()
 
     async def serve(self, sockets: list[socket.socket] | None = None) -> None:
         # A recording in this process needs the interpreter's lock on time: its capture
@@ -97,7 +106,10 @@ def serve(
             server_header=False,
             timeout_graceful_shutdown=5,
         )
-        server = _Server(config, app.state.stopping.set)
+        shown = socket.gethostname() if host in WILDCARDS else host
+        shown = f"[{shown}]" if ":" in shown else shown
+        url = f"http://{shown}:{bound}/?token={token}"
+        server = _Server(config, app.state.stopping.set, lambda: announce(url))
         enrichment = library.worker(1) if worker else None
         runner = (
             threading.Thread(target=enrichment.run, name="enrichment", daemon=True)
@@ -105,9 +117,6 @@ def serve(
             else None
         )
         app.state.worker = enrichment
-        shown = socket.gethostname() if host in WILDCARDS else host
-        shown = f"[{shown}]" if ":" in shown else shown
-        announce(f"http://{shown}:{bound}/?token={token}")
         # uvicorn catches the signal, stops, then raises it again into the handlers it
         # found: these, which have nothing left to do, so that the caller ends cleanly.
         previous = {s: signal.signal(s, _stopped) for s in (signal.SIGINT, signal.SIGTERM)}
