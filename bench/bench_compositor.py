@@ -6,15 +6,20 @@ The compositor before per-cell reuse (bench/compositor_before.py, kept as it was
 beside the current one (`taskerino.media.Compositor`), alternating within one run, on
 three workloads:
 
-- all change: every source gives a new frame on every tick (the hard case; it is what
-  bench_video.py part b records);
+- all change: every source gives a whole new frame on every tick (the hard case; it is
+  what bench_video.py part b records);
+- all change in a part: every source changes a 640x360 part on every tick and says where
+  (a video playing in a window on each of four displays; an X11 display source knows the
+  part from the server's DAMAGE reports);
+- all change, typing: every source changes a 48x24 part (a character typed on each);
 - one changes / two change: a desktop where the other sources are still and say so, as
-  the X11 display sources do from the server's DAMAGE reports, so the capture loop hands
-  their last frame again (the same object).
+  the X11 display sources do, so the capture loop hands their last frame again (the same
+  object); those that move change as a whole.
 
 1. Alone: `compose` in a loop, `--reps` calls per variant (random pictures; the changing
-   sources cycle through 8 distinct arrays each, so each call gets new objects); the
-   current compositor with its outputs kept by the caller, and given back after each call.
+   sources cycle through 8 distinct arrays each, so each call gets new objects, and with a
+   part, consecutive arrays differ only there); the current compositor with its outputs
+   kept by the caller, and given back after each call, as the recorder does.
 2. In the pipeline: a recording of four `test:` sources at 1920x1080 into a 1920x1080 grid
    at 30 fps (capture, compose and encode threads, as bench_video.py part b), with
    `compose` timed inside it. Rounds of `--seconds` alternate the variants: before, now,
@@ -48,7 +53,7 @@ import compositor_before
 import taskerino.capture.synthetic as synthetic
 import taskerino.recording.video as video_mod
 from taskerino.capture.synthetic import TestPatternSource
-from taskerino.frame import Frame
+from taskerino.frame import NO_CHANGE, Box, Frame
 from taskerino.media import Compositor
 from taskerino.models import SessionConfig
 from taskerino.sessions import StartRequest, Taskerino
@@ -56,15 +61,39 @@ from taskerino.sessions import StartRequest, Taskerino
 RESULTS = Path(__file__).parent / "results"
 WIDTH, HEIGHT, FPS = 1920, 1080, 30
 TARGET_MS = 2.0
-WORKLOADS = {"all change": 4, "two change": 2, "one changes": 1}  # sources that move
+# Sources that move, and the part of each that changes (None: all of it).
+WORKLOADS: dict[str, tuple[int, tuple[int, int] | None]] = {
+    "all change": (4, None),
+    "all change in a part": (4, (640, 360)),
+    "all change, typing": (4, (48, 24)),
+    "two change": (2, None),
+    "one changes": (1, None),
+}
+PART_AT = (700, 400)  # where a moving part sits in its source
 COLOURS = ["red", "green", "blue", "yellow"]
 
 
 class Before(compositor_before.Compositor):
-    """The compositor before reuse; it had no `release` (the recorder now calls it)."""
+    """The compositor before reuse; it had no `release` and knew nothing of boxes."""
+
+    changed_box: Box | None = None  # its pictures may differ anywhere
 
     def release(self, output: Frame) -> None:
         pass
+
+    def compose(self, frames: Any, boxes: Any = None) -> Frame:
+        return super().compose(frames)
+
+
+def part_box(part: tuple[int, int]) -> Box:
+    return (*PART_AT, *part)
+
+
+def with_part(base: Frame, tile: Frame) -> Frame:
+    frame = base.copy()
+    x, y = PART_AT
+    frame[y : y + tile.shape[0], x : x + tile.shape[1]] = tile
+    return frame
 
 
 CLASSES: dict[str, Any] = {"before": Before, "now": Compositor}
@@ -97,12 +126,21 @@ def alone(reps: int) -> dict[str, dict[str, dict[str, float]]]:
     of unchanged sources copied from the last); `now, given back` with each output given
     back after the call, as the recorder does once it is encoded."""
     rng = np.random.default_rng(0)
-    pools = [
-        [rng.integers(0, 256, (HEIGHT, WIDTH, 4), dtype=np.uint8) for _ in range(8)]
-        for _ in range(4)
-    ]
+
+    def noise(w: int, h: int) -> Frame:
+        return rng.integers(0, 256, (h, w, 4), dtype=np.uint8)
+
     results: dict[str, dict[str, dict[str, float]]] = {}
-    for workload, moving in WORKLOADS.items():
+    for workload, (moving, part) in WORKLOADS.items():
+        if part is None:
+            pools = [[noise(WIDTH, HEIGHT) for _ in range(8)] for _ in range(4)]
+        else:
+            bases = [noise(WIDTH, HEIGHT) for _ in range(4)]
+            pools = [[with_part(b, noise(*part)) for _ in range(8)] for b in bases]
+        boxes: list[Box | None] = [
+            (None if part is None else part_box(part)) if i < moving else NO_CHANGE
+            for i in range(4)
+        ]
         comps: dict[str, Before | Compositor] = {
             "before": Before("grid", 4, WIDTH, HEIGHT),
             "now, kept": Compositor("grid", 4, WIDTH, HEIGHT),
@@ -113,7 +151,7 @@ def alone(reps: int) -> dict[str, dict[str, dict[str, float]]]:
             frames = [pools[i][call % 8 if i < moving else 0] for i in range(4)]
             for name, comp in comps.items():  # alternate call by call
                 started = time.perf_counter()
-                out = comp.compose(frames)
+                out = comp.compose(frames, boxes if call else None)
                 if call >= 10:  # warm-up: allocator, OpenCV threads
                     times[name].append((time.perf_counter() - started) * 1000)
                 if name == "now, given back":
@@ -212,19 +250,50 @@ class StillSource(TestPatternSource):
         return super().grab()
 
 
+class PartSource(TestPatternSource):
+    """A test picture where only a part changes on each grab, and which says where (as
+    an X11 display source does): eight tiles of noise take turns there."""
+
+    __test__ = False
+
+    def __init__(self, name: str, width: int, height: int, part: tuple[int, int]) -> None:
+        super().__init__(name, width, height)
+        rng = np.random.default_rng(len(name))
+        self._tiles = [rng.integers(0, 256, (part[1], part[0], 4), np.uint8) for _ in range(8)]
+        self._part = part
+        self._grabs = 0
+
+    @property
+    def changed_box(self) -> Box | None:
+        return part_box(self._part)
+
+    def grab(self) -> Frame:
+        self._grabs += 1
+        return with_part(self._background, self._tiles[self._grabs % 8])
+
+
 def big_source(name: str) -> TestPatternSource:
     if name.startswith(synthetic.STILL_PREFIX):
         return StillSource(name, WIDTH, HEIGHT)
+    if name.startswith("part"):  # part-W-H-colour
+        _, w, h, _ = name.split("-")
+        return PartSource(name, WIDTH, HEIGHT, (int(w), int(h)))
     return TestPatternSource(name, WIDTH, HEIGHT)
 
 
 def record_round(
-    manager: Taskerino, moving: int, variant: str, seconds: float, times: list[float]
+    manager: Taskerino,
+    workload: tuple[int, tuple[int, int] | None],
+    variant: str,
+    seconds: float,
+    times: list[float],
 ) -> dict[str, Any]:
     """One recording with `variant`'s compositor; compose times go to `times`."""
     cls = CLASSES[variant.split(",")[0]]
+    moving, part = workload
+    kind = "" if part is None else f"part-{part[0]}-{part[1]}-"
     sources = [
-        f"test:{c}" if i < moving else f"test:{synthetic.STILL_PREFIX}{c}"
+        f"test:{kind}{c}" if i < moving else f"test:{synthetic.STILL_PREFIX}{c}"
         for i, c in enumerate(COLOURS)
     ]
     config = SessionConfig(
@@ -261,10 +330,10 @@ def record_round(
 
 
 def timed(original: Callable[..., Frame], sink: dict[str, list[float]]) -> Callable[..., Frame]:
-    def compose(self: Any, frames: Any) -> Frame:
+    def compose(self: Any, frames: Any, boxes: Any = None) -> Frame:
         started = time.perf_counter()
         try:
-            return original(self, frames)
+            return original(self, frames, boxes)
         finally:
             sink["current"].append((time.perf_counter() - started) * 1000)
 
@@ -283,7 +352,7 @@ def pipeline(rounds: int, seconds: float, variants: list[str]) -> dict[str, Any]
             for name, cls in CLASSES.items():
                 cls.compose = timed(originals[name], sink)
             vars(synthetic)["TestPatternSource"] = big_source
-            for workload, moving in WORKLOADS.items():
+            for workload, spec in WORKLOADS.items():
                 per: dict[str, Any] = {v: {"compose_ms": [], "rounds": []} for v in variants}
                 for r in range(rounds):
                     # Alternate, and start each round with another variant first.
@@ -291,7 +360,7 @@ def pipeline(rounds: int, seconds: float, variants: list[str]) -> dict[str, Any]
                     for variant in order:
                         print(f"  {workload}, round {r + 1}: {variant}", flush=True)
                         sink["current"] = []
-                        info = record_round(manager, moving, variant, seconds, sink["current"])
+                        info = record_round(manager, spec, variant, seconds, sink["current"])
                         ms = sink["current"][10:]  # the first ones warm up
                         per[variant]["compose_ms"] += ms
                         per[variant]["rounds"].append({**info, **summary(ms)})

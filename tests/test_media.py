@@ -22,7 +22,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from taskerino.errors import InvalidInput
-from taskerino.frame import Frame
+from taskerino.frame import NO_CHANGE, Box, Frame
 from taskerino.media import (
     ChunkedEncoder,
     ChunkInfo,
@@ -140,16 +140,39 @@ def test_ring_buffers_blank_a_cell_that_shrinks() -> None:
 
 
 # What a source does between two compositions: gives the same frame object again
-# (unchanged), a new frame of the same size, a new frame of another size, or nothing.
-STEP = st.sampled_from(["same", "new", "resize", "none"])
-SIZES = [(160, 90), (90, 160), (160, 120), (320, 180), (64, 64)]
+# (unchanged), a new frame of the same size (told where it differs: "patch", or not:
+# "new"), a new frame of another size, or nothing.
+STEP = st.sampled_from(["same", "new", "patch", "patch", "resize", "none"])
+SIZES = [(160, 90), (90, 160), (160, 120), (320, 180), (64, 64), (640, 360)]
 
 
 def noise(rng: np.random.Generator, size: tuple[int, int]) -> Frame:
     return rng.integers(0, 256, (size[1], size[0], 4), dtype=np.uint8)
 
 
-@settings(max_examples=80, deadline=None)
+def patched(rng: np.random.Generator, frame: Frame) -> tuple[Frame, Box]:
+    """A copy of `frame` with new pixels in a random box (sometimes empty, sometimes
+    reaching past the edges), and that box."""
+    h, w = frame.shape[:2]
+    x, y = int(rng.integers(-5, w)), int(rng.integers(-5, h))
+    box = (x, y, int(rng.integers(0, w // 2 + 8)), int(rng.integers(0, h // 2 + 8)))
+    out = frame.copy()
+    x0, y0 = max(0, x), max(0, y)
+    region = out[y0 : max(y0, y + box[3]), x0 : max(x0, x + box[2])]
+    region[...] = rng.integers(0, 256, region.shape, dtype=np.uint8)
+    return out, box
+
+
+def inside(a: Frame, b: Frame, box: Box | None) -> bool:
+    """True when every pixel where `a` and `b` differ lies in `box` (None: anywhere)."""
+    if box is None:
+        return True
+    rows, cols = np.nonzero((a != b).any(axis=2))
+    x, y, w, h = box
+    return bool(((cols >= x) & (cols < x + w) & (rows >= y) & (rows < y + h)).all())
+
+
+@settings(max_examples=120, deadline=None)
 @given(
     layout=st.sampled_from([("grid", 4), ("grid", 3), ("side-by-side", 2), ("passthrough", 1)]),
     ring=st.sampled_from([0, 0, 2, 3]),
@@ -165,12 +188,16 @@ def test_reused_cells_equal_a_fresh_composition(
     frames: list[Frame | None] = [noise(rng, SIZES[i]) for i in range(n)]
     # Each output handed out that the caller still holds, with its pixels then.
     held: list[tuple[Frame, Frame]] = []
+    previous: Frame | None = None
     for step in steps:
+        boxes: list[Box | None] = [None] * n
         for i, what in enumerate(step[:n]):
+            now = frames[i]
             if what == "new":
-                now = frames[i]
                 size = SIZES[i] if now is None else (now.shape[1], now.shape[0])
                 frames[i] = noise(rng, size)
+            elif what == "patch" and now is not None:
+                frames[i], boxes[i] = patched(rng, now)
             elif what == "resize":
                 frames[i] = noise(rng, SIZES[int(rng.integers(len(SIZES)))])
             elif what == "none":
@@ -181,15 +208,49 @@ def test_reused_cells_equal_a_fresh_composition(
                 if not kept:
                     comp.release(old)
             held = [h for h, kept in zip(held, keep, strict=True) if kept]
-        out = comp.compose(frames)
+        out = comp.compose(frames, boxes)
         expected = Compositor(kind, n, 320, 180).compose(frames)
         assert np.array_equal(out, expected)
+        # The picture's changed box holds every pixel that differs from the last picture.
+        if previous is not None:
+            assert inside(previous, out, comp.changed_box)
+        previous = out.copy()
         if ring:  # the ring's contract: the caller holds the last ring-1 outputs at most
             held = held[-(ring - 1) :]
         # A composed picture never changes while the caller holds it.
         for old, pixels in held:
             assert np.array_equal(old, pixels)
         held.append((out, out.copy()))
+
+
+def test_a_small_change_redraws_only_its_part_of_the_cell(monkeypatch: pytest.MonkeyPatch) -> None:
+    # Four 1080p sources in a 1080p grid: a 40x20 change in one of them is scaled alone
+    # (a 20x10 part of its cell, from even edges), and the picture says where it changed.
+    rng = np.random.default_rng(1)
+    frames: list[Frame | None] = [noise(rng, (1920, 1080)) for _ in range(4)]
+    comp = Compositor("grid", 4, 1920, 1080)
+    first = comp.compose(frames)
+    comp.release(first)
+    scaled: list[tuple[int, ...]] = []
+    resize = cv2.resize
+
+    def counted(src: Frame, size: tuple[int, int], **kwargs: object) -> Frame:
+        scaled.append(src.shape)
+        return resize(src, size, **kwargs)
+
+    monkeypatch.setattr(cv2, "resize", counted)
+    frame = frames[3]
+    assert frame is not None
+    box = (101, 51, 40, 20)
+    changed = frame.copy()
+    changed[51:71, 101:141] = 7
+    frames[3] = changed
+    out = comp.compose(frames, [NO_CHANGE, NO_CHANGE, NO_CHANGE, box])
+    assert out is first  # drawn over, in place
+    assert scaled == [(22, 42, 4)]  # rows 50-72, columns 100-142
+    assert comp.changed_box == (960 + 50, 540 + 25, 21, 11)
+    monkeypatch.undo()
+    assert np.array_equal(out, Compositor("grid", 4, 1920, 1080).compose(frames))
 
 
 def test_an_output_given_back_is_drawn_over_only_then() -> None:

@@ -174,10 +174,12 @@ def test_a_composed_picture_is_not_drawn_over_before_it_is_encoded(
     def digests() -> list[bytes]:
         return [hashlib.sha256(f.tobytes()).digest() for f in in_flight]
 
-    def checked_compose(self: Compositor, frames: Sequence[Frame | None]) -> Frame:
+    def checked_compose(
+        self: Compositor, frames: Sequence[Frame | None], boxes: Sequence[Box | None] | None = None
+    ) -> Frame:
         with lock:
             before = digests()
-            out = compose(self, frames)
+            out = compose(self, frames, boxes)
             after = digests()
             changed.extend(i for i, (a, b) in enumerate(zip(before, after, strict=True)) if a != b)
             in_flight.append(out)

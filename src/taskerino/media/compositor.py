@@ -2,7 +2,10 @@
 
 Every source is letterboxed into its cell keeping its aspect ratio, with black bars.
 The layout (one slot per source) is computed once; the picture rectangle inside a slot
-is recomputed only when that source's frame size changes.
+is recomputed only when that source's frame size changes. Where a source says which part
+of its frame changed (its box), only that part of its cell is drawn again when the cell
+maps whole pixels onto whole pixels (the same size, or a whole-number downscale: a
+1080p display in a 540p cell); the picture's own changed box follows from those.
 """
 
 from __future__ import annotations
@@ -17,7 +20,7 @@ import cv2
 import numpy as np
 
 from taskerino.errors import InvalidInput
-from taskerino.frame import Frame
+from taskerino.frame import NO_CHANGE, Box, Frame, union_box
 from taskerino.rules import check_compositor, check_size
 
 Rect = tuple[int, int, int, int]  # x, y, w, h
@@ -48,10 +51,32 @@ def layout(kind: str, n: int, width: int, height: int) -> list[Rect]:
     return slots
 
 
+def cell_part(box: Box, size: tuple[int, int], cell: Rect) -> tuple[Rect, Box] | None:
+    """The part of `cell` (output pixels) that shows the source's `box`, and the part of
+    the source frame (of `size`) drawn into it; None when the cell does not map whole
+    source pixels to whole output pixels (drawing a part there would not match drawing
+    it all). A 2x2 block of a halved source is averaged alone, so a part of it starting
+    on an even pixel scales to exactly what it is in the whole cell.
+    """
+    (fw, fh), (x, y, w, h) = size, cell
+    if fw % w or fh % h:
+        return None  # an upscale, or a ratio that is not a whole number
+    kx, ky = fw // w, fh // h
+    bx0, by0 = max(0, box[0]), max(0, box[1])
+    bx1, by1 = min(fw, box[0] + box[2]), min(fh, box[1] + box[3])
+    if bx1 <= bx0 or by1 <= by0:
+        return (x, y, 0, 0), (0, 0, 0, 0)
+    sx0, sy0 = bx0 // kx * kx, by0 // ky * ky  # out to the edges of whole blocks
+    sx1, sy1 = -(-bx1 // kx) * kx, -(-by1 // ky) * ky
+    part = (x + sx0 // kx, y + sy0 // ky, (sx1 - sx0) // kx, (sy1 - sy0) // ky)
+    return part, (sx0, sy0, sx1 - sx0, sy1 - sy0)
+
+
 # What a buffer's slot shows: the picture's rectangle (None: nothing) and the serial of the
 # source frame drawn there.
 Shown = tuple[Rect | None, int]
 FREE_BUFFERS = 2  # outputs given back and kept for reuse; more are left to the allocator
+BOX_HISTORY = 8  # each source's last boxes, to bring a buffer that is a few frames behind
 
 
 @dataclass
@@ -81,6 +106,11 @@ class Compositor:
     changed at all, the last output itself is returned again. This holds only while a
     frame's pixels never change once given, so `compose` makes every frame it gets
     read-only, and its outputs too (a write to either raises instead of going stale).
+
+    `compose` may be told, per source, where its frame differs from the frame it gave
+    before (a box, as capture reports it; None: anywhere). Then only that part of a cell
+    is scaled again, and `changed_box` tells where the returned picture differs from the
+    one returned before it, for the encoder to convert only that.
     """
 
     def __init__(self, kind: str, n_sources: int, width: int, height: int, ring: int = 0) -> None:
@@ -109,6 +139,12 @@ class Compositor:
         self._shown: list[Frame | None] = [None] * n_sources
         self._serials = [0] * n_sources
         self._last: Frame | None = None
+        # Per source, the box of each recent serial (where its frame differed from the one
+        # before; None: anywhere or another size).
+        self._boxes: list[collections.deque[tuple[int, Box | None]]] = [
+            collections.deque(maxlen=BOX_HISTORY) for _ in range(n_sources)
+        ]
+        self.changed_box: Box | None = None
         # Outputs handed out (by id, checked by a weak reference: an id can be reused once
         # the array is gone), those given back (by any thread) and those ready for reuse.
         self._issued: dict[int, _Issued] = {}
@@ -121,7 +157,13 @@ class Compositor:
         An output handed out twice (nothing had changed) is reused once both are back."""
         self._returned.append(output)
 
-    def compose(self, frames: Sequence[Frame | None]) -> Frame:
+    def compose(
+        self, frames: Sequence[Frame | None], boxes: Sequence[Box | None] | None = None
+    ) -> Frame:
+        """The picture of `frames` (one per source, None: nothing to show). `boxes`: where
+        each frame can differ from the one that source gave to the call before (None, or
+        no `boxes`: anywhere); a wrong box leaves old pixels in the picture. Sets
+        `changed_box`."""
         if len(frames) != self.n_sources:
             raise InvalidInput(f"expected {self.n_sources} frames, got {len(frames)}")
         for frame in frames:
@@ -137,44 +179,92 @@ class Compositor:
                 # Given back, not drawn over yet: hand it out again.
                 k = next(k for k, (buffer, _) in enumerate(self._free) if buffer is last)
                 self._issue(last, self._free.pop(k)[1])
+            self.changed_box = NO_CHANGE
             return last  # nothing changed: the same picture, the same object
+        before = list(self.cells)
         for i, frame in enumerate(frames):
             if frame is not shown[i]:
                 self._serials[i] += 1
+                old = shown[i]
+                same_size = frame is not None and old is not None and old.shape == frame.shape
+                box = boxes[i] if boxes is not None and same_size else None
+                self._boxes[i].append((self._serials[i], box))
         if self.kind == "passthrough":
             only = frames[0]
             if only is not None and only.shape[:2] == (self.height, self.width):
                 self._update_cell(0, only)
                 self._shown, self._last = list(frames), only
+                self.changed_box = self._boxes[0][-1][1] if last is not None else None
                 return only
         out, drawn, fresh = self._output()
+        changed: Box | None = NO_CHANGE
         for i, frame in enumerate(frames):
             rect = None if frame is None else self._update_cell(i, frame)
+            if frame is not shown[i]:  # what differs from the last picture
+                step = self._part(i, frame, rect, self._serials[i] - 1, before[i])
+                changed = union_box(changed, None if step is None else step[0])
             state = (rect, self._serials[i])
-            if drawn[i] == state:
+            had = drawn[i]
+            if had == state:
                 continue  # this buffer already shows this very frame
             drawn[i] = state
+            # What this buffer must draw again: the part that changed since it was drawn.
+            part = None
+            if had is not None and had[0] is not None:
+                part = self._part(i, frame, rect, had[1], had[0])
             sx, sy, sw, sh = self.slots[i]
-            slot = out[sy : sy + sh, sx : sx + sw]
             if last is not None and last is not out and frame is not None and frame is shown[i]:
-                np.copyto(slot, last[sy : sy + sh, sx : sx + sw])  # bars included
+                # Unchanged since the last picture: copy from it (bars included).
+                px, py, pw, ph = self.slots[i] if part is None else part[0]
+                np.copyto(out[py : py + ph, px : px + pw], last[py : py + ph, px : px + pw])
+                continue
+            if frame is None or rect is None:
+                out[sy : sy + sh, sx : sx + sw] = 0  # an empty slot
+                continue
+            if part is not None:
+                (px, py, pw, ph), (fx, fy, fw, fh) = part
+                if pw and ph:
+                    self._draw(frame[fy : fy + fh, fx : fx + fw], out[py : py + ph, px : px + pw])
                 continue
             # A fresh tiled output is uninitialised, a reused one holds its old picture.
             if rect != self.slots[i] and (self._tiled or not fresh):
-                slot[...] = 0  # bars, an empty slot
-            if frame is None or rect is None:
-                continue
+                out[sy : sy + sh, sx : sx + sw] = 0  # bars
             x, y, w, h = rect
-            view = out[y : y + h, x : x + w]
-            if (w, h) == (frame.shape[1], frame.shape[0]):
-                np.copyto(view, frame)
-            else:
-                cv2.resize(frame, (w, h), dst=view, interpolation=cv2.INTER_AREA)
+            self._draw(frame, out[y : y + h, x : x + w])
         out.flags.writeable = False
         if not self._ring:
             self._issue(out, drawn)
         self._shown, self._last = list(frames), out
+        self.changed_box = None if last is None else changed
         return out
+
+    @staticmethod
+    def _draw(frame: Frame, view: Frame) -> None:
+        if view.shape == frame.shape:
+            np.copyto(view, frame)
+        else:
+            cv2.resize(
+                frame, (view.shape[1], view.shape[0]), dst=view, interpolation=cv2.INTER_AREA
+            )
+
+    def _part(
+        self, i: int, frame: Frame | None, rect: Rect | None, since: int, drawn_rect: Rect | None
+    ) -> tuple[Rect, Box] | None:
+        """The part of source `i`'s slot that differs between its frame of serial `since`
+        (drawn in `drawn_rect`) and now, with the part of the frame to draw there; None:
+        the whole slot."""
+        if frame is None or rect is None or rect != drawn_rect:
+            return None
+        box: Box | None = NO_CHANGE
+        found = since
+        for serial, step in self._boxes[i]:
+            if serial > since:
+                if serial != found + 1:
+                    return None  # a step older than the history
+                box, found = union_box(box, step), serial
+        if found != self._serials[i] or box is None:
+            return None
+        return cell_part(box, (frame.shape[1], frame.shape[0]), rect)
 
     def _update_cell(self, i: int, frame: Frame) -> Rect:
         size = (frame.shape[1], frame.shape[0])

@@ -372,10 +372,10 @@ class VideoRecorder(Recorder):
             if item is None or isinstance(item, bool):
                 self._composed.put(None)
                 return
-            picture = self._compositor.compose(item.frames)
-            # A source handed on as it is (passthrough at the output size) keeps its box;
-            # a picture the compositor drew may differ anywhere.
-            box = item.box(0) if picture is item.frames[0] else None
+            boxes = [item.box(i) for i in range(len(item.frames))]
+            picture = self._compositor.compose(item.frames, boxes)
+            # Where the picture differs from the last one: the encoder converts only that.
+            box = self._compositor.changed_box
             self._composed.put(_Item(item.media_time, item.captured_at, [picture], [box]))
 
     def _encode_loop(self) -> None:
