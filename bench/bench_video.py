@@ -440,10 +440,10 @@ def part_b(seconds: float, folder: Path, variant: str = "") -> dict[str, Any]:
         video_variants.apply(variant)
     original = Compositor.compose
 
-    def timed(self: Compositor, frames: Any) -> Frame:
+    def timed(self: Compositor, frames: Any, boxes: Any = None) -> Frame:
         started = time.perf_counter()
         try:
-            return original(self, frames)
+            return original(self, frames, boxes)
         finally:
             times.append(time.perf_counter() - started)
 

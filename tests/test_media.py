@@ -12,6 +12,7 @@ import sys
 import textwrap
 import time
 from pathlib import Path
+from typing import Any
 
 import av
 import cv2
@@ -234,7 +235,7 @@ def test_a_small_change_redraws_only_its_part_of_the_cell(monkeypatch: pytest.Mo
     scaled: list[tuple[int, ...]] = []
     resize = cv2.resize
 
-    def counted(src: Frame, size: tuple[int, int], **kwargs: object) -> Frame:
+    def counted(src: Frame, size: tuple[int, int], **kwargs: Any) -> Any:
         scaled.append(src.shape)
         return resize(src, size, **kwargs)
 
