@@ -162,19 +162,25 @@ def test_frames_patched_from_changed_boxes_are_true_and_never_change_once_handed
 
 
 @pytest.mark.parametrize(
-    ("size", "probe"),
+    ("sources", "size", "probe"),
     [
         # display:1 fills the 1280x720 output: (705, 509) lands near (470, 339).
-        ((1280, 720), (470, 339)),
+        (["display:1"], (1280, 720), (470, 339)),
         # At the display's own size the picture is the grab itself, changed box and all:
         # only the box is converted for the encoder.
-        ((1920, 1080), (705, 509)),
+        (["display:1"], (1920, 1080), (705, 509)),
+        # Halved: only the changed part of the picture is scaled again, and converted.
+        (["display:1"], (960, 540), (352, 254)),
+        # In a grid beside display:2, display:1 is halved into the left cell (part redrawn),
+        # display:2 scaled by 3/4 into the right one (drawn whole).
+        (["display:1", "display:2"], (1920, 1080), (352, 270 + 254)),
     ],
 )
 def test_a_one_character_edit_lands_in_the_video_at_its_moment(
     screen: VirtualDisplay,
     tmp_path: Path,
     monkeypatch: pytest.MonkeyPatch,
+    sources: list[str],
     size: tuple[int, int],
     probe: tuple[int, int],
 ) -> None:
@@ -183,7 +189,9 @@ def test_a_one_character_edit_lands_in_the_video_at_its_moment(
     (tmp_path / "home").mkdir(mode=0o700)
     library = Taskerino.open(tmp_path / "home")
     try:
-        session = library.start(video_request("display:1", fps=fps, size=size))
+        compositor = "grid" if len(sources) > 1 else None
+        request = video_request(*sources, fps=fps, size=size, compositor=compositor)
+        session = library.start(request)
         try:
             time.sleep(1.5)  # a still screen first
             d = xdisplay.Display(screen.name)
