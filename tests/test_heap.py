@@ -54,3 +54,47 @@ def test_with_the_fixed_policy_a_freed_frame_goes_back_to_the_system() -> None:
     assert kept_after_free("default") > 4 * 1024 * 1024
     # ...the fixed one gives it back.
     assert kept_after_free("fixed") < 1024 * 1024
+
+
+ARENAS = textwrap.dedent(
+    """
+    import ctypes, sys, threading
+    from taskerino import heap
+
+    if sys.argv[1] == "fixed":
+        assert heap.fix_policy()
+    libc = ctypes.CDLL(None)
+    libc.malloc.restype = ctypes.c_void_p
+    libc.malloc.argtypes = [ctypes.c_size_t]
+    started, done = threading.Barrier(7), threading.Event()
+
+    def work() -> None:
+        libc.malloc(1000)  # from this thread's arena
+        started.wait()
+        done.wait()
+
+    threads = [threading.Thread(target=work) for _ in range(6)]
+    for t in threads:
+        t.start()
+    started.wait()  # six threads alive at once, each with a block of its own
+    libc.malloc_stats()  # one "Arena N:" section per arena, on stderr
+    done.set()
+    for t in threads:
+        t.join()
+    """
+)
+
+
+def arenas(mode: str) -> int:
+    out = subprocess.run(
+        [sys.executable, "-c", ARENAS, mode], capture_output=True, text=True, check=True
+    )
+    return sum(line.startswith("Arena ") for line in out.stderr.splitlines())
+
+
+@pytest.mark.skipif(not heap.available(), reason="not glibc")
+def test_with_the_fixed_policy_threads_share_two_arenas() -> None:
+    # Each of six threads gets an arena of its own by default; what one frees, the others
+    # never reuse. With the policy fixed first, they share the main arena and one more.
+    assert arenas("default") >= 6
+    assert arenas("fixed") <= 2

@@ -284,6 +284,10 @@ def record(
         balance=balance,
         exclude=exclude,
     )
+    # The C heap's policy for a long recording, before any thread takes an arena.
+    from . import heap
+
+    heap.fix_policy()
     stop = threading.Event()
 
     def on_signal(signum: int, frame: FrameType | None) -> None:
