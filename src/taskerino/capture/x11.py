@@ -564,6 +564,12 @@ class _DisplaySource(Source):
         let go of it, and a view of it would hold it too), copying into it only what
         changed since it was last handed out.
         """
+        if not self._spare:
+            # All of them at once, each a copy of the last frame: the pool is as big as it
+            # will ever be from the first small change on, instead of growing by 8 MB
+            # whenever a busy moment finds every spare held (resident memory would climb
+            # by steps through the first half hour).
+            self._spare = [_Spare(last.copy(), NO_CHANGE) for _ in range(SPARE_FRAMES)]
         chosen: _Spare | None = None
         for spare in self._spare:
             if spare.frame is not last and sys.getrefcount(spare.frame) == _UNHELD:
