@@ -10,9 +10,12 @@ largest number of frames ever in flight at once plus the holes between them.
 
 Smaller blocks freed in an arena stay resident too: the audio thread's arena (segment
 encoding, the joined audio file, the store) grew by some kilobytes a second, nearly all
-of it free. With a dozen threads, each with an arena of its own (glibc allows 8 per
-core), what one thread frees is never reused by another: over 20 minutes the arenas
-held 16 MB free, and grew. Two arenas for the whole process keep about half of that.
+of it free.
+
+Capping the arenas at two (so that threads reuse what others freed) was tried and left
+out: it lowered the level by some 15 MB, but the two shared arenas grew in steps of a
+few MB when a block found no hole, and an hour's growth got worse (+8.6 MiB/hour
+against +3.3; bench/results/memory-60min-two-arenas.md).
 
 The pipeline reuses its frame buffers (a display source's spare frames, the compositor's
 given-back outputs, the encoder's one YUV picture);
@@ -34,16 +37,12 @@ log = logging.getLogger(__name__)
 # mallopt parameters (malloc.h)
 _M_TRIM_THRESHOLD = -1
 _M_MMAP_THRESHOLD = -3
-_M_ARENA_MAX = -8
 
 # Blocks from this size up are mmapped, every time: x264's picture buffers and frames
 # beyond the pools. The encoder's 3 MB PyAV frames stay below and reuse the same place.
 MMAP_THRESHOLD = 4 * 1024 * 1024
 # Free memory at an arena's top kept rather than given back and asked again a frame later.
 TRIM_THRESHOLD = 16 * 1024 * 1024
-# Arenas threads share (the main one and one more); threads wait little for them, as the
-# big blocks never come from an arena.
-ARENA_MAX = 2
 
 
 @cache
@@ -67,22 +66,15 @@ def _call(name: str) -> Callable[..., int] | None:
     return None if libc is None else getattr(libc, name, None)
 
 
-def fix_policy(
-    mmap_threshold: int = MMAP_THRESHOLD,
-    trim_threshold: int = TRIM_THRESHOLD,
-    arena_max: int = ARENA_MAX,
-) -> bool:
-    """Fixed thresholds instead of glibc's moving ones, and at most `arena_max` arenas,
-    for the whole process; False where there is no glibc. Harmless to call again; best
-    called before the recording's threads start (a thread that already has an arena of
-    its own keeps it)."""
+def fix_policy(mmap_threshold: int = MMAP_THRESHOLD, trim_threshold: int = TRIM_THRESHOLD) -> bool:
+    """Fixed thresholds instead of glibc's moving ones, for the whole process; False where
+    there is no glibc. Harmless to call again; best called before the recording's
+    threads start, so that no big block was ever served from an arena."""
     mallopt = _call("mallopt")
     if mallopt is None:
         return False
-    done = (
-        bool(mallopt(_M_MMAP_THRESHOLD, mmap_threshold))
-        and bool(mallopt(_M_TRIM_THRESHOLD, trim_threshold))
-        and bool(mallopt(_M_ARENA_MAX, arena_max))
+    done = bool(mallopt(_M_MMAP_THRESHOLD, mmap_threshold)) and bool(
+        mallopt(_M_TRIM_THRESHOLD, trim_threshold)
     )
     if not done:
         log.warning("could not set the C heap's thresholds")
