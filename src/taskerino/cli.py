@@ -284,7 +284,7 @@ def record(
         balance=balance,
         exclude=exclude,
     )
-    # The C heap's policy for a long recording, before any thread takes an arena.
+    # The C heap's policy for a long recording, before any thread serves a big block.
     from . import heap
 
     heap.fix_policy()
