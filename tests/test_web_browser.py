@@ -509,6 +509,9 @@ def recorded_from_the_page(page: Page, server: Served) -> None:
 def test_the_live_panel_warns_when_drops_pass_one_percent(page: Page, server: Served) -> None:
     """A recording whose source stalls (a test-only recorder, see `stalling_recorder`)
     really drops frames; the live panel turns from healthy to warning."""
+    # Off the sessions list first: it reloads itself when a recording starts, and that
+    # reload would cut across the navigation below.
+    page.goto(f"{server.base}/record")
     command = [sys.executable, str(STALLING), "--home", str(server.home), "record"]
     command += ["--name", "Stalling source", "--no-screenshots", "--video"]
     command += ["--source", "test:stall", "--size", "320x240", "--fps", "10", "--duration", "60"]

@@ -22,11 +22,18 @@ document.addEventListener("DOMContentLoaded", () => {
       }
     });
   }
-  // A session that starts or ends while the list is open: show it.
+  // A session that starts or ends while the list is open: show it. Not while the page is
+  // being left: a reload then would cancel the navigation the person asked for.
   let known = null;
+  let leaving = false;
+  window.addEventListener("beforeunload", () => {
+    leaving = true;
+    setTimeout(() => { leaving = false; }, 5000); // the navigation was called off
+  });
   document.addEventListener("taskerino:live", (event) => {
     const ids = event.detail.map((s) => s.id).sort().join(",");
-    if (known !== null && ids !== known && !document.querySelector("form.filters :focus")) {
+    if (known !== null && ids !== known && !leaving &&
+        !document.querySelector("form.filters :focus")) {
       window.location.reload();
     }
     known = ids;
