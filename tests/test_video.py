@@ -97,7 +97,9 @@ def test_moving_source_frame_count_and_timeline(manager: Taskerino) -> None:
     assert abs(len(frames) - expected) <= 0.15 * expected
     assert times == sorted(times)
     stats = manager.stats(session.id)
-    assert stats.frames_dropped == 0 and stats.health == "healthy"
+    # A tick missed on a loaded machine is counted (one of about 60 is a warning), never hidden.
+    assert stats.frames_dropped <= 1
+    assert stats.health == ("healthy" if stats.frames_dropped == 0 else "warning")
 
 
 def test_static_source_is_not_reencoded_but_keeps_its_timeline(manager: Taskerino) -> None:
@@ -110,7 +112,7 @@ def test_static_source_is_not_reencoded_but_keeps_its_timeline(manager: Taskerin
     live_stats = manager.stats(session.id)
     # Keepalive repeats (4 a second at most) are cheap; nowhere near 15 frames a second.
     assert len(frames) <= 4 * ended.total_duration + 2
-    assert live_stats.frames_captured >= 40 and live_stats.frames_dropped == 0
+    assert live_stats.frames_captured >= 40 and live_stats.frames_dropped <= 1  # a missed tick
     assert frames[-1][180, 320, 1] > 200  # still green at the end
 
 
