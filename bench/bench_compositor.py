@@ -376,18 +376,32 @@ def record_round(
 
 def timed(original: Callable[..., Frame], sink: dict[str, list[float]]) -> Callable[..., Frame]:
     def compose(self: Any, frames: Any, boxes: Any = None) -> Frame:
+        sink["in_draw"] = [0.0]
         started = time.perf_counter()
         try:
             return original(self, frames, boxes)
         finally:
             sink["current"].append((time.perf_counter() - started) * 1000)
+            sink["draw"].append(sink["in_draw"][0])
 
     return compose
 
 
+def timed_draw(original: Callable[[Frame, Frame], None], sink: dict[str, list[float]]) -> Any:
+    """The current compositor's scaling and copying of cells, summed per composition."""
+
+    def draw(frame: Frame, view: Frame) -> None:
+        started = time.perf_counter()
+        original(frame, view)
+        sink["in_draw"][0] += (time.perf_counter() - started) * 1000
+
+    return staticmethod(draw)
+
+
 def pipeline(rounds: int, seconds: float, variants: list[str]) -> dict[str, Any]:
-    sink: dict[str, list[float]] = {"current": []}
+    sink: dict[str, list[float]] = {"current": [], "draw": [], "in_draw": [0.0]}
     originals = {name: cls.compose for name, cls in CLASSES.items()}
+    original_draw = Compositor._draw
     saved_source = vars(synthetic)["TestPatternSource"]
     saved_class = vars(video_mod)["Compositor"]
     results: dict[str, Any] = {}
@@ -396,22 +410,27 @@ def pipeline(rounds: int, seconds: float, variants: list[str]) -> dict[str, Any]
         try:
             for name, cls in CLASSES.items():
                 cls.compose = timed(originals[name], sink)
+            Compositor._draw = timed_draw(original_draw, sink)  # type: ignore[method-assign]
             vars(synthetic)["TestPatternSource"] = big_source
             for workload, spec in WORKLOADS.items():
-                per: dict[str, Any] = {v: {"compose_ms": [], "rounds": []} for v in variants}
+                per: dict[str, Any] = {
+                    v: {"compose_ms": [], "draw_ms": [], "rounds": []} for v in variants
+                }
                 for r in range(rounds):
                     # Alternate, and start each round with another variant first.
                     order = variants[r % len(variants) :] + variants[: r % len(variants)]
                     for variant in order:
                         print(f"  {workload}, round {r + 1}: {variant}", flush=True)
-                        sink["current"] = []
+                        sink["current"], sink["draw"] = [], []
                         info = record_round(manager, spec, variant, seconds, sink["current"])
                         ms = sink["current"][10:]  # the first ones warm up
                         per[variant]["compose_ms"] += ms
+                        per[variant]["draw_ms"] += sink["draw"][10:]
                         per[variant]["rounds"].append({**info, **summary(ms)})
                 results[workload] = {
                     v: {
                         **summary(p["compose_ms"]),
+                        "draw_median_ms": float(np.median(p["draw_ms"])),
                         "drop_rate": float(np.mean([x["drop_rate"] for x in p["rounds"]])),
                         "cpu_s_per_s": float(
                             sum(x["process_cpu_s"] for x in p["rounds"])
@@ -425,6 +444,7 @@ def pipeline(rounds: int, seconds: float, variants: list[str]) -> dict[str, Any]
             manager.close()
             for name, cls in CLASSES.items():
                 cls.compose = originals[name]
+            Compositor._draw = staticmethod(original_draw)  # type: ignore[method-assign]
             vars(synthetic)["TestPatternSource"] = saved_source
             vars(video_mod)["Compositor"] = saved_class
     return results
@@ -482,15 +502,18 @@ def main() -> None:
             f"## 2. In the pipeline (4 × 1080p grid at {FPS} fps; {args.rounds} rounds of "
             f"{args.seconds:.0f} s per variant)",
             "",
-            "| workload | variant | compositions | median ms | p99 ms | mean ms | "
-            "drop rate | process CPU s/s | load (1 min) per round |",
-            "|---|---|---|---|---|---|---|---|---|",
+            "| workload | variant | compositions | median ms | of which scaling and copying "
+            "cells, median ms | p99 ms | mean ms | drop rate | process CPU s/s | "
+            "load (1 min) per round |",
+            "|---|---|---|---|---|---|---|---|---|---|",
         ]
         for workload, per in piped.items():
             for v, s in per.items():
                 loads = " ".join(f"{x['load_1min_before']:.1f}" for x in s["rounds"])
+                draw = "—" if v.startswith("before") else f"{s['draw_median_ms']:.2f}"
                 lines.append(
-                    f"| {workload} | {v} | {s['n']} | {s['median_ms']:.2f} | {s['p99_ms']:.2f} "
+                    f"| {workload} | {v} | {s['n']} | {s['median_ms']:.2f} | {draw} "
+                    f"| {s['p99_ms']:.2f} "
                     f"| {s['mean_ms']:.2f} | {100 * s['drop_rate']:.2f} % "
                     f"| {s['cpu_s_per_s']:.2f} | {loads} |"
                 )

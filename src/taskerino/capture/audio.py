@@ -450,7 +450,6 @@ class AudioCapture:
         self._stop_at: int | None = None
         self._mixer: threading.Thread | None = None
         self._emitted = 0  # grid index up to which the mix is done
-        self._segments: list[SegmentInfo] = []
         self._final: SegmentInfo | None = None
         self._level = -100.0
         self._overruns = 0
@@ -488,10 +487,6 @@ class AudioCapture:
     def open_segment_bytes(self) -> int:
         """Bytes of the segment being recorded (raw PCM on disk until it closes)."""
         return self._writer.current * 2
-
-    @property
-    def segments(self) -> list[SegmentInfo]:
-        return list(self._segments)
 
     @property
     def error(self) -> str | None:
@@ -570,7 +565,7 @@ class AudioCapture:
         log.error("%s", self._error)
 
     def _closed(self, info: SegmentInfo) -> None:
-        self._segments.append(info)
+        # Reported, not kept: an hour holds 360 segments, and their list would grow.
         if self._on_segment is not None:
             try:
                 self._on_segment(info)
