@@ -23,6 +23,12 @@ given-back outputs, the encoder's one YUV picture);
 mappings, so that what a burst or a closed chunk frees goes back at once; `release`,
 called every few seconds beside each recording, gives back the free pages inside the
 arenas. Elsewhere than glibc these do nothing.
+
+The threshold was 4 MiB at first (the 8 MB frames); the blocks between 128 kB and 4 MiB
+(PyAV's 3 MB YUV buffers, x264's planes, OpenCV's conversions) still came from the arenas
+and fragmented them: the bytes in use there stepped up by 3 MB at a chunk change and
+stayed. At 256 KiB the arenas hold about 14 MB in use instead of 20-24, and their level
+stays within a megabyte (bench/results/memory-60min.md).
 """
 
 from __future__ import annotations
@@ -38,9 +44,9 @@ log = logging.getLogger(__name__)
 _M_TRIM_THRESHOLD = -1
 _M_MMAP_THRESHOLD = -3
 
-# Blocks from this size up are mmapped, every time: x264's picture buffers and frames
-# beyond the pools. The encoder's 3 MB PyAV frames stay below and reuse the same place.
-MMAP_THRESHOLD = 4 * 1024 * 1024
+# Blocks from this size up are mmapped, every time: frames beyond the pools, x264's
+# planes, YUV buffers, a partial grab's pixels; given back whole when freed.
+MMAP_THRESHOLD = 256 * 1024
 # Free memory at an arena's top kept rather than given back and asked again a frame later.
 TRIM_THRESHOLD = 16 * 1024 * 1024
 

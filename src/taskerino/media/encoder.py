@@ -158,6 +158,9 @@ class _Picture:
 
     def __init__(self, width: int, height: int) -> None:
         self.width, self.height = width, height
+        # What OpenCV converts into, for a whole frame or a part: no new buffer a frame
+        # (a 3 MB one for each whole 1080p frame was mapped and faulted in every time).
+        self._i420 = np.empty(width * height * 3 // 2, np.uint8)
         self.frame: Any = av.VideoFrame(width, height, "yuv420p")
         self.planes = [
             np.frombuffer(memoryview(plane), np.uint8).reshape(plane.height, plane.line_size)[
@@ -181,7 +184,8 @@ class _Picture:
         w, h = x1 - x0, y1 - y0
         # OpenCV's BGRA→I420 is ~4x cheaper than PyAV's reformat (same BT.601 limited
         # range); it computes each 2x2 block on its own, so a part converts as the whole.
-        yuv = cv2.cvtColor(frame[y0:y1, x0:x1], cv2.COLOR_BGRA2YUV_I420).reshape(-1)
+        yuv = self._i420[: w * h * 3 // 2]
+        cv2.cvtColor(frame[y0:y1, x0:x1], cv2.COLOR_BGRA2YUV_I420, dst=yuv.reshape(-1, w))
         y_plane, u_plane, v_plane = self.planes
         y_plane[y0:y1, x0:x1] = yuv[: w * h].reshape(h, w)
         cw, ch = w // 2, h // 2

@@ -96,17 +96,23 @@ def same_frame(a: Frame | None, b: Frame | None, box: Box | None = None) -> bool
         x, y, w, h = box
         a, b = a[y : y + h, x : x + w], b[y : y + h, x : x + w]
     # A band of rows at a time: frames that differ (a playing video) mostly differ in
-    # the first band already.
-    for top in range(0, a.shape[0], _BAND_ROWS):
-        band_a, band_b = a[top : top + _BAND_ROWS], b[top : top + _BAND_ROWS]
+    # the first band already. A band's comparison makes a byte per word compared: kept
+    # under the C heap's threshold (`heap`), so that it is not mapped anew every time.
+    words = a.shape[1] * (a.shape[2] if a.ndim == 3 else 1) // 4
+    rows = max(1, min(_BAND_ROWS, _BAND_WORDS // max(1, words)))
+    for top in range(0, a.shape[0], rows):
+        band_a, band_b = a[top : top + rows], b[top : top + rows]
         if band_a.flags.c_contiguous and band_b.flags.c_contiguous and band_a.nbytes % 8 == 0:
             band_a, band_b = band_a.reshape(-1).view(np.uint64), band_b.reshape(-1).view(np.uint64)
+        elif band_a.ndim == 3 and band_a.shape[2] == 4 and band_a.strides[2] == 1:
+            band_a, band_b = band_a.view(np.uint32), band_b.view(np.uint32)  # a word a pixel
         if not np.array_equal(band_a, band_b):
             return False
     return True
 
 
 _BAND_ROWS = 128
+_BAND_WORDS = 128 * 1024
 
 
 class _DropQueue:
