@@ -371,15 +371,19 @@ def test_a_dropped_frame_hands_its_changed_box_to_the_next() -> None:
     assert isinstance(last, _Item) and last.boxes == [(1, 2, 3, 4)]
 
 
-def test_same_frame_finds_a_difference_anywhere_and_only_looks_inside_a_box() -> None:
+@pytest.mark.parametrize("width", [202, 1500])  # 1500: bands of fewer than 128 rows
+def test_same_frame_finds_a_difference_anywhere_and_only_looks_inside_a_box(width: int) -> None:
     rng = np.random.default_rng(3)
-    a = rng.integers(0, 256, (300, 202, 4), np.uint8)
+    a = rng.integers(0, 256, (300, width, 4), np.uint8)
     assert same_frame(a, a.copy())
-    for y, x in [(0, 0), (129, 7), (299, 201), (256, 100)]:
+    # Rows at the edges of 128-row bands, and of the 87-row bands of the wide frame.
+    rows = [0, 86, 87, 88, 127, 128, 129, 174, 175, 255, 256, 261, 262, 299]
+    for y, x in zip(rows, [0, 7, width - 1, 100, width // 2] * 3, strict=False):
         b = a.copy()
         b[y, x, 2] ^= 1
         assert not same_frame(a, b)
         assert not same_frame(a, b, (x, y, 1, 1))
+        assert not same_frame(a, b, (x // 2, 0, width - x // 2, 300))  # a part, not whole rows
         # A box that leaves the difference out: the caller says nothing changed there.
-        assert same_frame(a, b, (0, 0, 202, y) if y else (0, 1, 202, 299))
+        assert same_frame(a, b, (0, 0, width, y) if y else (0, 1, width, 299))
     assert not same_frame(a, None) and not same_frame(a, a[:-1])
