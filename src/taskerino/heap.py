@@ -29,7 +29,8 @@ The threshold was 4 MiB at first (the 8 MB frames); the blocks between 128 kB an
 and fragmented them: the bytes in use there stepped up by 3 MB at a chunk change and
 stayed. At 256 KiB the arenas hold about 14 MB in use instead of 20-24, within a
 megabyte over an hour; the free space between those blocks still grows by some 3 MB an
-hour (smaller blocks fragment two of the arenas; bench/results/memory-60min.md).
+hour (smaller blocks fragment two of the arenas, most of it the audio reader's, which now
+reads into a buffer it keeps; bench/results/memory-60min.md).
 """
 
 from __future__ import annotations
