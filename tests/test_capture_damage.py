@@ -40,9 +40,9 @@ def counted(screen: VirtualDisplay, monkeypatch: pytest.MonkeyPatch) -> Iterator
     grabbed: list[int] = []
     real = backend.grab_region
 
-    def grab_region(region: dict[str, int]) -> np.ndarray:
+    def grab_region(region: dict[str, int], into: np.ndarray | None = None) -> np.ndarray:
         grabbed.append(region["width"] * region["height"])
-        return real(region)
+        return real(region, into)
 
     monkeypatch.setattr(backend, "grab_region", grab_region)
     backend.grabbed = grabbed  # type: ignore[attr-defined]

@@ -305,11 +305,13 @@ def test_drawable_pixels_through_shared_memory_and_without(xdisplay: VirtualDisp
         try:
             assert shared.shared_memory and not plain.shared_memory
             for reader in (shared, plain):
-                small_pixels = np.frombuffer(reader.read(small.id, 0, 0, 64, 48), np.uint8)
-                assert count(small_pixels.reshape(48, 64, 4), ORANGE) == 64 * 48
+                assert count(reader.read(small.id, 0, 0, 64, 48), ORANGE) == 64 * 48
                 # A larger drawable after a smaller one (the shared segment grows).
-                large_pixels = np.frombuffer(reader.read(large.id, 0, 0, 320, 200), np.uint8)
-                assert count(large_pixels.reshape(200, 320, 4), MINT) == 320 * 200
+                assert count(reader.read(large.id, 0, 0, 320, 200), MINT) == 320 * 200
+                # Into a part of a larger frame: only that part is written.
+                frame = np.zeros((100, 100, 4), np.uint8)
+                reader.read_into(large.id, 0, 0, frame[10:30, 20:60])
+                assert count(frame, MINT) == 20 * 40 and count(frame[10:30, 20:60], MINT) == 800
                 with pytest.raises(XcbError):
                     reader.read(small.id, 0, 0, 65, 48)  # beyond its edge
             assert shared.shared_memory  # a bad request does not turn it off

@@ -128,6 +128,10 @@ class X11Backend(CaptureBackend):
         self.display_name = name
         self._mss: _PerThread[mss.MSS] = _PerThread(self._new_mss, lambda m: m.close())
         self._xlib: _PerThread[xdisplay.Display] = _PerThread(self._new_xlib, lambda d: d.close())
+        self._readers: _PerThread[DrawableReader] = _PerThread(
+            lambda: DrawableReader(self.display_name), lambda r: r.close()
+        )
+        self._root = 0
         # Focused window -> its top-level window, for `focused_window` (window ids are the
         # server's, the same on every thread's connection).
         self._toplevels: dict[int, int] = {}
@@ -142,7 +146,7 @@ class X11Backend(CaptureBackend):
         # Xlib connect leaks its sockets (ResourceWarning), a failed xcb connect does not.
         try:
             self._mss.get()
-            self._xlib.get()
+            self._root = self._xlib.get().screen().root.id
         except CaptureError:
             self.close()
             raise
@@ -306,16 +310,26 @@ class X11Backend(CaptureBackend):
 
     # Capture
 
-    def grab_region(self, region: Region) -> Frame:
-        """BGRA pixels of a root-window rectangle (excluded windows blacked out), as a view
-        over mss's fresh buffer."""
+    def grab_region(self, region: Region, into: Frame | None = None) -> Frame:
+        """BGRA pixels of a root-window rectangle (excluded windows blacked out): a view
+        over mss's fresh buffer, or, given `into` (the rectangle's part of a frame), written
+        into it through this thread's shared-memory reader, which allocates nothing."""
         token = self._hidden_token()
-        try:
-            shot = self._mss.get().grab(region)
-        except mss.ScreenShotError as e:
-            raise CaptureError(f"cannot grab {region} on {self.display_name}: {e}") from e
-        # mss allocates a new bytearray per grab and the array keeps it alive: no copy.
-        frame = np.frombuffer(shot.raw, np.uint8).reshape(shot.height, shot.width, 4)
+        if into is None:
+            try:
+                shot = self._mss.get().grab(region)
+            except mss.ScreenShotError as e:
+                raise CaptureError(f"cannot grab {region} on {self.display_name}: {e}") from e
+            # mss allocates a new bytearray per grab and the array keeps it alive: no copy.
+            frame = np.frombuffer(shot.raw, np.uint8).reshape(shot.height, shot.width, 4)
+        else:
+            # Small changes come several times a second, each of a different size: a fresh
+            # buffer each time left holes in this thread's heap that the next one did not fit.
+            try:
+                self._readers.get().read_into(self._root, region["left"], region["top"], into)
+            except XcbError as e:
+                raise CaptureError(f"cannot grab {region} on {self.display_name}: {e}") from e
+            frame = into
         hidden = self._hidden_since(token)
         if hidden is not None:
             if hidden.everything:
@@ -400,6 +414,7 @@ class X11Backend(CaptureBackend):
             self._watch = False
         self._mss.close_all()
         self._xlib.close_all()
+        self._readers.close_all()
         if self._tracker is not None:
             self._tracker.close()
 
@@ -540,13 +555,14 @@ class _DisplaySource(Source):
             # Not the last frame itself: the caller still holds (and compares against) it.
             frame = self._unheld_copy(last, box)
             x, y, w, h = box
-            frame[y : y + h, x : x + w] = self._backend.grab_region(
+            self._backend.grab_region(
                 {
                     "left": self._region["left"] + x,
                     "top": self._region["top"] + y,
                     "width": w,
                     "height": h,
-                }
+                },
+                into=frame[y : y + h, x : x + w],
             )
             self._box = box  # the rest of the frame is the last one's, copied
         if frame is not last and self._box is None:
@@ -737,7 +753,7 @@ class _WindowSource(Source):
         finally:
             pixmap.free(onerror=_ignore_async)
             self._x.flush()
-        return np.frombuffer(data, np.uint8).reshape(h, w, 4)
+        return data
 
     def close(self) -> None:
         with self._lock:

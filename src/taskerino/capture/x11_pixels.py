@@ -13,6 +13,7 @@ import mmap
 import os
 from typing import Any
 
+import numpy as np
 from mss.linux import xcb
 from mss.linux.xcbgen import (
     Drawable,
@@ -28,6 +29,7 @@ from mss.linux.xcbhelpers import LIB
 from mss.linux.xcbhelpers import XError as XcbError
 
 from ..errors import CaptureError
+from ..frame import Frame
 
 __all__ = ["DrawableReader", "XcbError"]
 
@@ -48,30 +50,45 @@ class DrawableReader:
         self._buffer: mmap.mmap | None = None
         self._segment: ShmSeg | None = None
 
-    def read(self, drawable: int, x: int, y: int, width: int, height: int) -> bytearray:
-        """The pixels of a rectangle of `drawable`; XcbError when the server refuses (the
-        drawable is gone or smaller than asked)."""
+    def read(self, drawable: int, x: int, y: int, width: int, height: int) -> Frame:
+        """The pixels of a rectangle of `drawable`, height x width x 4; XcbError when the
+        server refuses (the drawable is gone or smaller than asked)."""
+        out: Frame = np.empty((height, width, 4), np.uint8)
+        self.read_into(drawable, x, y, out)
+        return out
+
+    def read_into(self, drawable: int, x: int, y: int, out: Frame) -> None:
+        """Write the rectangle of `drawable` at (`x`, `y`), of `out`'s size, into `out`
+        (height x width x 4 bytes; a view into a larger frame will do). Through shared
+        memory nothing is allocated per read: the server writes into the segment kept
+        here, and its pixels are copied straight to `out`."""
+        height, width = out.shape[:2]
         size = width * height * 4
         if self._shm:
             try:
-                return self._read_shared(drawable, x, y, width, height, size)
+                self._read_shared(drawable, x, y, width, height, size)
             except (XcbError, OSError) as exc:
                 if self._shm_worked and isinstance(exc, XcbError):
                     raise  # shared memory works: the request itself was wrong
                 # It never worked here (a remote server), or memory ran short.
                 self._shm = False
                 self._release()
+            else:
+                # A temporary view: the segment can be replaced (or closed) once it is gone.
+                np.copyto(out, np.frombuffer(self._buffer, np.uint8, size).reshape(out.shape))  # type: ignore[arg-type]
+                return
         reply = get_image(
             self._conn, ImageFormat.ZPixmap, Drawable(drawable), x, y, width, height, ALL_PLANES
         )
-        data = bytearray(get_image_data(reply))
+        data = get_image_data(reply)
         if len(data) != size:
             raise CaptureError("only windows of 24 or 32 bits a pixel can be captured")
-        return data
+        np.copyto(out, np.frombuffer(memoryview(data), np.uint8).reshape(out.shape))
 
     def _read_shared(
         self, drawable: int, x: int, y: int, width: int, height: int, size: int
-    ) -> bytearray:
+    ) -> None:
+        """Have the server write the rectangle into the shared segment."""
         if self._buffer is None or len(self._buffer) < size:
             self._attach(size)
         assert self._buffer is not None and self._segment is not None
@@ -90,9 +107,6 @@ class DrawableReader:
         if reply.size != size:
             raise CaptureError("only windows of 24 or 32 bits a pixel can be captured")
         self._shm_worked = True
-        # A copy: the next read writes into the same memory.
-        with memoryview(self._buffer) as view:
-            return bytearray(view[:size])
 
     def _attach(self, size: int) -> None:
         """A shared segment of `size` bytes in place of the one before (a window grew)."""
