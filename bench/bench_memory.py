@@ -39,6 +39,7 @@ import sys
 import tempfile
 import threading
 import time
+from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
 
@@ -77,7 +78,7 @@ def record(seconds: float, folder: Path, probe: bool) -> dict[str, Any]:
     home = folder / "home"
     home.mkdir(parents=True)
     probe_file = folder / "arena-probe.jsonl"
-    with VirtualDisplay() as display, VirtualAudio() as sound:
+    with VirtualDisplay() as display, VirtualAudio() as sound, ExitStack() as on_the_way_out:
         env = {**os.environ, **sound.env, "DISPLAY": display.name}
         if probe:
             path = os.pathsep.join(p for p in (str(PROBE), env.get("PYTHONPATH", "")) if p)
@@ -87,6 +88,7 @@ def record(seconds: float, folder: Path, probe: bool) -> dict[str, Any]:
             ["pacat", "--device=recsink", "--format=s16le", f"--rate={RATE}",
              "--channels=1", "--raw", "--latency-msec=20", "/dev/zero"]
         )  # fmt: skip
+        on_the_way_out.callback(end_child, keep)
         cmd = [
             *taskerino_command(""), "--home", str(home), "record", "--no-screenshots",
             "--video", "--source", "display:1", "--fps", str(FPS),
@@ -95,6 +97,8 @@ def record(seconds: float, folder: Path, probe: bool) -> dict[str, Any]:
         ]  # fmt: skip
         out = (folder / "taskerino.json").open("wb")
         proc = subprocess.Popen(cmd, env=env, stdout=out, stderr=subprocess.PIPE)
+        # Interrupted (or failed), no recorder is left recording a screen that is gone.
+        on_the_way_out.callback(end_child, proc)
         while not list(home.glob("staging/*/video/chunk-00000.mp4")):
             if proc.poll() is not None:
                 raise RuntimeError("taskerino record failed")
@@ -103,6 +107,7 @@ def record(seconds: float, folder: Path, probe: bool) -> dict[str, Any]:
         samples: list[tuple[float, float, float, float]] = []
         reads: list[tuple[float, float]] = []
         stop = threading.Event()
+        on_the_way_out.callback(stop.set)
 
         def sample() -> None:
             per_sample = round(SAMPLE_SECONDS / READ_SECONDS)
@@ -198,6 +203,12 @@ def record(seconds: float, folder: Path, probe: bool) -> dict[str, Any]:
         ],
         "arenas": arena_growth(probe_file, started) if probe else [],
     }
+
+
+def end_child(proc: subprocess.Popen[bytes]) -> None:
+    if proc.poll() is None:
+        proc.kill()
+        proc.wait()
 
 
 def floors(t: np.ndarray, mib: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -308,6 +319,8 @@ def main() -> None:
     parser.add_argument("--name", default="memory-60min")
     parser.add_argument("--probe", action="store_true", help="each thread's C heap, too")
     args = parser.parse_args()
+    # A timeout's SIGTERM unwinds like ^C: the recorder and the virtual devices are ended.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     load_before = os.getloadavg()
     with tempfile.TemporaryDirectory(prefix="taskerino-bench-memory-") as scratch:
         result = record(args.seconds, Path(scratch), args.probe)

@@ -46,8 +46,8 @@ log = logging.getLogger(__name__)
 _M_TRIM_THRESHOLD = -1
 _M_MMAP_THRESHOLD = -3
 
-# Blocks from this size up are mmapped, every time: frames beyond the pools, x264's
-# planes, YUV buffers, a partial grab's pixels; given back whole when freed.
+# Blocks from this size up are mmapped, every time: frames beyond the pools (a whole
+# grab), x264's planes, PyAV's buffers; given back whole when freed.
 MMAP_THRESHOLD = 256 * 1024
 # Free memory at an arena's top kept rather than given back and asked again a frame later.
 TRIM_THRESHOLD = 16 * 1024 * 1024
