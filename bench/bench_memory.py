@@ -21,7 +21,8 @@ its 95 % interval; the low points (10th percentile) of each 10 minutes are print
 Frames and drops come from the recording's own stats, CPU from the kernel (whole life,
 and over the sampled window). The plot shows the curve, the warm-up and the fitted lines.
 
-With --probe, the recorder runs with bench/arena_probe/sitecustomize.py, which tells the
+With --preload LIB, the recorder runs with another allocator (e.g. jemalloc), to
+compare. With --probe, the recorder runs with bench/arena_probe/sitecustomize.py, which tells the
 resident memory of each thread's C heap; the result then gives each one's growth.
 
 Writes bench/results/<name>.json, <name>.md and <name>.png.
@@ -74,7 +75,7 @@ def tones(stop: threading.Event) -> None:
         player.communicate(tone)
 
 
-def record(seconds: float, folder: Path, probe: bool) -> dict[str, Any]:
+def record(seconds: float, folder: Path, probe: bool, preload: str | None) -> dict[str, Any]:
     home = folder / "home"
     home.mkdir(parents=True)
     probe_file = folder / "arena-probe.jsonl"
@@ -83,6 +84,8 @@ def record(seconds: float, folder: Path, probe: bool) -> dict[str, Any]:
         if probe:
             path = os.pathsep.join(p for p in (str(PROBE), env.get("PYTHONPATH", "")) if p)
             env.update(PYTHONPATH=path, TASKERINO_ARENA_PROBE=str(probe_file))
+        if preload:
+            env["LD_PRELOAD"] = preload  # the recorder's alone
         os.environ.update(sound.env)  # for the tone player
         keep = subprocess.Popen(
             ["pacat", "--device=recsink", "--format=s16le", f"--rate={RATE}",
@@ -318,12 +321,15 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=3600.0)
     parser.add_argument("--name", default="memory-60min")
     parser.add_argument("--probe", action="store_true", help="each thread's C heap, too")
+    parser.add_argument(
+        "--preload", metavar="LIB", help="another allocator for the recorder (LD_PRELOAD)"
+    )
     args = parser.parse_args()
     # A timeout's SIGTERM unwinds like ^C: the recorder and the virtual devices are ended.
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     load_before = os.getloadavg()
     with tempfile.TemporaryDirectory(prefix="taskerino-bench-memory-") as scratch:
-        result = record(args.seconds, Path(scratch), args.probe)
+        result = record(args.seconds, Path(scratch), args.probe, args.preload)
     load = os.getloadavg()
     payload = {
         "benchmark": "memory over a long recording",

@@ -27,10 +27,10 @@ arenas. Elsewhere than glibc these do nothing.
 The threshold was 4 MiB at first (the 8 MB frames); the blocks between 128 kB and 4 MiB
 (PyAV's 3 MB YUV buffers, x264's planes, OpenCV's conversions) still came from the arenas
 and fragmented them: the bytes in use there stepped up by 3 MB at a chunk change and
-stayed. At 256 KiB the arenas hold about 14 MB in use instead of 20-24, within a
-megabyte over an hour; the free space between those blocks still grows by some 3 MB an
-hour (smaller blocks fragment two of the arenas, most of it the audio reader's, which now
-reads into a buffer it keeps; bench/results/memory-60min.md).
+stayed. At 256 KiB the arenas hold about 14 MB in use instead of 20-24. What still
+grows (some 1.7 MB an hour, bench/results/memory-60min.md) is spread thin over the
+arenas of the threads that make many small blocks of many sizes: the encoder's (x264,
+the muxer), the audio mixer's and the capture thread's, a few hundred kB an hour each.
 """
 
 from __future__ import annotations
