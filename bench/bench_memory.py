@@ -31,6 +31,7 @@ Writes bench/results/<name>.json, <name>.md and <name>.png.
 from __future__ import annotations
 
 import argparse
+import ctypes
 import json
 import os
 import platform
@@ -325,6 +326,11 @@ def main() -> None:
         "--preload", metavar="LIB", help="another allocator for the recorder (LD_PRELOAD)"
     )
     args = parser.parse_args()
+    if args.preload:
+        try:
+            ctypes.CDLL(args.preload)  # the loader would only warn, and run without it
+        except OSError as e:
+            parser.error(f"cannot load {args.preload}: {e} (e.g. apt-get install libjemalloc2)")
     # A timeout's SIGTERM unwinds like ^C: the recorder and the virtual devices are ended.
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     load_before = os.getloadavg()
