@@ -66,7 +66,7 @@ class DrawableReader:
         size = width * height * 4
         if self._shm:
             try:
-                self._read_shared(drawable, x, y, width, height, size)
+                shared = self._read_shared(drawable, x, y, width, height, size)
             except (XcbError, OSError) as exc:
                 if self._shm_worked and isinstance(exc, XcbError):
                     raise  # shared memory works: the request itself was wrong
@@ -75,7 +75,7 @@ class DrawableReader:
                 self._release()
             else:
                 # A temporary view: the segment can be replaced (or closed) once it is gone.
-                np.copyto(out, np.frombuffer(self._buffer, np.uint8, size).reshape(out.shape))  # type: ignore[arg-type]
+                np.copyto(out, np.frombuffer(shared, np.uint8, size).reshape(out.shape))
                 return
         reply = get_image(
             self._conn, ImageFormat.ZPixmap, Drawable(drawable), x, y, width, height, ALL_PLANES
@@ -87,8 +87,8 @@ class DrawableReader:
 
     def _read_shared(
         self, drawable: int, x: int, y: int, width: int, height: int, size: int
-    ) -> None:
-        """Have the server write the rectangle into the shared segment."""
+    ) -> mmap.mmap:
+        """Have the server write the rectangle into the shared segment; that segment."""
         if self._buffer is None or len(self._buffer) < size:
             self._attach(size)
         assert self._buffer is not None and self._segment is not None
@@ -107,6 +107,7 @@ class DrawableReader:
         if reply.size != size:
             raise CaptureError("only windows of 24 or 32 bits a pixel can be captured")
         self._shm_worked = True
+        return self._buffer
 
     def _attach(self, size: int) -> None:
         """A shared segment of `size` bytes in place of the one before (a window grew)."""
