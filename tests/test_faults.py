@@ -52,13 +52,16 @@ def test_disk_full_ends_the_session_with_what_was_written(
     )
     try:
         sid = wait_for_session(small_disk)["id"]
-        # Some video on disk first (its first fragment): on a loaded machine the encoder
-        # may not have written anything 1.5 s after the session appears.
+        # Some video on disk first: a fragment of pictures, not only the chunk's header
+        # (written as the chunk opens). On a loaded machine x264 may still hold the
+        # first pictures seconds after the session appears.
         deadline = time.monotonic() + 30
-        while not any(c.stat().st_size for c in small_disk.glob("staging/*/video/chunk-*.mp4")):
+        while not any(
+            b"moof" in c.read_bytes() for c in small_disk.glob("staging/*/video/chunk-*.mp4")
+        ):
             assert proc.poll() is None and time.monotonic() < deadline
             time.sleep(0.1)
-        time.sleep(1.5)
+        time.sleep(1.0)
         filler = small_disk / "filler"
         with filler.open("wb", buffering=0) as f:
             try:
