@@ -54,6 +54,7 @@ from typing import Any
 import av
 import cv2
 import numpy as np
+from av.video.frame import PictureType
 
 from taskerino.errors import InvalidInput, StorageError
 from taskerino.frame import Box, Frame
@@ -98,39 +99,39 @@ def alive_path(chunk: Path) -> Path:
     return chunk.with_name(chunk.name + ALIVE_SUFFIX)
 
 
-class _Chunk:
-    """One open chunk file."""
+def _open_codec(width: int, height: int, fps: int, options: dict[str, str]) -> Any:
+    """An x264 encoder, kept from chunk to chunk (each new one left holes of its own
+    in the encoding thread's C heap, which grew by some 0.6 MB an hour, spec §10).
 
-    def __init__(
-        self,
-        path: Path,
-        index: int,
-        start: float,
-        width: int,
-        height: int,
-        fps: int,
-        codec_options: dict[str, str],
-    ) -> None:
+    Without a global header x264 puts its parameter sets in every keyframe: the chunk's
+    muxer takes them from its first packet."""
+    codec = av.CodecContext.create("libx264", "w")
+    codec.width, codec.height, codec.pix_fmt = width, height, "yuv420p"
+    codec.time_base = TIME_BASE
+    codec.framerate = Fraction(fps)
+    codec.options = dict(options)
+    codec.open()
+    return codec
+
+
+class _Chunk:
+    """One open chunk file; its packets come from the encoder's x264."""
+
+    def __init__(self, path: Path, index: int, start: float, codec: Any, fps: int) -> None:
         self.path = path
         self.index = index
         self.start = start
         self.frames = 0
         self.container: Any = av.open(str(path), "w", format="mp4", options=CHUNK_OPTIONS)
-        stream = self.container.add_stream("libx264", rate=fps, options=codec_options)
-        stream.width = width
-        stream.height = height
-        stream.pix_fmt = "yuv420p"
-        stream.codec_context.time_base = TIME_BASE
-        stream.time_base = TIME_BASE
-        self.stream = stream
+        self.stream = self.container.add_mux_stream(
+            "h264", rate=fps, width=codec.width, height=codec.height
+        )
+        self.stream.time_base = TIME_BASE
         # The newest packet waits for the next one, which gives its exact duration.
         self.pending: Any = None
 
-    def encode(self, frame: Any) -> None:
-        for packet in self.stream.encode(frame):
-            self._push(packet)
-
-    def _push(self, packet: Any) -> None:
+    def push(self, packet: Any) -> None:
+        packet.stream = self.stream
         if self.pending is not None:
             self.pending.duration = packet.pts - self.pending.pts
             self.container.mux(self.pending)
@@ -138,8 +139,6 @@ class _Chunk:
         self.pending = packet
 
     def close(self, end_pts: int) -> None:
-        for packet in self.stream.encode(None):
-            self._push(packet)
         if self.pending is not None:
             self.pending.duration = max(1, end_pts - self.pending.pts)
             self.container.mux(self.pending)
@@ -247,6 +246,11 @@ class ChunkedEncoder:
         self.frames_repeated = 0  # frames re-sent by `keepalive`
         self._closed_bytes = 0
         self._chunk: _Chunk | None = None
+        self._codec: Any = None  # x264, opened with the first chunk
+        # Whether x264 has held a frame back (lookahead or B-frames, with other settings
+        # than zerolatency): then a chunk's last frames come out only when it is drained,
+        # and each chunk gets an x264 of its own.
+        self._codec_holds = False
         self._last_pts: int | None = None
         # The picture x264 is given, kept from frame to frame: only the part of a new
         # frame that changed is converted into it (`encode`'s box). Made on first use.
@@ -340,25 +344,27 @@ class ChunkedEncoder:
             if chunk is not None and media_time - chunk.start >= self.chunk_seconds:
                 self._close_chunk(pts)
                 chunk = None
+            # Every chunk starts with a keyframe (an IDR: x264's GOPs are closed).
+            vframe.pict_type = PictureType.NONE if chunk is not None else PictureType.I
             if chunk is None:
                 chunk = self._open_chunk(media_time)
             vframe.pts = pts
             vframe.time_base = TIME_BASE
-            chunk.encode(vframe)
+            packets = self._codec.encode(vframe)
+            if not packets:
+                self._codec_holds = True
+            for packet in packets:
+                chunk.push(packet)
         except (av.FFmpegError, OSError) as exc:
             raise StorageError(f"video encoding failed: {exc}") from exc
         self._last_pts = pts
 
     def _open_chunk(self, media_time: float) -> _Chunk:
+        if self._codec is None:
+            self._codec = _open_codec(self.width, self.height, self.fps, self.codec_options)
         index = len(self.chunks)
         self._chunk = _Chunk(
-            self.folder / chunk_name(index),
-            index,
-            media_time,
-            self.width,
-            self.height,
-            self.fps,
-            self.codec_options,
+            self.folder / chunk_name(index), index, media_time, self._codec, self.fps
         )
         return self._chunk
 
@@ -366,6 +372,11 @@ class ChunkedEncoder:
         chunk = self._chunk
         assert chunk is not None
         self._chunk = None
+        if self._closed or self._codec_holds:
+            # The frames x264 still holds belong to this chunk.
+            for packet in self._codec.encode(None):
+                chunk.push(packet)
+            self._codec = None
         chunk.close(end_pts)
         alive_path(chunk.path).unlink(missing_ok=True)
         info = ChunkInfo(

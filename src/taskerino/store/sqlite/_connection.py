@@ -36,6 +36,13 @@ DB_FAILURES = (sqlite3.Error, OSError, ValueError, TypeError, KeyError)
 
 _MAGIC = b"SQLite format 3\x00"
 
+# The write connection's page cache, in KiB. SQLite's default (2 MB) fills as the database
+# grows, which it does all through a recording: the cache grew with every audio segment's
+# rows, some 0.6 kB each, for hours (spec §10: memory flat over a long recording). Writes
+# touch few pages, the roots and right-hand edges of the B-trees they append to; a page
+# not in the cache is read back from the system's file cache.
+WRITE_CACHE_KIB = 256
+
 # A reference a row makes: (table, id, what to call it in NotFound).
 Ref = tuple[str, str | None, str]
 
@@ -78,6 +85,7 @@ class SQLiteBase(Transactional):
             raise self._failure(exc) from exc
         try:
             self._prepare(db)
+            db.execute(f"PRAGMA cache_size=-{WRITE_CACHE_KIB}")
         except BaseException as exc:
             db.close()
             if isinstance(exc, DB_FAILURES):
