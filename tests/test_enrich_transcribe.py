@@ -205,6 +205,38 @@ def test_more_threads_than_the_openmp_limit_still_transcribe(
     assert recall(FIRST, out[1]) >= 0.7 and recall(SECOND, out[1]) >= 0.7, out
 
 
+def test_whisper_does_not_load_while_tesseract_sets_the_openmp_limit() -> None:
+    """OCR imports Tesseract with OMP_THREAD_LIMIT=1 for a moment; a worker's transcribing
+    thread that loaded faster-whisper in that moment gave CTranslate2's OpenMP runtime the
+    limit for good, unseen by the transcriber's cap: two threads, garbage. It waits."""
+    script = (
+        "import ctypes, os, sys, threading, time\n"
+        "from pathlib import Path\n"
+        "from taskerino.enrich import openmp\n"
+        "with openmp.LOADING:  # as the OCR stage holds it while importing tesserocr\n"
+        "    os.environ['OMP_THREAD_LIMIT'] = '1'\n"
+        "    loader = threading.Thread(target=openmp.faster_whisper)\n"
+        "    loader.start()\n"
+        "    time.sleep(0.5)\n"
+        "    print('ctranslate2' in sys.modules)\n"
+        "    del os.environ['OMP_THREAD_LIMIT']\n"
+        "loader.join()\n"
+        "import ctranslate2\n"
+        "libs = Path(ctranslate2.__file__).parent.parent / 'ctranslate2.libs'\n"
+        "gomp = sorted(libs.glob('libgomp*'))\n"
+        "print(ctypes.CDLL(str(gomp[0])).omp_get_thread_limit() if gomp else 'none')\n"
+    )
+    env = {k: v for k, v in os.environ.items() if k != "OMP_THREAD_LIMIT"}
+    result = subprocess.run(
+        [sys.executable, "-c", script], env=env, capture_output=True, text=True, check=True
+    )
+    loaded_meanwhile, limit = result.stdout.split()
+    assert loaded_meanwhile == "False"
+    if limit == "none":
+        pytest.skip("this CTranslate2 build has no OpenMP runtime of its own to ask")
+    assert int(limit) > 1, result.stdout
+
+
 def test_a_garbled_pass_is_decoded_again_and_never_stored(
     transcriber: Transcriber,
     two_sentences: tuple[Path, float, float, float],

@@ -33,6 +33,7 @@ import numpy.typing as npt
 
 from ..errors import EnrichmentError, InvalidInput
 from ..frame import Frame
+from . import openmp
 
 Image = npt.NDArray[np.uint8]
 
@@ -64,19 +65,16 @@ class OcrResult:
     words: tuple[Word, ...]
 
 
-_import_lock = threading.Lock()
-
-
 def _tesserocr() -> Any:
     """The tesserocr module, imported with OMP_THREAD_LIMIT=1 in force.
 
     An OpenMP runtime reads the variable once, when it loads. The PyPI wheel's Tesseract
     has no OpenMP, but one built against a system library may. The variable is put back
-    at once: set for the whole process it would also bind the OpenMP runtime that
-    CTranslate2 (faster-whisper) loads later, which then transcribes garbage when asked
-    for more threads than the limit.
+    at once, and no other OpenMP runtime loads meanwhile (`openmp`): the one CTranslate2
+    (faster-whisper) loads would keep the limit too, and then transcribe garbage when
+    asked for more threads than it.
     """
-    with _import_lock:
+    with openmp.LOADING:
         saved = os.environ.get("OMP_THREAD_LIMIT")
         os.environ["OMP_THREAD_LIMIT"] = "1"
         try:

@@ -23,6 +23,7 @@ import av
 import numpy as np
 
 from ..errors import EnrichmentError, InvalidInput
+from . import openmp
 
 log = logging.getLogger(__name__)
 
@@ -81,7 +82,8 @@ def resolve_model(name_or_path: str | None) -> str:
         return str(path)
     if _looks_like_path(name_or_path):
         raise InvalidInput(f"speech model folder {name_or_path} does not exist")
-    from faster_whisper.utils import available_models, download_model
+    utils = openmp.faster_whisper().utils
+    available_models, download_model = utils.available_models, utils.download_model
 
     if not _is_hub_id(name_or_path) and name_or_path not in available_models():
         raise InvalidInput(
@@ -102,7 +104,7 @@ def resolve_model(name_or_path: str | None) -> str:
 
 def decode_audio(path: str | Path) -> np.ndarray[Any, np.dtype[np.float32]]:
     """The whole file as 16 kHz mono float32 samples (what Whisper takes)."""
-    from faster_whisper.audio import decode_audio as fw_decode
+    fw_decode = openmp.faster_whisper().audio.decode_audio
 
     name = Path(path).name
     try:
@@ -142,10 +144,8 @@ class Transcriber:
         self.cpu_threads = _openmp_cap(cpu_threads)
         self.beam_size = beam_size
         self.language = language
-        from faster_whisper import WhisperModel
-
         try:
-            self._model = WhisperModel(
+            self._model = openmp.faster_whisper().WhisperModel(
                 self.model_path, device="cpu", compute_type="int8", cpu_threads=self.cpu_threads
             )
         except (RuntimeError, ValueError, OSError) as e:
