@@ -27,10 +27,13 @@ arenas. Elsewhere than glibc these do nothing.
 The threshold was 4 MiB at first (the 8 MB frames); the blocks between 128 kB and 4 MiB
 (PyAV's 3 MB YUV buffers, x264's planes, OpenCV's conversions) still came from the arenas
 and fragmented them: the bytes in use there stepped up by 3 MB at a chunk change and
-stayed. At 256 KiB the arenas hold about 14 MB in use instead of 20-24. What still
-grows (some 1.7 MB an hour, bench/results/memory-60min.md) is spread thin over the
-arenas of the threads that make many small blocks of many sizes: the encoder's (x264,
-the muxer), the audio mixer's and the capture thread's, a few hundred kB an hour each.
+stayed. At 256 KiB the arenas held about 14 MB in use instead of 20-24, but still grew
+by some 2 MB an hour (bench/results/memory-60min.md): glibc's own report (malloc_info,
+30 minutes apart) showed the bytes in use flat or falling in every arena while the
+heaps of the encoding and capturing threads grew, with the free space inside them, as
+blocks of 64-256 KiB found no hole big enough. At 64 KiB the floor of an hour grows
++0.91 MB an hour and is flat over its last 30 minutes
+(bench/results/memory-60min-mmap-64k.md), for about one point more of a core.
 """
 
 from __future__ import annotations
@@ -47,8 +50,10 @@ _M_TRIM_THRESHOLD = -1
 _M_MMAP_THRESHOLD = -3
 
 # Blocks from this size up are mmapped, every time: frames beyond the pools (a whole
-# grab), x264's planes, PyAV's buffers; given back whole when freed.
-MMAP_THRESHOLD = 256 * 1024
+# grab), x264's planes, PyAV's buffers, packets and fragments; given back whole when
+# freed. At 256 KiB the blocks between 64 and 256 KiB still came from the arenas, and
+# with no hole big enough the heaps grew (+2 MB an hour, the bytes in use flat).
+MMAP_THRESHOLD = 64 * 1024
 # Free memory at an arena's top kept rather than given back and asked again a frame later.
 TRIM_THRESHOLD = 16 * 1024 * 1024
 

@@ -98,8 +98,8 @@ def same_frame(a: Frame | None, b: Frame | None, box: Box | None = None) -> bool
         x, y, w, h = box
         a, b = a[y : y + h, x : x + w], b[y : y + h, x : x + w]
     # A band of rows at a time: frames that differ (a playing video) mostly differ in
-    # the first band already. A band's comparison makes a byte per word compared: kept
-    # under the C heap's threshold (`heap`), so that it is not mapped anew every time.
+    # the first band already. A band's comparison makes a byte per word compared, into
+    # a buffer the thread keeps (`_equal`).
     words = a.shape[1] * (a.shape[2] if a.ndim == 3 else 1) // 4
     rows = max(1, min(_BAND_ROWS, _BAND_WORDS // max(1, words)))
     for top in range(0, a.shape[0], rows):
