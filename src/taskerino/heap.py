@@ -30,10 +30,11 @@ and fragmented them: the bytes in use there stepped up by 3 MB at a chunk change
 stayed. At 256 KiB the arenas held about 14 MB in use instead of 20-24, but still grew
 by some 2 MB an hour (bench/results/memory-60min.md): glibc's own report (malloc_info,
 30 minutes apart) showed the bytes in use flat or falling in every arena while the
-heaps of the encoding and capturing threads grew, with the free space inside them, as
-blocks of 64-256 KiB found no hole big enough. At 64 KiB the floor of an hour grows
-+0.91 MB an hour and is flat over its last 30 minutes
-(bench/results/memory-60min-mmap-64k.md), for about one point more of a core.
+heaps of the encoding and capturing threads grew, with the free space inside them:
+most likely blocks of 64-256 KiB found no hole big enough. At 64 KiB the floor of an
+hour grows +0.91 MB an hour and is flat over its last 30 minutes
+(bench/results/memory-60min-mmap-64k.md); the recorder's CPU was 11.7 % of a core
+against 10.5 %, under another load.
 """
 
 from __future__ import annotations
@@ -51,8 +52,8 @@ _M_MMAP_THRESHOLD = -3
 
 # Blocks from this size up are mmapped, every time: frames beyond the pools (a whole
 # grab), x264's planes, PyAV's buffers, packets and fragments; given back whole when
-# freed. At 256 KiB the blocks between 64 and 256 KiB still came from the arenas, and
-# with no hole big enough the heaps grew (+2 MB an hour, the bytes in use flat).
+# freed. At 256 KiB the heaps grew by some 2 MB an hour with the bytes in use flat,
+# most likely as blocks between 64 and 256 KiB found no hole big enough.
 MMAP_THRESHOLD = 64 * 1024
 # Free memory at an arena's top kept rather than given back and asked again a frame later.
 TRIM_THRESHOLD = 16 * 1024 * 1024
