@@ -116,7 +116,7 @@ def same_frame(a: Frame | None, b: Frame | None, box: Box | None = None) -> bool
 def _equal(a: npt.NDArray[Any], b: npt.NDArray[Any]) -> bool:
     """`np.array_equal` of two bands of one shape, the comparison made into a buffer the
     thread keeps: a new one each time, of each box's size, left holes in the capturing
-    thread's C heap, which grew by some 0.3 MB an hour (spec §10)."""
+    thread's C heap (spec §10)."""
     out: npt.NDArray[np.bool_] | None = getattr(_scratch, "out", None)
     if out is None:
         out = _scratch.out = np.empty(_BAND_WORDS, np.bool_)
