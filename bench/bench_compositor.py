@@ -53,6 +53,7 @@ import numpy as np
 
 import compositor_before
 import taskerino.capture.synthetic as synthetic
+import taskerino.media.compositor as compositor_mod
 import taskerino.recording.video as video_mod
 from taskerino.capture.synthetic import TestPatternSource
 from taskerino.frame import NO_CHANGE, Box, Frame
@@ -122,6 +123,18 @@ def cv2_threads(n: int | None) -> Iterator[None]:
         cv2.setNumThreads(saved)
 
 
+@contextmanager
+def one_lane(only: bool) -> Iterator[None]:
+    """The current compositor drawing every cell in the calling thread (as before lanes)."""
+    saved = compositor_mod.LANE_PIXELS
+    if only:
+        compositor_mod.LANE_PIXELS = sys.maxsize
+    try:
+        yield
+    finally:
+        compositor_mod.LANE_PIXELS = saved
+
+
 # --- 1. alone ---------------------------------------------------------------------------------
 def alone(reps: int) -> dict[str, dict[str, dict[str, float]]]:
     """`before`; `now` with every output kept by the caller (a fresh one each call, slots
@@ -147,16 +160,18 @@ def alone(reps: int) -> dict[str, dict[str, dict[str, float]]]:
             "before": Before("grid", 4, WIDTH, HEIGHT),
             "now, kept": Compositor("grid", 4, WIDTH, HEIGHT),
             "now, given back": Compositor("grid", 4, WIDTH, HEIGHT),
+            "now, given back, one lane": Compositor("grid", 4, WIDTH, HEIGHT),
         }
         times: dict[str, list[float]] = {name: [] for name in comps}
         for call in range(reps + 10):
             frames = [pools[i][call % 8 if i < moving else 0] for i in range(4)]
             for name, comp in comps.items():  # alternate call by call
-                started = time.perf_counter()
-                out = comp.compose(frames, boxes if call else None)
-                if call >= 10:  # warm-up: allocator, OpenCV threads
-                    times[name].append((time.perf_counter() - started) * 1000)
-                if name == "now, given back":
+                with one_lane(name.endswith("one lane")):
+                    started = time.perf_counter()
+                    out = comp.compose(frames, boxes if call else None)
+                    if call >= 10:  # warm-up: allocator, OpenCV threads
+                        times[name].append((time.perf_counter() - started) * 1000)
+                if "given back" in name:
                     comp.release(out)
         results[workload] = {name: summary(ms) for name, ms in times.items()}
     return results
@@ -353,7 +368,7 @@ def record_round(
     vars(video_mod)["Compositor"] = cls  # the recorder makes its compositor from this name
     threads = 1 if variant.endswith(",1 thread") else None
     load = os.getloadavg()[0]
-    with cv2_threads(threads):
+    with cv2_threads(threads), one_lane(variant.endswith(", one lane")):
         usage0 = os.times()
         session = manager.start(StartRequest(name=f"{variant} {moving}", config=config))
         started = time.monotonic()
@@ -387,21 +402,21 @@ def timed(original: Callable[..., Frame], sink: dict[str, list[float]]) -> Calla
     return compose
 
 
-def timed_draw(original: Callable[[Frame, Frame], None], sink: dict[str, list[float]]) -> Any:
-    """The current compositor's scaling and copying of cells, summed per composition."""
+def timed_draw(original: Callable[[list[Any]], None], sink: dict[str, list[float]]) -> Any:
+    """The current compositor's scaling and copying of cells (wall time, both lanes)."""
 
-    def draw(frame: Frame, view: Frame) -> None:
+    def draw(jobs: list[Any]) -> None:
         started = time.perf_counter()
-        original(frame, view)
+        original(jobs)
         sink["in_draw"][0] += (time.perf_counter() - started) * 1000
 
-    return staticmethod(draw)
+    return draw
 
 
 def pipeline(rounds: int, seconds: float, variants: list[str]) -> dict[str, Any]:
     sink: dict[str, list[float]] = {"current": [], "draw": [], "in_draw": [0.0]}
     originals = {name: cls.compose for name, cls in CLASSES.items()}
-    original_draw = Compositor._draw
+    original_draw = compositor_mod.draw_in_lanes
     saved_source = vars(synthetic)["TestPatternSource"]
     saved_class = vars(video_mod)["Compositor"]
     results: dict[str, Any] = {}
@@ -410,7 +425,7 @@ def pipeline(rounds: int, seconds: float, variants: list[str]) -> dict[str, Any]
         try:
             for name, cls in CLASSES.items():
                 cls.compose = timed(originals[name], sink)
-            Compositor._draw = timed_draw(original_draw, sink)  # type: ignore[method-assign]
+            vars(compositor_mod)["draw_in_lanes"] = timed_draw(original_draw, sink)
             vars(synthetic)["TestPatternSource"] = big_source
             for workload, spec in WORKLOADS.items():
                 per: dict[str, Any] = {
@@ -444,7 +459,7 @@ def pipeline(rounds: int, seconds: float, variants: list[str]) -> dict[str, Any]
             manager.close()
             for name, cls in CLASSES.items():
                 cls.compose = originals[name]
-            Compositor._draw = staticmethod(original_draw)  # type: ignore[method-assign]
+            vars(compositor_mod)["draw_in_lanes"] = original_draw
             vars(synthetic)["TestPatternSource"] = saved_source
             vars(video_mod)["Compositor"] = saved_class
     return results
@@ -458,7 +473,7 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=10.0, help="length of a round")
     parser.add_argument("--no-threads", action="store_true", help="skip the 1-thread variants")
     args = parser.parse_args()
-    variants = ["before", "now"]
+    variants = ["before", "now", "now, one lane"]
     if not args.no_threads:
         variants += ["before,1 thread", "now,1 thread"]
     load0 = os.getloadavg()
