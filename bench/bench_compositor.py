@@ -19,15 +19,19 @@ three workloads:
 1. Alone: `compose` in a loop, `--reps` calls per variant (random pictures; the changing
    sources cycle through 8 distinct arrays each, so each call gets new objects, and with a
    part, consecutive arrays differ only there); the current compositor with its outputs
-   kept by the caller, and given back after each call, as the recorder does.
+   kept by the caller, and given back after each call, as the recorder does, and given
+   back but with every cell drawn in the calling thread (`one lane`: as before cells were
+   drawn in two lanes). Each call starts with another variant.
 2. In the pipeline: a recording of four `test:` sources at 1920x1080 into a 1920x1080 grid
    at 30 fps (capture, compose and encode threads, as bench_video.py part b), with
    `compose` timed inside it. Rounds of `--seconds` alternate the variants: before, now,
-   and each with OpenCV limited to one thread (`cv2.setNumThreads(1)`, process-wide). The
+   now with one lane, and (without --no-threads) before and now with OpenCV limited to
+   one thread (`cv2.setNumThreads(1)`, process-wide). The
    recorder gives each picture back to the compositor once it is encoded.
 3. The 2x downscale by kernel: INTER_AREA (what is composed), INTER_LINEAR (the same
-   bytes at exactly 0.5, checked), INTER_AREA into a contiguous cell plus a copy, and
-   pyrDown (a Gaussian, not the same picture), with default threads and with one.
+   bytes at exactly 0.5, checked), INTER_AREA into a contiguous cell plus a copy,
+   pyrDown (a Gaussian, not the same picture) and FFmpeg's swscale (area, through PyAV),
+   with default threads and with one (OpenCV's setting; swscale runs on one).
 4. Where the downscale's time goes, on one thread: the four downscales against only
    reading the same bytes, with the sources out of the cache and in it.
 
@@ -48,6 +52,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+import av
 import cv2
 import numpy as np
 
@@ -165,7 +170,11 @@ def alone(reps: int) -> dict[str, dict[str, dict[str, float]]]:
         times: dict[str, list[float]] = {name: [] for name in comps}
         for call in range(reps + 10):
             frames = [pools[i][call % 8 if i < moving else 0] for i in range(4)]
-            for name, comp in comps.items():  # alternate call by call
+            # Alternate call by call, each call starting with another variant: the variant
+            # after another finds the same sources in the cache.
+            names = list(comps)
+            for name in names[call % len(names) :] + names[: call % len(names)]:
+                comp = comps[name]
                 with one_lane(name.endswith("one lane")):
                     started = time.perf_counter()
                     out = comp.compose(frames, boxes if call else None)
@@ -209,11 +218,18 @@ def kernels(reps: int) -> dict[str, Any]:
     def pyr(src: Frame, cell: Frame) -> object:
         return cv2.pyrDown(src, dst=cell)
 
+    def swscale() -> None:  # FFmpeg's area scaler, as PyAV offers it (with its copies)
+        for src, view in zip(sources, views, strict=True):
+            frame = av.VideoFrame.from_ndarray(src, format="bgra")
+            small = frame.reformat(cw, ch, "bgra", interpolation="AREA")
+            np.copyto(view, small.to_ndarray())
+
     runs = {
         "INTER_AREA into the output (as composed)": into_view(cv2.INTER_AREA),
         "INTER_LINEAR into the output": into_view(cv2.INTER_LINEAR),
         "INTER_AREA into a contiguous cell + copy": via_cell(area),
         "pyrDown into a contiguous cell + copy": via_cell(pyr),
+        "FFmpeg swscale area (PyAV) + copies": swscale,
     }
     timings: dict[str, Any] = {}
     for threads in (None, 1):
