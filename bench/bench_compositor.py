@@ -19,14 +19,13 @@ three workloads:
 1. Alone: `compose` in a loop, `--reps` calls per variant (random pictures; the changing
    sources cycle through 8 distinct arrays each, so each call gets new objects, and with a
    part, consecutive arrays differ only there); the current compositor with its outputs
-   kept by the caller, and given back after each call, as the recorder does, and given
-   back but with every cell drawn in the calling thread (`one lane`: as before cells were
-   drawn in two lanes). Each call starts with another variant.
+   kept by the caller, and given back after each call, as the recorder does. Each call
+   starts with another variant (the one after another finds the same sources cached).
 2. In the pipeline: a recording of four `test:` sources at 1920x1080 into a 1920x1080 grid
    at 30 fps (capture, compose and encode threads, as bench_video.py part b), with
    `compose` timed inside it. Rounds of `--seconds` alternate the variants: before, now,
-   now with one lane, and (without --no-threads) before and now with OpenCV limited to
-   one thread (`cv2.setNumThreads(1)`, process-wide). The
+   and (without --no-threads) each with OpenCV limited to one thread
+   (`cv2.setNumThreads(1)`, process-wide). The
    recorder gives each picture back to the compositor once it is encoded.
 3. The 2x downscale by kernel: INTER_AREA (what is composed), INTER_LINEAR (the same
    bytes at exactly 0.5, checked), INTER_AREA into a contiguous cell plus a copy,
@@ -58,7 +57,6 @@ import numpy as np
 
 import compositor_before
 import taskerino.capture.synthetic as synthetic
-import taskerino.media.compositor as compositor_mod
 import taskerino.recording.video as video_mod
 from taskerino.capture.synthetic import TestPatternSource
 from taskerino.frame import NO_CHANGE, Box, Frame
@@ -128,18 +126,6 @@ def cv2_threads(n: int | None) -> Iterator[None]:
         cv2.setNumThreads(saved)
 
 
-@contextmanager
-def one_lane(only: bool) -> Iterator[None]:
-    """The current compositor drawing every cell in the calling thread (as before lanes)."""
-    saved = compositor_mod.LANE_PIXELS
-    if only:
-        compositor_mod.LANE_PIXELS = sys.maxsize
-    try:
-        yield
-    finally:
-        compositor_mod.LANE_PIXELS = saved
-
-
 # --- 1. alone ---------------------------------------------------------------------------------
 def alone(reps: int) -> dict[str, dict[str, dict[str, float]]]:
     """`before`; `now` with every output kept by the caller (a fresh one each call, slots
@@ -165,7 +151,6 @@ def alone(reps: int) -> dict[str, dict[str, dict[str, float]]]:
             "before": Before("grid", 4, WIDTH, HEIGHT),
             "now, kept": Compositor("grid", 4, WIDTH, HEIGHT),
             "now, given back": Compositor("grid", 4, WIDTH, HEIGHT),
-            "now, given back, one lane": Compositor("grid", 4, WIDTH, HEIGHT),
         }
         times: dict[str, list[float]] = {name: [] for name in comps}
         for call in range(reps + 10):
@@ -175,12 +160,11 @@ def alone(reps: int) -> dict[str, dict[str, dict[str, float]]]:
             names = list(comps)
             for name in names[call % len(names) :] + names[: call % len(names)]:
                 comp = comps[name]
-                with one_lane(name.endswith("one lane")):
-                    started = time.perf_counter()
-                    out = comp.compose(frames, boxes if call else None)
-                    if call >= 10:  # warm-up: allocator, OpenCV threads
-                        times[name].append((time.perf_counter() - started) * 1000)
-                if "given back" in name:
+                started = time.perf_counter()
+                out = comp.compose(frames, boxes if call else None)
+                if call >= 10:  # warm-up: allocator, OpenCV threads
+                    times[name].append((time.perf_counter() - started) * 1000)
+                if name == "now, given back":
                     comp.release(out)
         results[workload] = {name: summary(ms) for name, ms in times.items()}
     return results
@@ -384,7 +368,7 @@ def record_round(
     vars(video_mod)["Compositor"] = cls  # the recorder makes its compositor from this name
     threads = 1 if variant.endswith(",1 thread") else None
     load = os.getloadavg()[0]
-    with cv2_threads(threads), one_lane(variant.endswith(", one lane")):
+    with cv2_threads(threads):
         usage0 = os.times()
         session = manager.start(StartRequest(name=f"{variant} {moving}", config=config))
         started = time.monotonic()
@@ -418,21 +402,21 @@ def timed(original: Callable[..., Frame], sink: dict[str, list[float]]) -> Calla
     return compose
 
 
-def timed_draw(original: Callable[[list[Any]], None], sink: dict[str, list[float]]) -> Any:
-    """The current compositor's scaling and copying of cells (wall time, both lanes)."""
+def timed_draw(original: Callable[[Frame, Frame], None], sink: dict[str, list[float]]) -> Any:
+    """The current compositor's scaling and copying of cells, summed per composition."""
 
-    def draw(jobs: list[Any]) -> None:
+    def draw(frame: Frame, view: Frame) -> None:
         started = time.perf_counter()
-        original(jobs)
+        original(frame, view)
         sink["in_draw"][0] += (time.perf_counter() - started) * 1000
 
-    return draw
+    return staticmethod(draw)
 
 
 def pipeline(rounds: int, seconds: float, variants: list[str]) -> dict[str, Any]:
     sink: dict[str, list[float]] = {"current": [], "draw": [], "in_draw": [0.0]}
     originals = {name: cls.compose for name, cls in CLASSES.items()}
-    original_draw = compositor_mod.draw_in_lanes
+    original_draw = Compositor._draw
     saved_source = vars(synthetic)["TestPatternSource"]
     saved_class = vars(video_mod)["Compositor"]
     results: dict[str, Any] = {}
@@ -441,7 +425,7 @@ def pipeline(rounds: int, seconds: float, variants: list[str]) -> dict[str, Any]
         try:
             for name, cls in CLASSES.items():
                 cls.compose = timed(originals[name], sink)
-            vars(compositor_mod)["draw_in_lanes"] = timed_draw(original_draw, sink)
+            Compositor._draw = timed_draw(original_draw, sink)  # type: ignore[method-assign]
             vars(synthetic)["TestPatternSource"] = big_source
             for workload, spec in WORKLOADS.items():
                 per: dict[str, Any] = {
@@ -475,7 +459,7 @@ def pipeline(rounds: int, seconds: float, variants: list[str]) -> dict[str, Any]
             manager.close()
             for name, cls in CLASSES.items():
                 cls.compose = originals[name]
-            vars(compositor_mod)["draw_in_lanes"] = original_draw
+            Compositor._draw = staticmethod(original_draw)  # type: ignore[method-assign]
             vars(synthetic)["TestPatternSource"] = saved_source
             vars(video_mod)["Compositor"] = saved_class
     return results
@@ -489,7 +473,7 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=10.0, help="length of a round")
     parser.add_argument("--no-threads", action="store_true", help="skip the 1-thread variants")
     args = parser.parse_args()
-    variants = ["before", "now", "now, one lane"]
+    variants = ["before", "now"]
     if not args.no_threads:
         variants += ["before,1 thread", "now,1 thread"]
     load0 = os.getloadavg()

@@ -10,7 +10,6 @@ import struct
 import subprocess
 import sys
 import textwrap
-import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -23,7 +22,6 @@ import soundfile
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-import taskerino.media.compositor as compositor_mod
 from taskerino.errors import InvalidInput
 from taskerino.frame import NO_CHANGE, Box, Frame
 from taskerino.media import (
@@ -254,54 +252,6 @@ def test_a_small_change_redraws_only_its_part_of_the_cell(monkeypatch: pytest.Mo
     assert comp.changed_box == (960 + 50, 540 + 25, 21, 11)
     monkeypatch.undo()
     assert np.array_equal(out, Compositor("grid", 4, 1920, 1080).compose(frames))
-
-
-def test_four_1080p_sources_are_drawn_in_two_lanes_to_the_same_picture(
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
-    # Four whole 1080p sources are more than one lane's share: two are scaled on the
-    # compositor's helper thread, two on the caller's, and the picture is the one a single
-    # lane draws.
-    rng = np.random.default_rng(4)
-    frames: list[Frame | None] = [noise(rng, (1920, 1080)) for _ in range(4)]
-    lanes: list[str] = []
-    resize = cv2.resize
-
-    def counted(src: Frame, size: tuple[int, int], **kwargs: Any) -> Any:
-        lanes.append(threading.current_thread().name)
-        return resize(src, size, **kwargs)
-
-    monkeypatch.setattr(cv2, "resize", counted)
-    two = Compositor("grid", 4, 1920, 1080).compose(frames)
-    assert len(lanes) == 4
-    helper = [name for name in lanes if name.startswith("compose-lane")]
-    assert len(helper) == 2 and threading.current_thread().name not in helper
-    lanes.clear()
-    monkeypatch.setattr(compositor_mod, "LANE_PIXELS", sys.maxsize)
-    one = Compositor("grid", 4, 1920, 1080).compose(frames)
-    assert lanes == [threading.current_thread().name] * 4
-    assert np.array_equal(one, two)
-    lanes.clear()
-    monkeypatch.undo()
-    monkeypatch.setattr(cv2, "resize", counted)
-    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {0})  # a single core: one lane
-    Compositor("grid", 4, 1920, 1080).compose(frames)
-    assert lanes == [threading.current_thread().name] * 4
-
-
-def test_a_failure_in_the_second_lane_reaches_the_caller(monkeypatch: pytest.MonkeyPatch) -> None:
-    rng = np.random.default_rng(5)
-    frames: list[Frame | None] = [noise(rng, (1920, 1080)) for _ in range(4)]
-    resize = cv2.resize
-
-    def failing(src: Frame, size: tuple[int, int], **kwargs: Any) -> Any:
-        if threading.current_thread().name.startswith("compose-lane"):
-            raise cv2.error("out of memory")
-        return resize(src, size, **kwargs)
-
-    monkeypatch.setattr(cv2, "resize", failing)
-    with pytest.raises(cv2.error, match="out of memory"):
-        Compositor("grid", 4, 1920, 1080).compose(frames)
 
 
 def test_an_output_given_back_is_drawn_over_only_then() -> None:

@@ -12,11 +12,8 @@ from __future__ import annotations
 
 import collections
 import math
-import os
-import threading
 import weakref
 from collections.abc import Sequence
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 import cv2
@@ -80,65 +77,6 @@ def cell_part(box: Box, size: tuple[int, int], cell: Rect) -> tuple[Rect, Box] |
 Shown = tuple[Rect | None, int]
 FREE_BUFFERS = 2  # outputs given back and kept for reuse; more are left to the allocator
 BOX_HISTORY = 8  # each source's last boxes, to bring a buffer that is a few frames behind
-# Cells are scaled in two lanes, the calling thread and one helper, once there are at least
-# this many source pixels to draw (two 1080p sources; the hand-off costs tens of µs).
-# OpenCV's own thread pool serves one call at a time in the whole process: in the recorder
-# the encoder's colour conversion often held it, and four 1080p downscales then ran on one
-# core (3.2 ms) while the other idled.
-LANE_PIXELS = 2 * 1920 * 1080
-Job = tuple[Frame, Frame]  # a source (or its part) and the view of the output it fills
-
-
-def _draw(frame: Frame, view: Frame) -> None:
-    if view.shape == frame.shape:
-        np.copyto(view, frame)
-    else:
-        cv2.resize(frame, (view.shape[1], view.shape[0]), dst=view, interpolation=cv2.INTER_AREA)
-
-
-def _draw_each(jobs: list[Job]) -> None:
-    for frame, view in jobs:
-        _draw(frame, view)
-
-
-_lane_lock = threading.Lock()
-_lane: ThreadPoolExecutor | None = None
-
-
-def _second_lane() -> ThreadPoolExecutor | None:
-    """The process's one helper thread for drawing cells (None on a single core)."""
-    global _lane
-    if len(os.sched_getaffinity(0)) < 2:
-        return None
-    with _lane_lock:
-        if _lane is None:
-            _lane = ThreadPoolExecutor(max_workers=1, thread_name_prefix="compose-lane")
-        return _lane
-
-
-def draw_in_lanes(jobs: list[Job]) -> None:
-    """Scale or copy every source into its view: in two lanes when there is enough to draw,
-    the largest jobs first, each to the lane with less to do. Views never overlap."""
-
-    def pixels(job: Job) -> int:
-        return int(job[0].shape[0] * job[0].shape[1])
-
-    lane = _second_lane() if len(jobs) > 1 else None
-    if lane is None or sum(map(pixels, jobs)) < LANE_PIXELS:
-        _draw_each(jobs)
-        return
-    here: list[Job] = []
-    there: list[Job] = []
-    load = [0, 0]
-    for job in sorted(jobs, key=pixels, reverse=True):
-        k = 0 if load[0] <= load[1] else 1
-        (here, there)[k].append(job)
-        load[k] += pixels(job)
-    helped = lane.submit(_draw_each, there)
-    try:
-        _draw_each(here)
-    finally:
-        helped.result()  # the output is complete (or its error raised) before it is handed out
 
 
 @dataclass
@@ -260,7 +198,6 @@ class Compositor:
                 return only
         out, drawn, fresh = self._output()
         changed: Box | None = NO_CHANGE
-        jobs: list[Job] = []
         for i, frame in enumerate(frames):
             rect = None if frame is None else self._update_cell(i, frame)
             if frame is not shown[i]:  # what differs from the last picture
@@ -287,23 +224,28 @@ class Compositor:
             if part is not None:
                 (px, py, pw, ph), (fx, fy, fw, fh) = part
                 if pw and ph:
-                    jobs.append(
-                        (frame[fy : fy + fh, fx : fx + fw], out[py : py + ph, px : px + pw])
-                    )
+                    self._draw(frame[fy : fy + fh, fx : fx + fw], out[py : py + ph, px : px + pw])
                 continue
             # A fresh tiled output is uninitialised, a reused one holds its old picture.
             if rect != self.slots[i] and (self._tiled or not fresh):
                 out[sy : sy + sh, sx : sx + sw] = 0  # bars
             x, y, w, h = rect
-            jobs.append((frame, out[y : y + h, x : x + w]))
-        # Drawn last, all at once: a job's view lies inside its slot, after its bars.
-        draw_in_lanes(jobs)
+            self._draw(frame, out[y : y + h, x : x + w])
         out.flags.writeable = False
         if not self._ring:
             self._issue(out, drawn)
         self._shown, self._last = list(frames), out
         self.changed_box = None if last is None else changed
         return out
+
+    @staticmethod
+    def _draw(frame: Frame, view: Frame) -> None:
+        if view.shape == frame.shape:
+            np.copyto(view, frame)
+        else:
+            cv2.resize(
+                frame, (view.shape[1], view.shape[0]), dst=view, interpolation=cv2.INTER_AREA
+            )
 
     def _part(
         self, i: int, frame: Frame | None, rect: Rect | None, since: int, drawn_rect: Rect | None
