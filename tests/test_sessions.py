@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 import threading
 import time
 from collections.abc import Iterator
@@ -130,6 +131,24 @@ def test_end_stops_only_its_own_session(manager: Taskerino) -> None:
     before = len(manager.get(second.id).screenshots)
     wait_for(lambda: len(manager.get(second.id).screenshots) > before)
     manager.end(second.id)
+
+
+@pytest.mark.parametrize("room", ["plenty", "none"])
+def test_ending_on_a_full_disk_frees_the_reserve_even_before_a_write_failed(
+    manager: Taskerino, home: Path, monkeypatch: pytest.MonkeyPatch, room: str
+) -> None:
+    # The disk can fill just before the end, when no recorder has tried to write since:
+    # the end frees the reserve all the same, so the last chunk and the ending fit.
+    reserve = home / "reserve.bin"
+    assert reserve.exists()  # set aside when the library opened
+    session = manager.start(shots(5.0))
+    if room == "none":
+        usage = shutil.disk_usage(home)
+        full = usage._replace(used=usage.total, free=0)
+        monkeypatch.setattr(shutil, "disk_usage", lambda path: full)
+    ended = manager.end(session.id)
+    assert ended.status == "completed"
+    assert reserve.exists() == (room == "plenty")
 
 
 def test_stats_of_unknown_session_is_a_clear_error(manager: Taskerino) -> None:

@@ -23,6 +23,9 @@ def default_home() -> Path:
     return Path(base) / "taskerino"
 
 
+RESERVE_BYTES = 16 << 20  # what ending a session may need when the disk is full
+
+
 @dataclass(frozen=True)
 class Layout:
     """The files of one data folder."""

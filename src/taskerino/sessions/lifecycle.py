@@ -16,7 +16,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 from .. import heap
-from ..config import Layout
+from ..config import RESERVE_BYTES, Layout
 from ..errors import InvalidInput, NotFound, RecorderError, StorageError, TaskerinoError
 from ..models import (
     ContextItem,
@@ -279,9 +279,10 @@ class Lifecycle:
             keeper.stop()
         # The timeline ends now: a note added while the recorders stop cannot land past it.
         end_offset = live.clock.end()
-        if live.failures():
-            # Most likely the disk is full: free the reserve so that the last chunk can be
-            # salvaged and the ending committed.
+        if live.failures() or self._disk_nearly_full():
+            # Most likely the disk is full (a recorder may not have tried to write since
+            # it filled): free the reserve so that the last chunk can be salvaged and
+            # stored and the ending committed.
             self.layout.reserve.unlink(missing_ok=True)
         try:
             finishers = live.stop()
@@ -315,6 +316,13 @@ class Lifecycle:
         for follow in self.after_end:
             follow(sid)
         live.ended.set()
+
+    def _disk_nearly_full(self) -> bool:
+        """Less room left in the data folder than the reserve holds."""
+        try:
+            return shutil.disk_usage(self.layout.home).free < RESERVE_BYTES
+        except OSError:
+            return False  # no folder to ask about: nothing to free either
 
     def _leave_to_recovery(self, live: LiveRecording) -> None:
         """Stop owning the session and keep its staging folder: the next open of the

@@ -13,7 +13,7 @@ import os
 import shutil
 from pathlib import Path
 
-from ..config import Layout
+from ..config import RESERVE_BYTES, Layout
 from ..errors import StorageError, TaskerinoError
 from ..models import Session, on_timeline, utc_iso, utc_now
 from ..process import ProcessOwner, current_owner
@@ -24,8 +24,6 @@ from ..store.media import MediaLibrary, sha256_file
 from .lifecycle import OWNER_FILE, queue_enrichment, seconds_between
 
 log = logging.getLogger("taskerino.recovery")
-
-RESERVE_BYTES = 16 << 20  # what ending a session may need when the disk is full
 
 
 class Recovery:
