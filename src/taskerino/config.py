@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import stat
 import sys
 import tempfile
@@ -44,6 +45,10 @@ class Layout:
     def reserve(self) -> Path:
         """Space set aside so that a session can still be ended when the disk fills up."""
         return self.home / "reserve.bin"
+
+    def disk_free(self) -> int:
+        """Bytes free on the disk of the data folder (where live recordings write)."""
+        return shutil.disk_usage(self.home).free
 
     @property
     def staging(self) -> Path:

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import logging
 import shlex
-import shutil
 import time
 from collections.abc import Iterable
 from dataclasses import asdict
@@ -551,7 +550,7 @@ class Taskerino:
 
     def disk_free(self) -> int:
         """Bytes free on the disk that live recordings write to (the data folder's)."""
-        return shutil.disk_usage(self.layout.home).free
+        return self.layout.disk_free()
 
     @staticmethod
     def source_thumbnail(source_id: str, width: int = 320) -> bytes:

@@ -320,7 +320,7 @@ class Lifecycle:
     def _disk_nearly_full(self) -> bool:
         """Less room left in the data folder than the reserve holds."""
         try:
-            return shutil.disk_usage(self.layout.home).free < RESERVE_BYTES
+            return self.layout.disk_free() < RESERVE_BYTES
         except OSError:
             return False  # no folder to ask about: nothing to free either
 
