@@ -10,6 +10,7 @@ import multiprocessing
 import os
 import sqlite3
 import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -35,6 +36,8 @@ from taskerino.store.base import BlobIntent
 from taskerino.store.media import MediaLibrary
 from taskerino.store.sqlite import DB_VERSION
 from taskerino.store.sqlite._schema import MIGRATIONS
+from taskerino.store.sqlite._waiting import LOOK_SECONDS
+from taskerino.store.watch import Topic
 
 
 def make_session(name: str = "s", start: str = "2026-01-01T00:00:00.000Z") -> Session:
@@ -410,3 +413,20 @@ def test_a_query_matching_too_much_is_ranked_among_its_newest_matches(
     assert [h.item_id for h in store.search("quokka")] == [i.id for i in newer[1:]], "ranked"
     monkeypatch.setattr("taskerino.store.sqlite._search.RANKED_AT_MOST", 10)
     assert store.search("quokka")[0].item_id == best.id
+
+
+def test_closing_the_store_ends_its_change_looker_and_settles_the_files(tmp_path: Path) -> None:
+    # A copy of the data folder right after close must not see the WAL file vanish under
+    # it: the thread that looks for changes has closed its connection by then. A few
+    # stores, as the looker may be anywhere in its loop when the store closes.
+    for k in range(5):
+        path = tmp_path / f"t{k}.db"
+        store = SQLiteStore(path)
+        store.create_session(make_session())
+        watch = store.watch([Topic.jobs()])
+        time.sleep(3 * LOOK_SECONDS)  # the looker is in its loop
+        assert path.with_name(path.name + "-wal").exists()  # open, in WAL mode
+        store.close()
+        assert not any(t.name == "store-changes" for t in threading.enumerate())
+        assert not path.with_name(path.name + "-wal").exists()
+        watch.close()

@@ -99,4 +99,11 @@ class SQLiteWaiting(SQLiteBase, Waiting):
 
     def close(self) -> None:
         self._watchers.close()  # the thread sees no watch left and ends
+        with self._looker_lock:
+            looker = self._looker
+        if looker is not None and looker is not threading.current_thread():
+            # Its connection is closed before the store says it is: the last connection
+            # to close removes the WAL file, which must not happen under a copy of the
+            # folder made once the store is closed.
+            looker.join(timeout=10 * LOOK_SECONDS)
         super().close()
