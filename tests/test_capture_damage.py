@@ -7,12 +7,14 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import av
+import cv2
 import numpy as np
 import pytest
 from Xlib import X
 from Xlib import display as xdisplay
 from Xlib.ext import xtest
 
+import taskerino.capture.x11 as x11
 from taskerino.capture.damage import CAPTURE_MODE_ENV, DamageWatch
 from taskerino.capture.x11 import X11Backend
 from taskerino.models import parse_time
@@ -20,7 +22,7 @@ from taskerino.sessions import Taskerino
 from taskerino.virtual import VirtualDisplay
 
 from .test_capture import x_window
-from .test_video import full_video, video_request
+from .test_video import decode, full_video, video_request
 
 RED, GREEN = 0xFF0000, 0x00FF00
 
@@ -40,9 +42,11 @@ def counted(screen: VirtualDisplay, monkeypatch: pytest.MonkeyPatch) -> Iterator
     grabbed: list[int] = []
     real = backend.grab_region
 
-    def grab_region(region: dict[str, int], into: np.ndarray | None = None) -> np.ndarray:
+    def grab_region(
+        region: dict[str, int], into: np.ndarray | None = None, shrink: int = 1
+    ) -> np.ndarray:
         grabbed.append(region["width"] * region["height"])
-        return real(region, into)
+        return real(region, into, shrink)
 
     monkeypatch.setattr(backend, "grab_region", grab_region)
     backend.grabbed = grabbed  # type: ignore[attr-defined]
@@ -124,28 +128,39 @@ def test_a_small_change_grabs_only_its_box_and_gives_the_true_picture(
         source.close()
 
 
+@pytest.mark.parametrize("shrink", [1, 2, 3])
 def test_frames_patched_from_changed_boxes_are_true_and_never_change_once_handed_out(
-    screen: VirtualDisplay, counted: X11Backend
+    screen: VirtualDisplay, counted: X11Backend, shrink: int
 ) -> None:
     """A small change is patched into a frame the source keeps and reuses once nobody
     holds it (even one its holder made read-only): every frame is the true screen, and a
-    frame still held is never touched."""
+    frame still held is never touched. Shrunk (a display shown in a smaller cell), every
+    frame is the true screen scaled as the compositor scales it, though only the changed
+    box (out to whole blocks) is grabbed."""
     source = counted.open("display:1")
     try:
-        source.grab()
+        assert source.shrink(shrink)
+        size = (1920 // shrink, 1080 // shrink)
+        assert source.size == size
+        assert source.grab().shape == (size[1], size[0], 4)
         settle(source)
         held: list[tuple[np.ndarray, np.ndarray]] = []  # (frame, its pixels when grabbed)
         addresses = []
-        with x_window(200, 200, 40, 30, RED) as (d, window):
+        with x_window(201, 199, 41, 31, RED) as (d, window):
             for i in range(12):
-                window.configure(x=200 + 25 * i, y=200 + 7 * (i % 3))
+                window.configure(x=201 + 25 * i, y=199 + 7 * (i % 3))
                 d.sync()
                 deadline = time.monotonic() + 10
                 while not source.changed():
                     assert time.monotonic() < deadline, "the move was not reported"
                     time.sleep(0.02)
+                counted.grabbed.clear()  # type: ignore[attr-defined]
                 frame = source.grab()
-                truth = counted.grab_region({"left": 0, "top": 0, "width": 1920, "height": 1080})
+                # Only the box of the move (old and new place), out to whole blocks.
+                box_most = 2 * (41 + 25 + 2 * shrink) * (31 + 14 + 2 * shrink)
+                assert counted.grabbed[0] <= box_most  # type: ignore[attr-defined]
+                whole = counted.grab_region({"left": 0, "top": 0, "width": 1920, "height": 1080})
+                truth = cv2.resize(whole, size, interpolation=cv2.INTER_AREA)
                 assert np.array_equal(frame, truth), f"move {i}"
                 assert source.changed_box is not None  # a partial grab
                 frame.flags.writeable = False  # as the compositor leaves what it was given
@@ -244,6 +259,48 @@ def test_a_one_character_edit_lands_in_the_video_at_its_moment(
     # A still screen was not re-encoded: far fewer frames than ticks.
     assert len(shown) < 0.5 * fps * (ended.total_duration or 0)
     assert stats.frames_captured > len(shown)
+
+
+def test_a_display_shown_smaller_in_its_cell_is_grabbed_at_that_size(
+    screen: VirtualDisplay, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """In a 1920x1080 grid, display:1 (1920x1080) is shown halved: its grabs are 960x540
+    and never the whole monitor; display:2 (1280x720, shown at 3/4) is grabbed whole and
+    scaled by the compositor. The video shows both."""
+    monkeypatch.setenv("DISPLAY", screen.name)
+    asked: list[tuple[str, int]] = []
+    shapes: dict[str, set[tuple[int, ...]]] = {"display:1": set(), "display:2": set()}
+    real_shrink, real_grab = x11._DisplaySource.shrink, x11._DisplaySource.grab
+
+    def shrink(self: x11._DisplaySource, factor: int) -> bool:
+        asked.append((self.id, factor))
+        return real_shrink(self, factor)
+
+    def grab(self: x11._DisplaySource) -> np.ndarray:
+        frame = real_grab(self)
+        shapes[self.id].add(frame.shape)
+        return frame
+
+    monkeypatch.setattr(x11._DisplaySource, "shrink", shrink)
+    monkeypatch.setattr(x11._DisplaySource, "grab", grab)
+    (tmp_path / "home").mkdir(mode=0o700)
+    library = Taskerino.open(tmp_path / "home")
+    try:
+        request = video_request("display:1", "display:2", size=(1920, 1080), compositor="grid")
+        with x_window(600, 400, 200, 100, RED), x_window(1920 + 400, 300, 200, 100, GREEN):
+            session = library.start(request)
+            time.sleep(1.0)
+            ended = library.end(session.id)
+        frames, _, _ = decode(full_video(library, ended))
+    finally:
+        library.close()
+    assert asked == [("display:1", 2)]
+    assert shapes == {"display:1": {(540, 960, 4)}, "display:2": {(720, 1280, 4)}}
+    # display:1 in the left cell (0, 270)-(960, 810) at half size, display:2 in the right
+    # one at 3/4 (its 720 rows fill 540 of them).
+    last = frames[-1]
+    assert tuple(last[270 + 225, 350]) == pytest.approx((0, 0, 255), abs=40)  # red, halved
+    assert tuple(last[270 + 262, 960 + 375]) == pytest.approx((0, 255, 0), abs=40)  # green
 
 
 def test_without_damage_every_tick_grabs_and_recording_still_works(

@@ -298,9 +298,10 @@ def test_tracker_follows_windows_that_appear_move_are_renamed_and_hide(
 
 def test_drawable_pixels_through_shared_memory_and_without(xdisplay: VirtualDisplay) -> None:
     with (
-        x_window(50, 50, 64, 48, ORANGE_PIXEL, "small") as (_, small),
+        x_window(50, 50, 64, 48, ORANGE_PIXEL, "small") as (d, small),
         x_window(300, 50, 320, 200, MINT_PIXEL, "large") as (_, large),
     ):
+        root = d.screen().root.id
         shared, plain = DrawableReader(xdisplay.name), DrawableReader(xdisplay.name, False)
         try:
             assert shared.shared_memory and not plain.shared_memory
@@ -312,6 +313,14 @@ def test_drawable_pixels_through_shared_memory_and_without(xdisplay: VirtualDisp
                 frame = np.zeros((100, 100, 4), np.uint8)
                 reader.read_into(large.id, 0, 0, frame[10:30, 20:60])
                 assert count(frame, MINT) == 20 * 40 and count(frame[10:30, 20:60], MINT) == 800
+                # Shrunk: scaled out of the server's pixels as the compositor scales. The
+                # root from (41, 41) on: both windows' edges cut through 2x2 blocks.
+                half = np.zeros((100, 160, 4), np.uint8)
+                reader.read_into(root, 41, 41, half, shrink=2)
+                whole = reader.read(root, 41, 41, 320, 200)
+                expected = cv2.resize(whole, (160, 100), interpolation=cv2.INTER_AREA)
+                assert np.array_equal(half, expected)
+                assert 0 < count(half, ORANGE, 0) < count(whole, ORANGE, 0) / 4
                 with pytest.raises(XcbError):
                     reader.read(small.id, 0, 0, 65, 48)  # beyond its edge
             assert shared.shared_memory  # a bad request does not turn it off
@@ -344,6 +353,43 @@ def test_change_driven_capture_follows_exclusions_that_draw_nothing(
         finally:
             source.close()
             backend.close()
+
+
+def test_a_shrunk_display_source_blacks_out_every_pixel_an_excluded_window_went_into(
+    xdisplay: VirtualDisplay,
+) -> None:
+    """A display shown at half size is scaled as it is grabbed: each of its pixels is the
+    mean of a 2x2 block, so a block an excluded window only touches is black too; a small
+    change beside it, patched in, keeps that."""
+    with (
+        x_window(101, 51, 201, 99, ORANGE_PIXEL, "KeePassXC"),
+        x_window(400, 300, 300, 200, MINT_PIXEL, "Notes"),
+    ):
+        plain, masked = get_backend(), get_backend()
+        masked.exclude(["keepassxc"])
+        source = masked.open("display:1")
+        try:
+            assert source.shrink(2) and source.size == (960, 540)
+
+            def expected() -> np.ndarray:
+                screen = plain.screenshot("display:1")
+                assert count(screen, ORANGE) == 201 * 99  # there, unmasked
+                half = cv2.resize(screen, (960, 540), interpolation=cv2.INTER_AREA)
+                half[25:75, 50:151] = 0  # rows 51..149 and columns 101..301, halved outward
+                return half
+
+            frame = source.grab()
+            assert np.array_equal(frame, expected())
+            wait_until(lambda: not source.changed() or source.grab() is None, "a still screen")
+            with x_window(303, 149, 7, 5, MINT_PIXEL, "a typed character"):
+                wait_until(source.changed, "the change reported")
+                frame = source.grab()
+                assert source.changed_box is not None  # patched in, not grabbed whole
+                assert np.array_equal(frame, expected())
+        finally:
+            source.close()
+            masked.close()
+            plain.close()
 
 
 # --- a window source shows that window alone ----------------------------------------------

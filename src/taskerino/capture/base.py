@@ -62,6 +62,15 @@ class Source(abc.ABC):
         before it (outside, every pixel is the same); None when unknown: anywhere."""
         return None
 
+    def shrink(self, factor: int) -> bool:
+        """Give frames `factor` times smaller on each side from the next `grab` on (`size`
+        and `changed_box` then speak of them), each pixel the rounded mean of its
+        `factor` x `factor` block, as the compositor's INTER_AREA scaling gives. True if the
+        source does so; False (the default) if it keeps its own size, and whoever shows it
+        scales it. A display source scales straight out of the server's memory, so a
+        picture shown smaller is never copied whole."""
+        return False
+
     @property
     def gone(self) -> bool:
         """True once the captured thing has disappeared (a closed window)."""

@@ -310,11 +310,17 @@ class X11Backend(CaptureBackend):
 
     # Capture
 
-    def grab_region(self, region: Region, into: Frame | None = None) -> Frame:
+    def grab_region(self, region: Region, into: Frame | None = None, shrink: int = 1) -> Frame:
         """BGRA pixels of a root-window rectangle (excluded windows blacked out): a view
         over mss's fresh buffer, or, given `into` (the rectangle's part of a frame), written
-        into it through this thread's shared-memory reader, which allocates nothing."""
+        into it through this thread's shared-memory reader, which allocates nothing.
+
+        With `shrink` k > 1 (the rectangle's sides multiples of k), the picture is k times
+        smaller on each side, each pixel the rounded mean of its k x k block, scaled
+        straight out of the shared memory (`into`, if given, has the smaller size)."""
         token = self._hidden_token()
+        if into is None and shrink > 1:
+            into = np.empty((region["height"] // shrink, region["width"] // shrink, 4), np.uint8)
         if into is None:
             try:
                 shot = self._mss.get().grab(region)
@@ -326,7 +332,9 @@ class X11Backend(CaptureBackend):
             # Small changes come several times a second, each of a different size: a fresh
             # buffer each time left holes in this thread's heap that the next one did not fit.
             try:
-                self._readers.get().read_into(self._root, region["left"], region["top"], into)
+                self._readers.get().read_into(
+                    self._root, region["left"], region["top"], into, shrink
+                )
             except XcbError as e:
                 raise CaptureError(f"cannot grab {region} on {self.display_name}: {e}") from e
             frame = into
@@ -335,7 +343,7 @@ class X11Backend(CaptureBackend):
             if hidden.everything:
                 frame[:] = 0
             else:
-                black_out(frame, region["left"], region["top"], hidden.rects)
+                black_out(frame, region["left"], region["top"], hidden.rects, shrink)
         return frame
 
     def screen_size(self) -> tuple[int, int]:
@@ -513,10 +521,21 @@ class _DisplaySource(Source):
         # The excluded windows' state at the last grab: a change there (a window renamed
         # into an exclusion draws nothing) needs a whole grab though no pixel changed.
         self._epoch: int | None = None
+        self._shrink = 1  # frames are this many times smaller than the monitor (`shrink`)
 
     @property
     def size(self) -> tuple[int, int]:
-        return self._region["width"], self._region["height"]
+        return self._region["width"] // self._shrink, self._region["height"] // self._shrink
+
+    def shrink(self, factor: int) -> bool:
+        width, height = self._region["width"], self._region["height"]
+        if factor < 1 or width % factor or height % factor:
+            return False
+        if factor != self._shrink:
+            self._shrink = factor
+            self._last, self._box = None, None  # the next grab is whole, at the new size
+            self._spare.clear()
+        return True
 
     def changed(self) -> bool:
         if self._polling or self._last is None:
@@ -548,23 +567,30 @@ class _DisplaySource(Source):
             raise CaptureError(f"lost the X display while grabbing {self.id}: {e}") from e
         if epoch != self._epoch:
             whole, self._epoch = True, epoch  # what is blacked out changed: all of it anew
-        if whole or last is None or box is None or _large(box, self.size):
-            frame = self._backend.grab_region(self._region)
+        k, monitor = self._shrink, (self._region["width"], self._region["height"])
+        if whole or last is None or box is None or _large(box, monitor):
+            frame = self._backend.grab_region(self._region, shrink=k)
             self._box = None
         else:
+            # Out to whole k x k blocks: a block is scaled alone, so the part comes out
+            # exactly as it does in a whole shrunk grab.
+            x0, y0 = box[0] // k * k, box[1] // k * k
+            x1, y1 = -(-(box[0] + box[2]) // k) * k, -(-(box[1] + box[3]) // k) * k
+            part = (x0 // k, y0 // k, (x1 - x0) // k, (y1 - y0) // k)
             # Not the last frame itself: the caller still holds (and compares against) it.
-            frame = self._unheld_copy(last, box)
-            x, y, w, h = box
+            frame = self._unheld_copy(last, part)
+            x, y, w, h = part
             self._backend.grab_region(
                 {
-                    "left": self._region["left"] + x,
-                    "top": self._region["top"] + y,
-                    "width": w,
-                    "height": h,
+                    "left": self._region["left"] + x0,
+                    "top": self._region["top"] + y0,
+                    "width": x1 - x0,
+                    "height": y1 - y0,
                 },
                 into=frame[y : y + h, x : x + w],
+                shrink=k,
             )
-            self._box = box  # the rest of the frame is the last one's, copied
+            self._box = part  # the rest of the frame is the last one's, copied
         if frame is not last and self._box is None:
             for spare in self._spare:
                 spare.stale = None  # a whole new picture: they may differ anywhere

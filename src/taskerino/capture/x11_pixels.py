@@ -13,6 +13,7 @@ import mmap
 import os
 from typing import Any
 
+import cv2
 import numpy as np
 from mss.linux import xcb
 from mss.linux.xcbgen import (
@@ -57,12 +58,17 @@ class DrawableReader:
         self.read_into(drawable, x, y, out)
         return out
 
-    def read_into(self, drawable: int, x: int, y: int, out: Frame) -> None:
+    def read_into(self, drawable: int, x: int, y: int, out: Frame, shrink: int = 1) -> None:
         """Write the rectangle of `drawable` at (`x`, `y`), of `out`'s size, into `out`
         (height x width x 4 bytes; a view into a larger frame will do). Through shared
         memory nothing is allocated per read: the server writes into the segment kept
-        here, and its pixels are copied straight to `out`."""
-        height, width = out.shape[:2]
+        here, and its pixels are copied straight to `out`.
+
+        With `shrink` k > 1 the rectangle is k times `out`'s size on each side, and each
+        pixel of `out` is the rounded mean of its k x k block (what the compositor's
+        INTER_AREA gives): scaled straight out of the segment, the whole picture is never
+        copied."""
+        height, width = out.shape[0] * shrink, out.shape[1] * shrink
         size = width * height * 4
         if self._shm:
             try:
@@ -75,7 +81,7 @@ class DrawableReader:
                 self._release()
             else:
                 # A temporary view: the segment can be replaced (or closed) once it is gone.
-                np.copyto(out, np.frombuffer(shared, np.uint8, size).reshape(out.shape))
+                _put(np.frombuffer(shared, np.uint8, size).reshape(height, width, 4), out)
                 return
         reply = get_image(
             self._conn, ImageFormat.ZPixmap, Drawable(drawable), x, y, width, height, ALL_PLANES
@@ -83,7 +89,7 @@ class DrawableReader:
         data = get_image_data(reply)
         if len(data) != size:
             raise CaptureError("only windows of 24 or 32 bits a pixel can be captured")
-        np.copyto(out, np.frombuffer(memoryview(data), np.uint8).reshape(out.shape))
+        _put(np.frombuffer(memoryview(data), np.uint8).reshape(height, width, 4), out)
 
     def _read_shared(
         self, drawable: int, x: int, y: int, width: int, height: int, size: int
@@ -147,3 +153,11 @@ class DrawableReader:
             self._release()
             xcb.disconnect(self._conn)
             self._conn = None
+
+
+def _put(pixels: Frame, out: Frame) -> None:
+    """`pixels` into `out`: copied, or shrunk by a whole number into it."""
+    if pixels.shape == out.shape:
+        np.copyto(out, pixels)
+    else:
+        cv2.resize(pixels, (out.shape[1], out.shape[0]), dst=out, interpolation=cv2.INTER_AREA)

@@ -268,12 +268,14 @@ class WindowTracker:
         self._history.append((self._epoch, hidden))
 
 
-def black_out(frame: Any, left: int, top: int, rects: Iterable[Rect]) -> None:
+def black_out(frame: Any, left: int, top: int, rects: Iterable[Rect], shrink: int = 1) -> None:
     """Black out, in place, the parts of `rects` (root coordinates) inside `frame`, whose
-    top-left pixel is at (`left`, `top`) on the root."""
+    top-left pixel is at (`left`, `top`) on the root. In a frame shrunk `shrink` times,
+    every pixel that a rectangle's pixels went into is blacked out (the edges round out)."""
     height, width = frame.shape[:2]
+    k = shrink
     for x, y, w, h in rects:
-        x0, y0 = max(x - left, 0), max(y - top, 0)
-        x1, y1 = min(x + w - left, width), min(y + h - top, height)
+        x0, y0 = max((x - left) // k, 0), max((y - top) // k, 0)
+        x1, y1 = min(-(-(x + w - left) // k), width), min(-(-(y + h - top) // k), height)
         if x1 > x0 and y1 > y0:
             frame[y0:y1, x0:x1] = 0

@@ -36,7 +36,7 @@ from ..capture.base import Source
 from ..errors import TaskerinoError
 from ..frame import NO_CHANGE, Box, Frame, union_box
 from ..media import ChunkedEncoder, ChunkInfo, Compositor, join_chunks, salvage_chunk
-from ..media.compositor import fit
+from ..media.compositor import fit, whole_shrink
 from ..media.encoder import DEFAULT_CRF, SHRUNK_BELOW, SHRUNK_CRF
 from ..models import Attachment, Session, SessionVideo, SessionVideoChunk, new_id, on_timeline
 from ..store.media import MediaLibrary
@@ -218,19 +218,27 @@ class VideoRecorder(Recorder):
         self._compositor = Compositor(
             self.compositor_kind, len(self.source_ids), self.width, self.height
         )
+        slots = self._compositor.slots
         try:
             for source_id in self.source_ids:
                 self._sources.append(self._open(source_id))
+            # Text shrunk to fit the picture needs a finer quantiser to stay legible.
+            scale = min(
+                fit(*source.size, slot)[2] / source.size[0]
+                for source, slot in zip(self._sources, slots, strict=True)
+            )
+            # A source shown a whole number of times smaller gives its frames at that size
+            # if it can: a display scales straight out of the server's memory, without
+            # copying (and comparing, and queueing) the monitor's whole picture.
+            for source, slot in zip(self._sources, slots, strict=True):
+                factor = whole_shrink(source.size, slot)
+                if factor > 1:
+                    source.shrink(factor)
             for source in self._sources:
                 source.grab()  # fail now, before the session starts
         except Exception:
             self._close_sources()
             raise
-        # Text shrunk to fit the picture needs a finer quantiser to stay legible.
-        scale = min(
-            fit(*source.size, slot)[2] / source.size[0]
-            for source, slot in zip(self._sources, self._compositor.slots, strict=True)
-        )
         self.chunk_seconds = self._chunk_seconds or chunk_seconds_for(ctx.media)
         self._encoder = ChunkedEncoder(
             ctx.staging,
