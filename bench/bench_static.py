@@ -8,7 +8,9 @@ nothing moving). With that screen still, one after the other and `--runs` times 
   from the X server (DAMAGE), the default;
 - the same with `TASKERINO_CAPTURE=poll`: every tick grabs and compares the screen (what
   Taskerino did before change reports, and what it does where DAMAGE is missing);
-- the reference `ffmpeg -f x11grab -framerate 15 ... -c:v libx264 -preset veryfast`.
+- the reference `ffmpeg -f x11grab -framerate 15 ... -c:v libx264 -preset veryfast`;
+- Taskerino recording one window (the `editor` xterm, `window:ID`, scaled into the same
+  1920x1080 picture), with its change reports and with `TASKERINO_CAPTURE=poll`.
 CPU is the recorder's utime+stime over the still stretch only (read from /proc before and
 after), and the X server's over the same stretch beside it (grabbing makes it work too).
 Writes bench/results/static.json and static.md.
@@ -30,6 +32,7 @@ sys.path.insert(0, str(Path(__file__).parent))
 
 from bench_video import record_ffmpeg, record_taskerino
 from taskerino.capture.damage import CAPTURE_MODE_ENV
+from taskerino.capture.x11 import X11Backend
 from taskerino.virtual import VirtualDisplay
 from workload import Workload
 
@@ -51,17 +54,18 @@ class StillScreen(Workload):
 
 
 def measure(
-    recorder: str, display: VirtualDisplay, work: StillScreen, folder: Path
+    recorder: str, display: VirtualDisplay, work: StillScreen, folder: Path, window: str
 ) -> dict[str, Any]:
     folder.mkdir(parents=True)
     if recorder == "ffmpeg":
         run = record_ffmpeg(display, work, folder)
     else:
         old = os.environ.pop(CAPTURE_MODE_ENV, None)
-        if recorder == "taskerino-poll":
+        if recorder.startswith("taskerino-poll"):
             os.environ[CAPTURE_MODE_ENV] = "poll"
+        source = window if recorder.endswith(", a window") else "display:1"
         try:
-            run = record_taskerino(display, work, folder)
+            run = record_taskerino(display, work, folder, source=source)
         finally:
             os.environ.pop(CAPTURE_MODE_ENV, None)
             if old is not None:
@@ -76,7 +80,13 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=30.0)
     parser.add_argument("--runs", type=int, default=3)
     args = parser.parse_args()
-    recorders = ("taskerino", "taskerino-poll", "ffmpeg")
+    recorders = (
+        "taskerino",
+        "taskerino-poll",
+        "ffmpeg",
+        "taskerino, a window",
+        "taskerino-poll, a window",
+    )
     runs: dict[str, list[dict[str, Any]]] = {r: [] for r in recorders}
     with (
         tempfile.TemporaryDirectory(prefix="taskerino-static-") as tmp,
@@ -87,9 +97,15 @@ def main() -> None:
         try:
             work.fill()
             time.sleep(2.0)  # the terminals have drawn their text
+            backend = X11Backend(display.name)
+            try:
+                window = next(w.id for w in backend.windows() if w.title == "editor")
+            finally:
+                backend.close()
             for i in range(args.runs):
                 for recorder in recorders:
-                    result = measure(recorder, display, work, Path(tmp) / f"{recorder}-{i}")
+                    folder = Path(tmp) / f"{recorder.replace(', ', '-')}-{i}"
+                    result = measure(recorder, display, work, folder, window)
                     runs[recorder].append(result)
                     print(recorder, i, json.dumps(result), flush=True)
         finally:
@@ -110,8 +126,10 @@ def main() -> None:
         f"`.venv/bin/python bench/bench_static.py --seconds {args.seconds:g} --runs {args.runs}`",
         "",
         "Three xterms full of text on a 1920x1080 monitor of a fresh Xvfb, left alone; "
-        f"each recorder records display:1 at 15 fps for {args.seconds:g} s of that stillness, "
-        f"{args.runs} runs each, interleaved; medians. CPU is the recorder's over the still "
+        f"each recorder records display:1 at 15 fps for {args.seconds:g} s of that stillness "
+        "(the last two rows: one of the xterms, `window:ID`, into the same 1920x1080 "
+        f"picture), {args.runs} runs each, interleaved; medians. CPU is the recorder's over "
+        "the still "
         "stretch; the X server's over the same stretch is beside it. Target (spec §10, "
         "issue 11): recorder CPU ≤ 0.05× ffmpeg's.",
         "",

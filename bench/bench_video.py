@@ -174,8 +174,10 @@ def taskerino_command(variant: str) -> list[str]:
     return [sys.executable, str(Path(__file__).parent / "video_variants.py"), variant, "--"]
 
 
-def record_command(home: Path, variant: str, duration: float) -> list[str]:
-    """`taskerino record` of display:1 at the benchmark's size and rate, printing JSON."""
+def record_command(
+    home: Path, variant: str, duration: float, source: str = "display:1"
+) -> list[str]:
+    """`taskerino record` of `source` at the benchmark's size and rate, printing JSON."""
     return [
         *taskerino_command(variant),
         "--home",
@@ -184,7 +186,7 @@ def record_command(home: Path, variant: str, duration: float) -> list[str]:
         "--no-screenshots",
         "--video",
         "--source",
-        "display:1",
+        source,
         "--fps",
         str(FPS),
         "--size",
@@ -196,12 +198,16 @@ def record_command(home: Path, variant: str, duration: float) -> list[str]:
 
 
 def record_taskerino(
-    display: VirtualDisplay, work: Workload, folder: Path, variant: str = ""
+    display: VirtualDisplay,
+    work: Workload,
+    folder: Path,
+    variant: str = "",
+    source: str = "display:1",
 ) -> dict[str, Any]:
     home = folder / "home"
     home.mkdir(parents=True, exist_ok=True)
     env = {**os.environ, "DISPLAY": display.name}
-    cmd = record_command(home, variant, work.seconds + 300)
+    cmd = record_command(home, variant, work.seconds + 300, source)
     out = (folder / "taskerino.json").open("wb")
     launched = time.monotonic()
     proc = subprocess.Popen(cmd, env=env, stdout=out, stderr=subprocess.PIPE)

@@ -303,6 +303,92 @@ def test_a_display_shown_smaller_in_its_cell_is_grabbed_at_that_size(
     assert tuple(last[270 + 262, 960 + 375]) == pytest.approx((0, 255, 0), abs=40)  # green
 
 
+def test_a_window_source_grabs_only_when_its_window_changes(
+    screen: VirtualDisplay, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A window source hears its own window's change reports: a still window, another
+    window drawn over it or beside it, and cursor moves grab nothing; drawing in it, hiding,
+    showing and closing it are each grabbed. (Uncovering it may be reported: the server
+    repaints what was exposed.)"""
+    monkeypatch.setenv("DISPLAY", screen.name)
+    backend = X11Backend(screen.name)
+    try:
+        with x_window(300, 200, 160, 120, RED) as (d, window):
+            source = backend.open(f"window:{window.id:#x}")
+            reads: list[tuple[object, ...]] = []
+            pixels = source._pixels  # type: ignore[attr-defined]
+            real_read = pixels.read
+
+            def read(*args: object) -> np.ndarray:
+                reads.append(args)
+                return real_read(*args)  # type: ignore[no-any-return]
+
+            monkeypatch.setattr(pixels, "read", read)
+
+            def wait_for_change(what: str) -> np.ndarray:
+                deadline = time.monotonic() + 10
+                while not source.changed():
+                    assert time.monotonic() < deadline, f"{what} was not reported"
+                    time.sleep(0.02)
+                return source.grab()
+
+            try:
+                source.grab()
+                settle(source)
+                reads.clear()
+                with x_window(350, 250, 200, 100, GREEN), x_window(900, 600, 50, 50, GREEN):
+                    for i in range(15):
+                        xtest.fake_input(d, X.MotionNotify, x=320 + 5 * i, y=220 + 3 * i)
+                        d.sync()
+                        time.sleep(0.02)
+                        assert not source.changed()
+                    assert reads == []
+                settle(source)
+                gc = window.create_gc(foreground=GREEN)
+                window.fill_rectangle(gc.id, 10, 10, 20, 20)
+                d.sync()
+                frame = wait_for_change("drawing in the window")
+                assert tuple(frame[15, 15, :3]) == (0, 255, 0)
+                assert tuple(frame[100, 100, :3]) == (0, 0, 255)
+                settle(source)
+                window.unmap()
+                d.sync()
+                wait_for_change("hiding the window")
+                assert source.hidden
+                window.map()
+                d.sync()
+                wait_for_change("showing the window again")
+                assert not source.hidden
+                settle(source)
+            finally:
+                closing = source
+        wait_for_change("closing the window")
+        assert closing.gone
+        closing.close()
+    finally:
+        backend.close()
+
+
+def test_a_window_source_grabs_every_tick_in_poll_mode(
+    screen: VirtualDisplay, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("DISPLAY", screen.name)
+    monkeypatch.setenv(CAPTURE_MODE_ENV, "poll")
+    backend = X11Backend(screen.name)
+    try:
+        with x_window(300, 200, 160, 120, RED) as (_, window):
+            source = backend.open(f"window:{window.id:#x}")
+            try:
+                for _ in range(5):
+                    source.grab()
+                    time.sleep(0.02)
+                    assert source.changed()
+            finally:
+                source.close()
+    finally:
+        backend.close()
+
+
 def test_without_damage_every_tick_grabs_and_recording_still_works(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -27,6 +27,7 @@ from Xlib import X
 from Xlib import display as xdisplay
 from Xlib import error as xerror
 from Xlib.ext import composite, randr
+from Xlib.ext import damage as xdamage
 from Xlib.protocol import request
 from Xlib.xobject.drawable import Window
 
@@ -34,7 +35,7 @@ from ..errors import CaptureError, InvalidInput
 from ..frame import NO_CHANGE, Box, Frame, union_box
 from ..rules import EXCLUDED_TITLE, exclusion_matcher
 from .base import CaptureBackend, DisplayInfo, Source, WindowInfo
-from .damage import ChangeListener, DamageWatch
+from .damage import CAPTURE_MODE_ENV, ChangeListener, DamageWatch
 from .ids import parse_source_id, validate_sources
 from .x11_pixels import DrawableReader, XcbError
 from .x11_windows import Hidden, WindowTracker, black_out
@@ -677,6 +678,11 @@ class _WindowSource(Source):
     Xlib connection (to redirect and name the storage) and its own XCB one to read the
     pixels in C (`x11_pixels`). Closing them ends the redirection. One lock: grabs may
     come from any thread.
+
+    Once a caller asks `changed`, the source hears on that connection the server's change
+    reports for the window's own contents (DAMAGE, drawn while covered too) and its
+    structure (unmapped, mapped, resized, destroyed): a tick where none came grabs
+    nothing. Without DAMAGE (or with `TASKERINO_CAPTURE=poll`) every tick grabs.
     """
 
     def __init__(
@@ -690,6 +696,13 @@ class _WindowSource(Source):
         self._last: Frame | None = None
         self._lock = threading.Lock()
         self._pixels: DrawableReader | None = None
+        # Change reports: None until `changed` is first asked, then True (listening) or
+        # False (no reports to be had: every tick grabs).
+        self._listening: bool | None = None
+        self._damage: Any = None
+        self._damage_event = -1
+        self._reported = False  # a report came since the last grab
+        self._epoch: int | None = None  # the exclusions' state at the last grab
         self._x = backend._new_xlib()
         try:
             self._x.set_error_handler(_ignore_async)
@@ -735,12 +748,53 @@ class _WindowSource(Source):
         # A copy: the caller may still hold (and change) the frame it got before.
         return self._last.copy() if self._last is not None else black(*self.size)
 
+    def changed(self) -> bool:
+        with self._lock:
+            if self._gone or self._last is None or self._listening is False:
+                return True
+            try:
+                if self._backend._exclusion_epoch() != self._epoch:
+                    return True  # blacked out, or no longer: though no pixel changed
+                if self._listening is None:
+                    # Listening starts now, with a grab (what changed before is unknown).
+                    self._listening = self._listen()
+                    return True
+                while self._x.pending_events():
+                    event = self._x.next_event()
+                    if event.type == self._damage_event or event.type in _STRUCTURE_EVENTS:
+                        self._reported = True
+            except _CONNECTION_ERRORS as e:
+                raise CaptureError(f"lost the X display while watching {self.id}: {e}") from e
+            return self._reported
+
+    def _listen(self) -> bool:
+        """Ask the server for the window's change reports; False where there are none."""
+        if os.environ.get(CAPTURE_MODE_ENV, "").strip().lower() == "poll":
+            return False
+        if not self._x.has_extension("DAMAGE"):
+            return False
+        extension = self._x.query_extension("DAMAGE")
+        if extension is None:
+            return False
+        self._x.damage_query_version()  # the server wants the version first
+        # python-xlib registers a copy of the event class: compare codes, not classes.
+        self._damage_event = extension.first_event + xdamage.DamageNotifyCode
+        self._window.change_attributes(event_mask=X.StructureNotifyMask)
+        self._damage = self._window.damage_create(xdamage.DamageReportNonEmpty)
+        self._x.flush()
+        return True
+
     def grab(self) -> Frame:
         with self._lock:
             if self._gone:
                 return self._previous()
             token = self._backend._hidden_token()
+            self._epoch = self._backend._exclusion_epoch()
             try:
+                if self._listening:
+                    # Cleared before the read: whatever is drawn after it is reported anew.
+                    self._reported = False
+                    self._x.damage_subtract(self._damage, X.NONE, X.NONE)
                 window = self._contents()
             except xerror.XError:
                 self._gone = True
@@ -788,6 +842,10 @@ class _WindowSource(Source):
                 self._pixels = None
             with contextlib.suppress(*_CONNECTION_ERRORS):
                 self._x.close()  # ends the redirection
+
+
+# Events that change what a window source shows beyond its pixels (hidden, gone, resized).
+_STRUCTURE_EVENTS = frozenset({X.UnmapNotify, X.MapNotify, X.ConfigureNotify, X.DestroyNotify})
 
 
 def _ignore_async(*_: object) -> None:
