@@ -9,8 +9,9 @@ nothing moving). With that screen still, one after the other and `--runs` times 
 - the same with `TASKERINO_CAPTURE=poll`: every tick grabs and compares the screen (what
   Taskerino did before change reports, and what it does where DAMAGE is missing);
 - the reference `ffmpeg -f x11grab -framerate 15 ... -c:v libx264 -preset veryfast`;
-- Taskerino recording one window (the `notes` xterm, full of text, `window:ID`, scaled into the same
-  1920x1080 picture), with its change reports and with `TASKERINO_CAPTURE=poll`.
+- Taskerino recording one window (the `notes` xterm, full of text, `window:ID`, scaled
+  into the same 1920x1080 picture), with its change reports and with
+  `TASKERINO_CAPTURE=poll`.
 CPU is the recorder's utime+stime over the still stretch only (read from /proc before and
 after), and the X server's over the same stretch beside it (grabbing makes it work too).
 Writes bench/results/static.json and static.md.
