@@ -28,7 +28,7 @@ three workloads:
    (`cv2.setNumThreads(1)`, process-wide). The
    recorder gives each picture back to the compositor once it is encoded. `test:` sources
    give whole 1920x1080 frames, so the compositor halves them; real X displays are halved
-   as they are grabbed instead (`Source.shrink`): bench_compose_displays.py times that.
+   as they are grabbed instead (`Source.show_at`): bench_compose_displays.py times that.
 3. The 2x downscale by kernel: INTER_AREA (what is composed), INTER_LINEAR (the same
    bytes at exactly 0.5, checked), INTER_AREA into a contiguous cell plus a copy,
    pyrDown (a Gaussian, not the same picture) and FFmpeg's swscale (area, through PyAV),

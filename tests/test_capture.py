@@ -6,6 +6,7 @@ import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 
+import cv2
 import numpy as np
 import pytest
 from Xlib import X
@@ -129,6 +130,35 @@ def test_window_is_listed_grabbed_followed_and_gone(backend: CaptureBackend) -> 
     assert after.shape == (240, 320, 4)
     assert np.array_equal(after, moved)  # the last frame, not an error
     source.close()
+
+
+def test_a_window_shown_smaller_is_scaled_as_it_is_read(backend: CaptureBackend) -> None:
+    """Shown in a smaller cell, a window source gives frames of that size: what the
+    compositor would draw there from the whole window; resized, the window is letterboxed
+    into that size."""
+    with x_window(100, 150, 320, 240, RED) as (d, window):
+        gc = window.create_gc(foreground=GREEN)
+        window.fill_rectangle(gc.id, 33, 17, 101, 57)  # odd edges: blocks mix the colours
+        d.sync()
+        wid = f"window:{window.id:#x}"
+        whole, small = backend.open(wid), backend.open(wid)
+        try:
+            assert not small.show_at(320, 240)  # not smaller
+            assert small.show_at(160, 120) and small.size == (160, 120)
+            expected = cv2.resize(whole.grab(), (160, 120), interpolation=cv2.INTER_AREA)
+            frame = small.grab()
+            assert np.array_equal(frame, expected)
+            assert bgr(frame, 40, 30) == BGR[GREEN] and bgr(frame, 150, 110) == BGR[RED]
+            window.configure(width=640, height=240)
+            d.sync()
+            frame = small.grab()
+            # 640x240 fits 160x60 into 160x120: black bars of 30 rows above and below.
+            assert frame.shape == (120, 160, 4)
+            assert not frame[:30].any() and not frame[90:].any()
+            assert bgr(frame, 150, 60) == BGR[RED]
+        finally:
+            whole.close()
+            small.close()
 
 
 def test_window_on_the_right_monitor_shows_in_display_2(backend: CaptureBackend) -> None:

@@ -139,8 +139,8 @@ def test_frames_patched_from_changed_boxes_are_true_and_never_change_once_handed
     box (out to whole blocks) is grabbed."""
     source = counted.open("display:1")
     try:
-        assert source.shrink(shrink)
         size = (1920 // shrink, 1080 // shrink)
+        assert source.show_at(*size)
         assert source.size == size
         assert source.grab().shape == (size[1], size[0], 4)
         settle(source)
@@ -265,23 +265,24 @@ def test_a_display_shown_smaller_in_its_cell_is_grabbed_at_that_size(
     screen: VirtualDisplay, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """In a 1920x1080 grid, display:1 (1920x1080) is shown halved: its grabs are 960x540
-    and never the whole monitor; display:2 (1280x720, shown at 3/4) is grabbed whole and
-    scaled by the compositor. The video shows both."""
+    and never the whole monitor; display:2 (1280x720, shown at 3/4: not a whole number of
+    times smaller) says no, and is grabbed whole and scaled by the compositor. The video
+    shows both."""
     monkeypatch.setenv("DISPLAY", screen.name)
-    asked: list[tuple[str, int]] = []
+    asked: list[tuple[str, int, int]] = []
     shapes: dict[str, set[tuple[int, ...]]] = {"display:1": set(), "display:2": set()}
-    real_shrink, real_grab = x11._DisplaySource.shrink, x11._DisplaySource.grab
+    real_show_at, real_grab = x11._DisplaySource.show_at, x11._DisplaySource.grab
 
-    def shrink(self: x11._DisplaySource, factor: int) -> bool:
-        asked.append((self.id, factor))
-        return real_shrink(self, factor)
+    def show_at(self: x11._DisplaySource, width: int, height: int) -> bool:
+        asked.append((self.id, width, height))
+        return real_show_at(self, width, height)
 
     def grab(self: x11._DisplaySource) -> np.ndarray:
         frame = real_grab(self)
         shapes[self.id].add(frame.shape)
         return frame
 
-    monkeypatch.setattr(x11._DisplaySource, "shrink", shrink)
+    monkeypatch.setattr(x11._DisplaySource, "show_at", show_at)
     monkeypatch.setattr(x11._DisplaySource, "grab", grab)
     (tmp_path / "home").mkdir(mode=0o700)
     library = Taskerino.open(tmp_path / "home")
@@ -294,7 +295,7 @@ def test_a_display_shown_smaller_in_its_cell_is_grabbed_at_that_size(
         frames, _, _ = decode(full_video(library, ended))
     finally:
         library.close()
-    assert asked == [("display:1", 2)]
+    assert asked == [("display:1", 960, 540), ("display:2", 960, 540)]
     assert shapes == {"display:1": {(540, 960, 4)}, "display:2": {(720, 1280, 4)}}
     # display:1 in the left cell (0, 270)-(960, 810) at half size, display:2 in the right
     # one at 3/4 (its 720 rows fill 540 of them).
@@ -319,9 +320,9 @@ def test_a_window_source_grabs_only_when_its_window_changes(
             pixels = source._pixels  # type: ignore[attr-defined]
             real_read = pixels.read
 
-            def read(*args: object) -> np.ndarray:
+            def read(*args: object, **kwargs: object) -> np.ndarray:
                 reads.append(args)
-                return real_read(*args)  # type: ignore[no-any-return]
+                return real_read(*args, **kwargs)  # type: ignore[no-any-return]
 
             monkeypatch.setattr(pixels, "read", read)
 

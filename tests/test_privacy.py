@@ -369,7 +369,7 @@ def test_a_shrunk_display_source_blacks_out_every_pixel_an_excluded_window_went_
         masked.exclude(["keepassxc"])
         source = masked.open("display:1")
         try:
-            assert source.shrink(2) and source.size == (960, 540)
+            assert source.show_at(960, 540) and source.size == (960, 540)
 
             def expected() -> np.ndarray:
                 screen = plain.screenshot("display:1")

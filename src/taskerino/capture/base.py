@@ -62,13 +62,13 @@ class Source(abc.ABC):
         before it (outside, every pixel is the same); None when unknown: anywhere."""
         return None
 
-    def shrink(self, factor: int) -> bool:
-        """Give frames `factor` times smaller on each side from the next `grab` on (`size`
-        and `changed_box` then speak of them), each pixel the rounded mean of its
-        `factor` x `factor` block, as the compositor's INTER_AREA scaling gives. True if the
-        source does so; False (the default) if it keeps its own size, and whoever shows it
-        scales it. A display source scales straight out of the server's memory, so a
-        picture shown smaller is never copied whole."""
+    def show_at(self, width: int, height: int) -> bool:
+        """Give frames of `width` x `height` (smaller than `size`, its aspect) from the next
+        `grab` on (`size` and `changed_box` then speak of them), scaled as the compositor
+        would scale them into a cell of that size (INTER_AREA). True if the source does so;
+        False (the default) if it keeps its own size, and the compositor scales it. A source
+        that scales as it reads (straight out of the server's memory) never copies, compares
+        or queues the picture at its own size."""
         return False
 
     @property

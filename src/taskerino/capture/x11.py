@@ -522,15 +522,20 @@ class _DisplaySource(Source):
         # The excluded windows' state at the last grab: a change there (a window renamed
         # into an exclusion draws nothing) needs a whole grab though no pixel changed.
         self._epoch: int | None = None
-        self._shrink = 1  # frames are this many times smaller than the monitor (`shrink`)
+        self._shrink = 1  # frames are this many times smaller than the monitor (`show_at`)
 
     @property
     def size(self) -> tuple[int, int]:
         return self._region["width"] // self._shrink, self._region["height"] // self._shrink
 
-    def shrink(self, factor: int) -> bool:
-        width, height = self._region["width"], self._region["height"]
-        if factor < 1 or width % factor or height % factor:
+    def show_at(self, width: int, height: int) -> bool:
+        # Only a whole number of times smaller: a changed box is then scaled alone, in
+        # whole blocks, and comes out as it does in a whole grab.
+        full_w, full_h = self._region["width"], self._region["height"]
+        if width < 1 or height < 1 or full_w % width or full_h % height:
+            return False
+        factor = full_w // width
+        if full_h // height != factor:
             return False
         if factor != self._shrink:
             self._shrink = factor
@@ -672,7 +677,8 @@ def _large(box: tuple[int, int, int, int], size: tuple[int, int]) -> bool:
 
 class _WindowSource(Source):
     """A window's own pixels, read from its off-screen storage (Composite); the frame size
-    is fixed at open, a resized window is scaled into it.
+    is fixed at open (or by `show_at`), a resized window is scaled into it, straight out of
+    the server's memory.
 
     Redirection belongs to the connection that asked for it, so the source keeps its own
     Xlib connection (to redirect and name the storage) and its own XCB one to read the
@@ -691,6 +697,7 @@ class _WindowSource(Source):
         self.id = source_id
         self._backend, self._wid = backend, wid
         self._width, self._height = width, height
+        self._opened = (width, height)  # the window's size when it was opened
         self._gone = False
         self._hidden = False
         self._last: Frame | None = None
@@ -727,6 +734,25 @@ class _WindowSource(Source):
     @property
     def size(self) -> tuple[int, int]:
         return self._width, self._height
+
+    def show_at(self, width: int, height: int) -> bool:
+        if not (0 < width < self._opened[0] and 0 < height < self._opened[1]):
+            return False
+        with self._lock:
+            self._width, self._height = width, height
+            self._last = None
+        return True
+
+    def _picture(self, pixels: Frame) -> Frame:
+        """The frame made of the window's `pixels` (a view, valid during the call)."""
+        if pixels.shape[1::-1] == self.size:
+            return pixels.copy()
+        if pixels.shape[1::-1] == self._opened:
+            # Exactly what the compositor would draw into the cell of `show_at`.
+            out: Frame = np.empty((self._height, self._width, 4), np.uint8)
+            cv2.resize(pixels, self.size, dst=out, interpolation=cv2.INTER_AREA)
+            return out
+        return fit(pixels, *self.size)  # resized since: kept whole, letterboxed
 
     @property
     def gone(self) -> bool:
@@ -807,9 +833,8 @@ class _WindowSource(Source):
             hidden = self._backend._hidden_since(token)
             if hidden is not None and (hidden.everything or self._wid in hidden.windows):
                 window = black(*self.size)
-            frame = window if window.shape[1::-1] == self.size else fit(window, *self.size)
-            self._last = frame
-            return frame
+            self._last = window
+            return window
 
     def _contents(self) -> Frame | None:
         """The window's pixels, None while it is not viewable; XError once destroyed."""
@@ -825,7 +850,7 @@ class _WindowSource(Source):
             w, h, bw = geom.width, geom.height, geom.border_width
             assert self._pixels is not None
             try:
-                data = self._pixels.read(pixmap.id, bw, bw, w, h)
+                data = self._pixels.read(pixmap.id, bw, bw, w, h, then=self._picture)
             except XcbError:
                 return None  # resized between the naming and the reading: next time
             except CaptureError as e:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import mmap
 import os
+from collections.abc import Callable
 from typing import Any
 
 import cv2
@@ -51,12 +52,21 @@ class DrawableReader:
         self._buffer: mmap.mmap | None = None
         self._segment: ShmSeg | None = None
 
-    def read(self, drawable: int, x: int, y: int, width: int, height: int) -> Frame:
+    def read(
+        self,
+        drawable: int,
+        x: int,
+        y: int,
+        width: int,
+        height: int,
+        then: Callable[[Frame], Frame] | None = None,
+    ) -> Frame:
         """The pixels of a rectangle of `drawable`, height x width x 4; XcbError when the
-        server refuses (the drawable is gone or smaller than asked)."""
-        out: Frame = np.empty((height, width, 4), np.uint8)
-        self.read_into(drawable, x, y, out)
-        return out
+        server refuses (the drawable is gone or smaller than asked). With `then`, what it
+        makes of them (a smaller picture), given a view that is valid only during the call:
+        the pixels are not copied first."""
+        pixels = self._view(drawable, x, y, width, height)
+        return pixels.copy() if then is None else then(pixels)
 
     def read_into(self, drawable: int, x: int, y: int, out: Frame, shrink: int = 1) -> None:
         """Write the rectangle of `drawable` at (`x`, `y`), of `out`'s size, into `out`
@@ -68,7 +78,16 @@ class DrawableReader:
         pixel of `out` is the rounded mean of its k x k block (what the compositor's
         INTER_AREA gives): scaled straight out of the segment, the whole picture is never
         copied."""
-        height, width = out.shape[0] * shrink, out.shape[1] * shrink
+        pixels = self._view(drawable, x, y, out.shape[1] * shrink, out.shape[0] * shrink)
+        if shrink == 1:
+            np.copyto(out, pixels)
+        else:
+            size = (out.shape[1], out.shape[0])
+            cv2.resize(pixels, size, dst=out, interpolation=cv2.INTER_AREA)
+
+    def _view(self, drawable: int, x: int, y: int, width: int, height: int) -> Frame:
+        """The rectangle's pixels, as a view of the shared segment (it can be replaced or
+        closed once the view is gone: callers drop it at once) or of the reply's bytes."""
         size = width * height * 4
         if self._shm:
             try:
@@ -80,16 +99,14 @@ class DrawableReader:
                 self._shm = False
                 self._release()
             else:
-                # A temporary view: the segment can be replaced (or closed) once it is gone.
-                _put(np.frombuffer(shared, np.uint8, size).reshape(height, width, 4), out)
-                return
+                return np.frombuffer(shared, np.uint8, size).reshape(height, width, 4)
         reply = get_image(
             self._conn, ImageFormat.ZPixmap, Drawable(drawable), x, y, width, height, ALL_PLANES
         )
         data = get_image_data(reply)
         if len(data) != size:
             raise CaptureError("only windows of 24 or 32 bits a pixel can be captured")
-        _put(np.frombuffer(memoryview(data), np.uint8).reshape(height, width, 4), out)
+        return np.frombuffer(memoryview(data), np.uint8).reshape(height, width, 4)
 
     def _read_shared(
         self, drawable: int, x: int, y: int, width: int, height: int, size: int
@@ -153,11 +170,3 @@ class DrawableReader:
             self._release()
             xcb.disconnect(self._conn)
             self._conn = None
-
-
-def _put(pixels: Frame, out: Frame) -> None:
-    """`pixels` into `out`: copied, or shrunk by a whole number into it."""
-    if pixels.shape == out.shape:
-        np.copyto(out, pixels)
-    else:
-        cv2.resize(pixels, (out.shape[1], out.shape[0]), dst=out, interpolation=cv2.INTER_AREA)

@@ -35,16 +35,6 @@ def fit(src_w: int, src_h: int, slot: Rect) -> Rect:
     return x + (w - fw) // 2, y + (h - fh) // 2, fw, fh
 
 
-def whole_shrink(size: tuple[int, int], slot: Rect) -> int:
-    """k when a source of `size` is shown k times smaller on both sides in `slot` (k a
-    whole number), else 1 (shown at its size, or scaled by another ratio)."""
-    width, height = size
-    _, _, w, h = fit(width, height, slot)
-    if width % w or height % h or width // w != height // h:
-        return 1
-    return width // w
-
-
 def layout(kind: str, n: int, width: int, height: int) -> list[Rect]:
     """The slot of each source; an incomplete last grid row is centred."""
     if kind == "passthrough":

@@ -36,7 +36,7 @@ from ..capture.base import Source
 from ..errors import TaskerinoError
 from ..frame import NO_CHANGE, Box, Frame, union_box
 from ..media import ChunkedEncoder, ChunkInfo, Compositor, join_chunks, salvage_chunk
-from ..media.compositor import fit, whole_shrink
+from ..media.compositor import fit
 from ..media.encoder import DEFAULT_CRF, SHRUNK_BELOW, SHRUNK_CRF
 from ..models import Attachment, Session, SessionVideo, SessionVideoChunk, new_id, on_timeline
 from ..store.media import MediaLibrary
@@ -227,13 +227,13 @@ class VideoRecorder(Recorder):
                 fit(*source.size, slot)[2] / source.size[0]
                 for source, slot in zip(self._sources, slots, strict=True)
             )
-            # A source shown a whole number of times smaller gives its frames at that size
-            # if it can: a display scales straight out of the server's memory, without
-            # copying (and comparing, and queueing) the monitor's whole picture.
+            # A source shown smaller gives its frames at that size if it can: it scales
+            # straight out of the server's memory, and the picture at its own size is
+            # never copied, compared or queued.
             for source, slot in zip(self._sources, slots, strict=True):
-                factor = whole_shrink(source.size, slot)
-                if factor > 1:
-                    source.shrink(factor)
+                _, _, width, height = fit(*source.size, slot)
+                if width < source.size[0] and height < source.size[1]:
+                    source.show_at(width, height)
             for source in self._sources:
                 source.grab()  # fail now, before the session starts
         except Exception:
