@@ -46,6 +46,7 @@ import cv2
 import numpy as np
 
 import taskerino.capture.x11 as x11
+from bench_compositor import round_figures, summary
 from taskerino.media import Compositor
 from taskerino.models import SessionConfig
 from taskerino.sessions import StartRequest, Taskerino
@@ -103,16 +104,6 @@ while True:
 """
 
 
-def summary(ms: list[float]) -> dict[str, float]:
-    a = np.array(ms) if ms else np.zeros(1)
-    return {
-        "n": len(ms),
-        "median_ms": float(np.median(a)),
-        "p99_ms": float(np.percentile(a, 99)),
-        "mean_ms": float(a.mean()),
-    }
-
-
 def cpu_seconds(pid: int) -> float:
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
@@ -153,12 +144,7 @@ def record_round(
     library.end(session.id)
     usage1 = os.times()
     return {
-        "load_1min_before": load,
-        "seconds": wall,
-        "frames_captured": final.frames_captured,
-        "frames_processed": final.frames_processed,
-        "frames_dropped": final.frames_dropped,
-        "drop_rate": final.drop_rate,
+        **round_figures(load, wall, final),
         # The end (joining chunks) is in the recorder's figure too, the same in both.
         "recorder_cpu_s": (usage1.user + usage1.system) - (usage0.user + usage0.system),
         **{f"{name}_cpu_s": others1[name] - others0[name] for name in pids},

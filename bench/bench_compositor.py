@@ -63,7 +63,7 @@ import taskerino.recording.video as video_mod
 from taskerino.capture.synthetic import TestPatternSource
 from taskerino.frame import NO_CHANGE, Box, Frame
 from taskerino.media import Compositor
-from taskerino.models import SessionConfig
+from taskerino.models import RecordingStats, SessionConfig
 from taskerino.sessions import StartRequest, Taskerino
 
 RESULTS = Path(__file__).parent / "results"
@@ -380,14 +380,21 @@ def record_round(
         manager.end(session.id)
         usage1 = os.times()
     return {
+        **round_figures(load, wall, final),
+        "process_cpu_s": (usage1.user + usage1.system) - (usage0.user + usage0.system),
+        "compositions": len(times),
+    }
+
+
+def round_figures(load: float, wall: float, final: RecordingStats) -> dict[str, Any]:
+    """What a pipeline round reports of the recording's own stats."""
+    return {
         "load_1min_before": load,
         "seconds": wall,
         "frames_captured": final.frames_captured,
         "frames_processed": final.frames_processed,
         "frames_dropped": final.frames_dropped,
         "drop_rate": final.drop_rate,
-        "process_cpu_s": (usage1.user + usage1.system) - (usage0.user + usage0.system),
-        "compositions": len(times),
     }
 
 
