@@ -365,6 +365,7 @@ def test_a_window_source_grabs_only_when_its_window_changes(
                 closing = source
         wait_for_change("closing the window")
         assert closing.gone
+        assert not closing.changed()  # gone: its last picture stands, nothing to read
         closing.close()
     finally:
         backend.close()

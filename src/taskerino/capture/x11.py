@@ -776,7 +776,9 @@ class _WindowSource(Source):
 
     def changed(self) -> bool:
         with self._lock:
-            if self._gone or self._last is None or self._listening is False:
+            if self._gone:
+                return self._last is None  # its last picture stands for good
+            if self._last is None or self._listening is False:
                 return True
             try:
                 if self._backend._exclusion_epoch() != self._epoch:
