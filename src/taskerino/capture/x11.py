@@ -32,7 +32,7 @@ from Xlib.protocol import request
 from Xlib.xobject.drawable import Window
 
 from ..errors import CaptureError, InvalidInput
-from ..frame import NO_CHANGE, Box, Frame, union_box
+from ..frame import NO_CHANGE, Box, Frame, cell_part, union_box
 from ..rules import EXCLUDED_TITLE, exclusion_matcher
 from .base import CaptureBackend, DisplayInfo, Source, WindowInfo
 from .damage import CAPTURE_MODE_ENV, ChangeListener, DamageWatch
@@ -578,11 +578,11 @@ class _DisplaySource(Source):
             frame = self._backend.grab_region(self._region, shrink=k)
             self._box = None
         else:
-            # Out to whole k x k blocks: a block is scaled alone, so the part comes out
-            # exactly as it does in a whole shrunk grab.
-            x0, y0 = box[0] // k * k, box[1] // k * k
-            x1, y1 = -(-(box[0] + box[2]) // k) * k, -(-(box[1] + box[3]) // k) * k
-            part = (x0 // k, y0 // k, (x1 - x0) // k, (y1 - y0) // k)
+            # Out to whole k x k blocks, as the compositor draws a part of a shrunk cell:
+            # a block is scaled alone, so the part comes out as in a whole shrunk grab.
+            found = cell_part(box, monitor, (0, 0, *self.size))
+            assert found is not None  # `show_at` takes only whole numbers
+            part, (x0, y0, w0, h0) = found
             # Not the last frame itself: the caller still holds (and compares against) it.
             frame = self._unheld_copy(last, part)
             x, y, w, h = part
@@ -590,8 +590,8 @@ class _DisplaySource(Source):
                 {
                     "left": self._region["left"] + x0,
                     "top": self._region["top"] + y0,
-                    "width": x1 - x0,
-                    "height": y1 - y0,
+                    "width": w0,
+                    "height": h0,
                 },
                 into=frame[y : y + h, x : x + w],
                 shrink=k,
@@ -817,7 +817,8 @@ class _WindowSource(Source):
             if self._gone:
                 return self._previous()
             token = self._backend._hidden_token()
-            self._epoch = self._backend._exclusion_epoch()
+            # The exclusions' state as `_exclusion_epoch` tells it, without asking again.
+            self._epoch = token if self._backend._masking else None
             try:
                 if self._listening:
                     # Cleared before the read: whatever is drawn after it is reported anew.

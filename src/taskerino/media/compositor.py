@@ -20,7 +20,7 @@ import cv2
 import numpy as np
 
 from taskerino.errors import InvalidInput
-from taskerino.frame import NO_CHANGE, Box, Frame, union_box
+from taskerino.frame import NO_CHANGE, Box, Frame, cell_part, union_box
 from taskerino.rules import check_compositor, check_size
 
 Rect = tuple[int, int, int, int]  # x, y, w, h
@@ -49,27 +49,6 @@ def layout(kind: str, n: int, width: int, height: int) -> list[Rect]:
         x0 = (width - in_row * cw) // 2  # centres a short last row, 0 for a full one
         slots.append((x0 + col * cw, row * ch, cw, ch))
     return slots
-
-
-def cell_part(box: Box, size: tuple[int, int], cell: Rect) -> tuple[Rect, Box] | None:
-    """The part of `cell` (output pixels) that shows the source's `box`, and the part of
-    the source frame (of `size`) drawn into it; None when the cell does not map whole
-    source pixels to whole output pixels (drawing a part there would not match drawing
-    it all). A 2x2 block of a halved source is averaged alone, so a part of it starting
-    on an even pixel scales to exactly what it is in the whole cell.
-    """
-    (fw, fh), (x, y, w, h) = size, cell
-    if fw % w or fh % h:
-        return None  # an upscale, or a ratio that is not a whole number
-    kx, ky = fw // w, fh // h
-    bx0, by0 = max(0, box[0]), max(0, box[1])
-    bx1, by1 = min(fw, box[0] + box[2]), min(fh, box[1] + box[3])
-    if bx1 <= bx0 or by1 <= by0:
-        return (x, y, 0, 0), (0, 0, 0, 0)
-    sx0, sy0 = bx0 // kx * kx, by0 // ky * ky  # out to the edges of whole blocks
-    sx1, sy1 = -(-bx1 // kx) * kx, -(-by1 // ky) * ky
-    part = (x + sx0 // kx, y + sy0 // ky, (sx1 - sx0) // kx, (sy1 - sy0) // ky)
-    return part, (sx0, sy0, sx1 - sx0, sy1 - sy0)
 
 
 # What a buffer's slot shows: the picture's rectangle (None: nothing) and the serial of the

@@ -222,16 +222,13 @@ class VideoRecorder(Recorder):
         try:
             for source_id in self.source_ids:
                 self._sources.append(self._open(source_id))
+            cells = [fit(*s.size, slot) for s, slot in zip(self._sources, slots, strict=True)]
             # Text shrunk to fit the picture needs a finer quantiser to stay legible.
-            scale = min(
-                fit(*source.size, slot)[2] / source.size[0]
-                for source, slot in zip(self._sources, slots, strict=True)
-            )
+            scale = min(c[2] / s.size[0] for s, c in zip(self._sources, cells, strict=True))
             # A source shown smaller gives its frames at that size if it can: it scales
             # straight out of the server's memory, and the picture at its own size is
             # never copied, compared or queued.
-            for source, slot in zip(self._sources, slots, strict=True):
-                _, _, width, height = fit(*source.size, slot)
+            for source, (_, _, width, height) in zip(self._sources, cells, strict=True):
                 if width < source.size[0] and height < source.size[1]:
                     source.show_at(width, height)
             for source in self._sources:
